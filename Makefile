@@ -1,0 +1,34 @@
+# bakemon: two commands do all the set-up.
+#   make demo   install into .venv and run the demo (embedded broker + simulated traffic)
+#   make test   install into .venv and run the whole suite (ruff, mypy, pytest)
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/bakemon demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check monitor detectors tests benchmarks
+	$(VENV)/bin/ruff format --check monitor detectors tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: $(STAMP) lint typecheck
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/detection.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,22 @@
+"""bakemon's statistics: mergeable summaries and anytime-valid sequential tests (no I/O)."""
+
+from __future__ import annotations
+
+from detectors.base import Assessment, Detector, Finding
+from detectors.drift import DriftEvent, DriftMonitor
+from detectors.error_rate import ErrorRateTest
+from detectors.latency import LatencyTest
+from detectors.rate_ratio import RateRatioTest
+from detectors.summary import CohortSummary
+
+__all__ = [
+    "Assessment",
+    "CohortSummary",
+    "Detector",
+    "DriftEvent",
+    "DriftMonitor",
+    "ErrorRateTest",
+    "Finding",
+    "LatencyTest",
+    "RateRatioTest",
+]

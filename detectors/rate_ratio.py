@@ -1,0 +1,490 @@
+"""Anytime-valid test of the canary/baseline rate ratio of bad events (errors, slow requests).
+
+Model (STATISTICS.md §1): each cohort's bad events arrive at a per-request rate, the canary's
+being ``e^θ`` times the baseline's. Given the ``x_i`` bad events of increment ``i`` the canary's
+share is ``Binomial(x_i, ρ_i(θ))`` with ``ρ_i(θ) = e^θ n_c,i / (e^θ n_c,i + n_b,i)``, so the
+baseline's rate drops out and traffic shares may change between increments. The conditional
+log-likelihood ``ℓ_t(θ)`` is kept on a fixed grid of θ.
+
+Three mixtures of likelihood ratios are read off ``ℓ_t``:
+
+* HALT gate: weights on ``θ > θ_h = log(1 + halt_margin)`` (half-normal), against ``θ_h``.
+  Under any ``θ <= θ_h`` it is a non-negative supermartingale (monotone likelihood ratio), so
+  ``P(ever >= 1/alpha) <= alpha``: a false HALT has probability at most ``alpha``.
+* PROMOTE gate: weights on ``θ < θ_tol = log(1 + tol)`` (normal around 0, truncated), against
+  ``θ_tol``: promoting a canary whose ratio is ``>= 1 + tol`` has probability at most
+  ``alpha_promote``.
+* A two-sided normal mixture, whose level sets give the confidence sequence reported as
+  ``ratio_bounds``.
+
+For rare events an absolute tolerance can also promote: the canary's excess rate is bounded
+with time-uniform beta-binomial bounds on each cohort's rate (see ``abs_tol``).
+
+The grid contains ``θ_h`` and ``θ_tol`` exactly, so the gates are evaluated without
+interpolation. A HALT is sticky (stopping at the first crossing is what the guarantee covers);
+a PROMOTE reflects the current evidence, so a regression that starts mid-bake can undo it.
+
+>>> t = RateRatioTest(alpha=0.01)
+>>> for _ in range(60):
+...     t.update(x_c=4, n_c=100, x_b=1, n_b=100)
+>>> t.assess().finding.value
+'REGRESSION'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from detectors.base import Finding
+from detectors.binomial_bound import beta_binomial_upper
+
+__all__ = ["RateRatioAssessment", "RateRatioTest", "Trace"]
+
+FloatArray = npt.NDArray[np.float64]
+
+STATE_VERSION = 1
+# Prior scales (standard deviations of the mixing normals on θ), tuned with
+# benchmarks/detection.py: HALT detects a 2x error rate near the fixed-horizon z-test's sample
+# size; PROMOTE concludes an A/A bake at tolerance 1.2 well inside the 60k budget.
+DEFAULT_HALT_PRIOR_SCALE = math.log(2.0)
+DEFAULT_PROMOTE_PRIOR_SCALE = 0.1
+DEFAULT_CS_PRIOR_SCALE = math.log(1.5)
+_LOG_E_CAP = 700.0  # exp() of more overflows a float; such e-values are reported as exp(700)
+_CHUNK_INCREMENTS = 2048
+# With abs_tol, each of the two rate bounds gets this share of alpha_promote, the ratio path the
+# rest: the ratio path decides common events, so it keeps most of the budget.
+_ABS_PATH_SHARE = 0.125
+
+
+def _logsumexp(a: FloatArray, axis: int = -1) -> FloatArray:
+    m = np.max(a, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    out: FloatArray = np.log(np.sum(np.exp(a - m), axis=axis)) + np.squeeze(m, axis=axis)
+    return out
+
+
+def _log_weights(
+    theta: FloatArray, center: float, scale: float, mask: npt.NDArray[np.bool_]
+) -> FloatArray:
+    """Log prior weights: a normal density times trapezoid widths, normalised over ``mask``."""
+    widths = np.empty_like(theta)
+    widths[1:-1] = 0.5 * (theta[2:] - theta[:-2])
+    widths[0] = 0.5 * (theta[1] - theta[0])
+    widths[-1] = 0.5 * (theta[-1] - theta[-2])
+    logw = -0.5 * ((theta - center) / scale) ** 2 + np.log(widths)
+    logw = np.where(mask, logw, -np.inf)
+    return logw - _logsumexp(logw)
+
+
+def increment_loglik(
+    theta: FloatArray,
+    x_c: npt.ArrayLike,
+    n_c: npt.ArrayLike,
+    x_b: npt.ArrayLike,
+    n_b: npt.ArrayLike,
+) -> FloatArray:
+    """Conditional log-likelihood of each increment (rows) at each grid point (columns).
+
+    Increments where either cohort has no requests carry no information and give zero rows.
+    """
+    xc = np.atleast_1d(np.asarray(x_c, dtype=np.float64))[:, None]
+    xb = np.atleast_1d(np.asarray(x_b, dtype=np.float64))[:, None]
+    nc = np.atleast_1d(np.asarray(n_c, dtype=np.float64))[:, None]
+    nb = np.atleast_1d(np.asarray(n_b, dtype=np.float64))[:, None]
+    informative = (nc > 0) & (nb > 0) & (xc + xb > 0)
+    with np.errstate(divide="ignore"):
+        a = theta[None, :] + np.log(np.where(informative, nc, 1.0))
+        b = np.log(np.where(informative, nb, 1.0))
+    log_denominator = np.logaddexp(a, b)
+    ll = xc * (a - log_denominator) + xb * (b - log_denominator)
+    out: FloatArray = np.where(informative, ll, 0.0)
+    return out
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Per-increment gate statistics from :meth:`RateRatioTest.update_many` (ratio path only)."""
+
+    log_e_halt: FloatArray
+    log_e_promote: FloatArray
+
+
+@dataclass(frozen=True)
+class RateRatioAssessment:
+    """What :meth:`RateRatioTest.assess` reports (ratios are canary / baseline)."""
+
+    finding: Finding
+    estimate: float | None
+    lower: float
+    upper: float
+    log_e_halt: float
+    log_e_promote: float
+    canary_events: int
+    canary_requests: int
+    baseline_events: int
+    baseline_requests: int
+    promote_path: str | None
+    requests_to_decision: int | None
+
+    @property
+    def e_halt(self) -> float:
+        return math.exp(min(self.log_e_halt, _LOG_E_CAP))
+
+    @property
+    def e_promote(self) -> float:
+        return math.exp(min(self.log_e_promote, _LOG_E_CAP))
+
+
+class RateRatioTest:
+    """Sequential test of the log rate ratio θ of bad events, canary vs baseline.
+
+    Parameters
+    ----------
+    alpha
+        Bound on the probability of a false REGRESSION (HALT) at any time.
+    alpha_promote
+        Bound on the probability of NON_INFERIOR while the true ratio is ``>= 1 + tol``
+        (defaults to ``alpha``).
+    tol
+        Relative tolerance: NON_INFERIOR means the ratio is shown to be below ``1 + tol``.
+    halt_margin
+        REGRESSION means the ratio is shown to be above ``1 + halt_margin``.
+    abs_tol
+        Optional absolute tolerance on the canary's excess rate ``p_c - p_b`` (for rare events,
+        where the ratio bound never gets tight): NON_INFERIOR also when the canary's upper rate
+        bound minus the baseline's lower rate bound is below it. When set, ``alpha_promote`` is
+        split: three quarters for the ratio path, an eighth for each rate bound.
+    halt_prior_scale, promote_prior_scale, cs_prior_scale
+        Standard deviations of the mixing normals on θ.
+    grid_limit, grid_step
+        The θ grid spans ``[-grid_limit, grid_limit]`` in steps of ``grid_step``.
+    """
+
+    def __init__(
+        self,
+        alpha: float = 0.01,
+        *,
+        alpha_promote: float | None = None,
+        tol: float = 0.2,
+        halt_margin: float = 0.0,
+        abs_tol: float | None = None,
+        halt_prior_scale: float = DEFAULT_HALT_PRIOR_SCALE,
+        promote_prior_scale: float = DEFAULT_PROMOTE_PRIOR_SCALE,
+        cs_prior_scale: float = DEFAULT_CS_PRIOR_SCALE,
+        grid_limit: float = 4.0,
+        grid_step: float = 0.01,
+    ) -> None:
+        if not 0.0 < alpha < 1.0:
+            msg = f"alpha must be in (0, 1), got {alpha}"
+            raise ValueError(msg)
+        if alpha_promote is not None and not 0.0 < alpha_promote < 1.0:
+            msg = f"alpha_promote must be in (0, 1), got {alpha_promote}"
+            raise ValueError(msg)
+        if not 0.0 <= tol < math.expm1(grid_limit):
+            msg = f"tol must be in [0, {math.expm1(grid_limit):.1f}), got {tol}"
+            raise ValueError(msg)
+        if not 0.0 <= halt_margin < math.expm1(grid_limit):
+            msg = f"halt_margin must be in [0, {math.expm1(grid_limit):.1f}), got {halt_margin}"
+            raise ValueError(msg)
+        if abs_tol is not None and not 0.0 < abs_tol < 1.0:
+            msg = f"abs_tol must be in (0, 1), got {abs_tol}"
+            raise ValueError(msg)
+        for name, value in (
+            ("halt_prior_scale", halt_prior_scale),
+            ("promote_prior_scale", promote_prior_scale),
+            ("cs_prior_scale", cs_prior_scale),
+            ("grid_step", grid_step),
+        ):
+            if not value > 0.0:
+                msg = f"{name} must be > 0, got {value}"
+                raise ValueError(msg)
+        if not 1.0 <= grid_limit <= 10.0:
+            msg = f"grid_limit must be in [1, 10], got {grid_limit}"
+            raise ValueError(msg)
+        self.alpha = alpha
+        self.alpha_promote = alpha if alpha_promote is None else alpha_promote
+        self.tol = tol
+        self.halt_margin = halt_margin
+        self.abs_tol = abs_tol
+        self.halt_prior_scale = halt_prior_scale
+        self.promote_prior_scale = promote_prior_scale
+        self.cs_prior_scale = cs_prior_scale
+        self.grid_limit = grid_limit
+        self.grid_step = grid_step
+        self._build_grid()
+        self._reset()
+
+    # -- construction ----------------------------------------------------------------------
+    def _build_grid(self) -> None:
+        self._theta_halt = math.log1p(self.halt_margin)
+        self._theta_tol = math.log1p(self.tol)
+        n = round(self.grid_limit / self.grid_step)
+        base = np.linspace(-self.grid_limit, self.grid_limit, 2 * n + 1)
+        theta = np.unique(np.concatenate([base, [self._theta_halt, self._theta_tol]]))
+        # Drop grid points within 1e-9 of another one (the gate points may sit on the grid).
+        theta = theta[np.concatenate([[True], np.diff(theta) > 1e-9])]
+        self._theta: FloatArray = theta
+        self._i_halt = int(np.argmin(np.abs(theta - self._theta_halt)))
+        self._i_tol = int(np.argmin(np.abs(theta - self._theta_tol)))
+        self._logw_halt = _log_weights(
+            theta, self._theta_halt, self.halt_prior_scale, theta > self._theta_halt
+        )
+        self._logw_promote = _log_weights(
+            theta, 0.0, self.promote_prior_scale, theta < self._theta_tol
+        )
+        self._logw_cs = _log_weights(
+            theta, 0.0, self.cs_prior_scale, np.ones_like(theta, dtype=bool)
+        )
+        if self.abs_tol is None:
+            self._alpha_ratio_path = self.alpha_promote
+        else:
+            self._alpha_ratio_path = self.alpha_promote * (1.0 - 2.0 * _ABS_PATH_SHARE)
+
+    def _reset(self) -> None:
+        self._loglik: FloatArray = np.zeros_like(self._theta)
+        self._x_c = 0
+        self._n_c = 0
+        self._x_b = 0
+        self._n_b = 0
+        self._halted = False
+        self._increments = 0
+        self._informative = 0
+
+    @property
+    def theta(self) -> FloatArray:
+        """The θ grid (read-only view)."""
+        v = self._theta.view()
+        v.flags.writeable = False
+        return v
+
+    @property
+    def halted(self) -> bool:
+        """True once the HALT gate has fired (sticky)."""
+        return self._halted
+
+    # -- updates ---------------------------------------------------------------------------
+    def _check_counts(self, x_c: int, n_c: int, x_b: int, n_b: int) -> None:
+        if min(x_c, n_c, x_b, n_b) < 0 or x_c > n_c or x_b > n_b:
+            msg = f"need 0 <= events <= requests, got x_c={x_c}, n_c={n_c}, x_b={x_b}, n_b={n_b}"
+            raise ValueError(msg)
+
+    def _log_e(self, loglik: FloatArray) -> tuple[FloatArray, FloatArray]:
+        loglik2 = np.atleast_2d(loglik)
+        log_e_halt = _logsumexp(loglik2 + self._logw_halt) - loglik2[:, self._i_halt]
+        log_e_promote = _logsumexp(loglik2 + self._logw_promote) - loglik2[:, self._i_tol]
+        return log_e_halt, log_e_promote
+
+    def update(self, x_c: int, n_c: int, x_b: int, n_b: int) -> None:
+        """Fold one increment: ``x`` bad events out of ``n`` requests per cohort."""
+        self._check_counts(x_c, n_c, x_b, n_b)
+        self._loglik = self._loglik + increment_loglik(self._theta, x_c, n_c, x_b, n_b)[0]
+        self._x_c += int(x_c)
+        self._n_c += int(n_c)
+        self._x_b += int(x_b)
+        self._n_b += int(n_b)
+        self._increments += 1
+        self._informative += int(n_c > 0 and n_b > 0 and x_c + x_b > 0)
+        if not self._halted:
+            log_e_halt, _ = self._log_e(self._loglik)
+            self._halted = bool(log_e_halt[0] >= math.log(1.0 / self.alpha))
+
+    def update_many(
+        self,
+        x_c: npt.ArrayLike,
+        n_c: npt.ArrayLike,
+        x_b: npt.ArrayLike,
+        n_b: npt.ArrayLike,
+    ) -> Trace:
+        """Fold a sequence of increments at once (vectorised); the same as calling
+        :meth:`update` for each, and returns the gates' log e-values after every increment.
+        """
+        xc, nc, xb, nb = (
+            np.atleast_1d(np.asarray(v, dtype=np.int64)) for v in (x_c, n_c, x_b, n_b)
+        )
+        if not xc.shape == nc.shape == xb.shape == nb.shape or xc.ndim != 1:
+            msg = "x_c, n_c, x_b and n_b must be 1-d arrays of one length"
+            raise ValueError(msg)
+        if xc.size and (min(xc.min(), xb.min()) < 0 or np.any(xc > nc) or np.any(xb > nb)):
+            msg = "need 0 <= events <= requests in every increment"
+            raise ValueError(msg)
+        halts: list[FloatArray] = []
+        promotes: list[FloatArray] = []
+        for start in range(0, xc.size, _CHUNK_INCREMENTS):
+            sl = slice(start, start + _CHUNK_INCREMENTS)
+            rows = increment_loglik(self._theta, xc[sl], nc[sl], xb[sl], nb[sl])
+            cum = np.cumsum(rows, axis=0) + self._loglik
+            log_e_halt, log_e_promote = self._log_e(cum)
+            halts.append(log_e_halt)
+            promotes.append(log_e_promote)
+            self._loglik = cum[-1].copy()
+        self._x_c += int(xc.sum())
+        self._n_c += int(nc.sum())
+        self._x_b += int(xb.sum())
+        self._n_b += int(nb.sum())
+        self._increments += int(xc.size)
+        self._informative += int(np.count_nonzero((nc > 0) & (nb > 0) & (xc + xb > 0)))
+        trace = Trace(
+            np.concatenate(halts) if halts else np.zeros(0),
+            np.concatenate(promotes) if promotes else np.zeros(0),
+        )
+        if not self._halted and trace.log_e_halt.size:
+            self._halted = bool(np.any(trace.log_e_halt >= math.log(1.0 / self.alpha)))
+        return trace
+
+    # -- read-outs -------------------------------------------------------------------------
+    def log_e_values(self) -> tuple[float, float]:
+        """Current log e-values of the HALT and PROMOTE (ratio path) gates."""
+        log_e_halt, log_e_promote = self._log_e(self._loglik)
+        return float(log_e_halt[0]), float(log_e_promote[0])
+
+    def _bounds(self, alpha: float) -> tuple[float, float]:
+        """Confidence-sequence bounds on θ at level ``alpha`` (grid-conservative)."""
+        ll = self._loglik
+        m = float(_logsumexp(ll + self._logw_cs))
+        inside = np.flatnonzero(ll > m - math.log(1.0 / alpha))
+        first, last = int(inside[0]), int(inside[-1])
+        lower = float(self._theta[first - 1]) if first > 0 else -math.inf
+        upper = float(self._theta[last + 1]) if last + 1 < self._theta.size else math.inf
+        return lower, upper
+
+    def _estimate(self) -> float | None:
+        """Maximum-likelihood θ (grid argmax refined by a parabola), None without events."""
+        if not self._informative:
+            return None
+        ll = self._loglik
+        i = int(np.argmax(ll))
+        if 0 < i < ll.size - 1:
+            y0, y1, y2 = float(ll[i - 1]), float(ll[i]), float(ll[i + 1])
+            h0, h2 = (
+                float(self._theta[i] - self._theta[i - 1]),
+                float(self._theta[i + 1] - self._theta[i]),
+            )
+            denom = y0 * h2 + y2 * h0 - y1 * (h0 + h2)
+            if denom < 0 and math.isclose(h0, h2):
+                return float(self._theta[i] + 0.5 * h0 * h0 * (y0 - y2) / denom)
+        if i in (0, ll.size - 1) and self._x_b and self._x_c:
+            return math.log((self._x_c / self._n_c) / (self._x_b / self._n_b))
+        return float(self._theta[i])
+
+    def _absolute_path(self) -> bool:
+        """Canary's excess rate shown below ``abs_tol``: upper bound of the canary's rate minus
+        lower bound of the baseline's, each time-uniform at ``alpha_promote / 8``."""
+        if self.abs_tol is None or self._n_b == 0 or self._n_c == 0:
+            return False
+        a = self.alpha_promote * _ABS_PATH_SHARE
+        p_c_upper = beta_binomial_upper(self._x_c, self._n_c, a)
+        p_b_lower = 1.0 - beta_binomial_upper(self._n_b - self._x_b, self._n_b, a)
+        return p_c_upper - p_b_lower < self.abs_tol
+
+    def _requests_to_decision(
+        self, theta_hat: float | None, log_e_halt: float, log_e_promote: float
+    ) -> int | None:
+        """Project further canary requests until a gate fires if the estimate stays put."""
+        if theta_hat is None or self._n_c == 0:
+            return None
+        ll_hat = float(np.max(self._loglik))
+        needs: list[float] = []
+        for log_e, i_null, alpha in (
+            (log_e_halt, self._i_halt, self.alpha),
+            (log_e_promote, self._i_tol, self._alpha_ratio_path),
+        ):
+            drift = ll_hat - float(self._loglik[i_null])  # grows ~ linearly in requests
+            target = math.log(1.0 / alpha)
+            penalty = max(drift - log_e, 0.0)
+            on_side = (
+                (theta_hat > self._theta_halt)
+                if i_null == self._i_halt
+                else (theta_hat < self._theta_tol)
+            )
+            if on_side and drift > 1e-9:
+                needs.append(self._n_c * max((target + penalty) / drift - 1.0, 0.0))
+        if not needs:
+            return None
+        return math.ceil(min(needs))
+
+    def assess(self) -> RateRatioAssessment:
+        """Current finding with estimate, confidence-sequence bounds and e-values."""
+        log_e_halt, log_e_promote = self.log_e_values()
+        theta_hat = self._estimate()
+        lo, hi = self._bounds(self._alpha_ratio_path)
+        promote_path: str | None = None
+        if log_e_promote >= math.log(1.0 / self._alpha_ratio_path):
+            promote_path = "ratio"
+        elif self._absolute_path():
+            promote_path = "absolute"
+        if self._halted:
+            finding = Finding.REGRESSION
+        elif promote_path is not None:
+            finding = Finding.NON_INFERIOR
+        else:
+            finding = Finding.UNDECIDED
+        return RateRatioAssessment(
+            finding=finding,
+            estimate=None if theta_hat is None else math.exp(theta_hat),
+            lower=math.exp(lo),
+            upper=math.exp(min(hi, _LOG_E_CAP)),
+            log_e_halt=log_e_halt,
+            log_e_promote=log_e_promote,
+            canary_events=self._x_c,
+            canary_requests=self._n_c,
+            baseline_events=self._x_b,
+            baseline_requests=self._n_b,
+            promote_path=promote_path,
+            requests_to_decision=(
+                0
+                if finding is not Finding.UNDECIDED
+                else self._requests_to_decision(theta_hat, log_e_halt, log_e_promote)
+            ),
+        )
+
+    # -- state -----------------------------------------------------------------------------
+    def params(self) -> dict[str, Any]:
+        """Constructor arguments (JSON-able)."""
+        return {
+            "alpha": self.alpha,
+            "alpha_promote": self.alpha_promote,
+            "tol": self.tol,
+            "halt_margin": self.halt_margin,
+            "abs_tol": self.abs_tol,
+            "halt_prior_scale": self.halt_prior_scale,
+            "promote_prior_scale": self.promote_prior_scale,
+            "cs_prior_scale": self.cs_prior_scale,
+            "grid_limit": self.grid_limit,
+            "grid_step": self.grid_step,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state; :meth:`from_state` rebuilds an identical test."""
+        return {
+            "v": STATE_VERSION,
+            "params": self.params(),
+            "loglik": self._loglik.tolist(),
+            "counts": [self._x_c, self._n_c, self._x_b, self._n_b],
+            "halted": self._halted,
+            "increments": self._increments,
+            "informative": self._informative,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> RateRatioTest:
+        """Rebuild a test from :meth:`state_dict` output; ValueError on a bad document."""
+        if state.get("v") != STATE_VERSION:
+            msg = f"unsupported rate-ratio state version {state.get('v')!r}"
+            raise ValueError(msg)
+        test = cls(**dict(state["params"]))
+        loglik = np.asarray(state["loglik"], dtype=np.float64)
+        if loglik.shape != test._theta.shape:
+            msg = f"rate-ratio state has {loglik.size} grid values, expected {test._theta.size}"
+            raise ValueError(msg)
+        test._loglik = loglik
+        test._x_c, test._n_c, test._x_b, test._n_b = (int(v) for v in state["counts"])
+        test._halted = bool(state["halted"])
+        test._increments = int(state["increments"])
+        test._informative = int(state["informative"])
+        return test

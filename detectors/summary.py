@@ -1,0 +1,272 @@
+"""Mergeable per-cohort summaries: request and error counts plus a log-bucket latency histogram.
+
+The histogram uses the DDSketch mapping (Masson, Rim & Lee, VLDB 2019) with relative accuracy
+``RELATIVE_ACCURACY`` = 1 %: bucket ``k`` holds latencies in ``(γ^(k-1), γ^k]`` with
+``γ = (1 + ε) / (1 - ε)``, and reporting ``2γ^k / (γ + 1)`` for a bucket is within ε of every
+value in it. The bucket array is dense and fixed (10 µs … 1 h plus an under- and an overflow
+bucket), so merging two summaries is element-wise addition and is exact, subtraction gives the
+increment between two cumulative summaries, and "requests slower than a bucket edge" is an exact
+count.
+
+>>> import numpy as np
+>>> s = CohortSummary()
+>>> s.update(np.array([0.010, 0.020, 0.030, 1.5]), np.array([False, False, True, False]))
+>>> s.requests, s.errors
+(4, 1)
+>>> round(s.quantile(0.5), 4)
+0.02
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "MAX_LATENCY_S",
+    "MIN_LATENCY_S",
+    "NUM_BUCKETS",
+    "RELATIVE_ACCURACY",
+    "SUMMARY_FORMAT_VERSION",
+    "CohortSummary",
+    "bucket_index",
+    "bucket_upper_edge_s",
+    "bucket_value_s",
+]
+
+RELATIVE_ACCURACY = 0.01
+GAMMA = (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+_LOG_GAMMA = math.log(GAMMA)
+MIN_LATENCY_S = 1e-5
+MAX_LATENCY_S = 3600.0
+_KEY_MIN = math.ceil(math.log(MIN_LATENCY_S) / _LOG_GAMMA)
+_KEY_MAX = math.ceil(math.log(MAX_LATENCY_S) / _LOG_GAMMA)
+# index 0 = underflow (<= γ^(KEY_MIN-1)), 1..K = keys KEY_MIN..KEY_MAX, K+1 = overflow.
+NUM_BUCKETS = _KEY_MAX - _KEY_MIN + 3
+SUMMARY_FORMAT_VERSION = 1
+# Segment dimensions (zone, route, host) keep at most this many distinct values; the rest are
+# folded into OTHER_SEGMENT so a summary stays O(buckets) whatever the traffic.
+MAX_SEGMENT_VALUES = 256
+OTHER_SEGMENT = "__other__"
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+def bucket_index(latency_s: npt.ArrayLike) -> IntArray:
+    """Map latencies in seconds to histogram bucket indices (vectorised)."""
+    x = np.asarray(latency_s, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        keys = np.ceil(np.log(x) / _LOG_GAMMA)
+    keys = np.nan_to_num(keys, nan=_KEY_MIN - 1, neginf=_KEY_MIN - 1, posinf=_KEY_MAX + 1)
+    idx = np.clip(keys - (_KEY_MIN - 1), 0, NUM_BUCKETS - 1)
+    return idx.astype(np.int64)
+
+
+def bucket_upper_edge_s(index: int) -> float:
+    """Upper edge of bucket ``index``: every latency in it is ``<=`` this value."""
+    if index >= NUM_BUCKETS - 1:
+        return math.inf
+    return float(GAMMA ** (index + _KEY_MIN - 1))
+
+
+def bucket_value_s(index: int) -> float:
+    """Representative latency of bucket ``index`` (within ``RELATIVE_ACCURACY`` of its contents)."""
+    if index <= 0:
+        return MIN_LATENCY_S
+    if index >= NUM_BUCKETS - 1:
+        return MAX_LATENCY_S
+    return float(2.0 * GAMMA ** (index + _KEY_MIN - 1) / (GAMMA + 1.0))
+
+
+class CohortSummary:
+    """Request count, error count and latency histogram of one cohort; merge is addition.
+
+    Parameters
+    ----------
+    requests, errors
+        Initial counts (normally 0).
+    hist
+        Initial bucket counts, length ``NUM_BUCKETS`` (copied).
+    segments
+        Optional per-dimension value counts, e.g. ``{"zone": {"eu-west-1a": 12}}``.
+    """
+
+    __slots__ = ("errors", "hist", "requests", "segments")
+
+    def __init__(
+        self,
+        requests: int = 0,
+        errors: int = 0,
+        hist: npt.ArrayLike | None = None,
+        segments: Mapping[str, Mapping[str, int]] | None = None,
+    ) -> None:
+        if requests < 0 or errors < 0:
+            msg = f"counts must be >= 0, got requests={requests}, errors={errors}"
+            raise ValueError(msg)
+        if errors > requests:
+            msg = f"errors must be <= requests, got errors={errors} > requests={requests}"
+            raise ValueError(msg)
+        self.requests = int(requests)
+        self.errors = int(errors)
+        if hist is None:
+            self.hist: IntArray = np.zeros(NUM_BUCKETS, dtype=np.int64)
+        else:
+            h = np.array(hist, dtype=np.int64)
+            if h.shape != (NUM_BUCKETS,):
+                msg = f"hist must have shape ({NUM_BUCKETS},), got {h.shape}"
+                raise ValueError(msg)
+            self.hist = h
+        self.segments: dict[str, dict[str, int]] = {
+            dim: dict(vals) for dim, vals in (segments or {}).items()
+        }
+
+    # -- updates ---------------------------------------------------------------------------
+    def update(
+        self,
+        latency_s: npt.ArrayLike,
+        error: npt.ArrayLike,
+        segments: Mapping[str, npt.ArrayLike] | None = None,
+    ) -> None:
+        """Add a batch of requests given as arrays of latencies (seconds) and error flags."""
+        lat = np.asarray(latency_s, dtype=np.float64)
+        err = np.asarray(error, dtype=bool)
+        if lat.shape != err.shape:
+            msg = f"latency_s and error must have the same shape, got {lat.shape} and {err.shape}"
+            raise ValueError(msg)
+        self.requests += int(lat.size)
+        self.errors += int(np.count_nonzero(err))
+        self.hist += np.bincount(bucket_index(lat), minlength=NUM_BUCKETS)
+        for dim, values in (segments or {}).items():
+            uniq, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
+            self.add_segment_counts(dim, dict(zip(uniq.tolist(), counts.tolist(), strict=True)))
+
+    def add_segment_counts(self, dim: str, counts: Mapping[str, int]) -> None:
+        """Add per-value request counts for one segment dimension (bounded, see module doc)."""
+        table = self.segments.setdefault(dim, {})
+        for value, c in counts.items():
+            key = value
+            if key not in table and len(table) >= MAX_SEGMENT_VALUES:
+                key = OTHER_SEGMENT
+            table[key] = table.get(key, 0) + int(c)
+
+    # -- algebra ---------------------------------------------------------------------------
+    def copy(self) -> CohortSummary:
+        """An independent copy."""
+        return CohortSummary(self.requests, self.errors, self.hist, self.segments)
+
+    def merge(self, other: CohortSummary) -> None:
+        """Add ``other`` into this summary in place (exact)."""
+        self.requests += other.requests
+        self.errors += other.errors
+        self.hist += other.hist
+        for dim, counts in other.segments.items():
+            self.add_segment_counts(dim, counts)
+
+    def __add__(self, other: CohortSummary) -> CohortSummary:
+        out = self.copy()
+        out.merge(other)
+        return out
+
+    def __sub__(self, other: CohortSummary) -> CohortSummary:
+        """The increment ``self - other`` where ``other`` is an earlier state of ``self``."""
+        hist = self.hist - other.hist
+        if np.any(hist < 0) or other.requests > self.requests or other.errors > self.errors:
+            msg = "cannot subtract a summary that is not contained in this one"
+            raise ValueError(msg)
+        segments: dict[str, dict[str, int]] = {}
+        for dim, counts in self.segments.items():
+            prev = other.segments.get(dim, {})
+            diff = {v: c - prev.get(v, 0) for v, c in counts.items() if c - prev.get(v, 0)}
+            if diff:
+                segments[dim] = diff
+        return CohortSummary(
+            self.requests - other.requests, self.errors - other.errors, hist, segments
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CohortSummary):
+            return NotImplemented
+        return (
+            self.requests == other.requests
+            and self.errors == other.errors
+            and bool(np.array_equal(self.hist, other.hist))
+            and self.segments == other.segments
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"CohortSummary(requests={self.requests}, errors={self.errors})"
+
+    # -- read-outs -------------------------------------------------------------------------
+    @property
+    def error_rate(self) -> float | None:
+        """Errors per request, or None without requests."""
+        return self.errors / self.requests if self.requests else None
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q``-quantile of latency in seconds (rank ``q (n-1)``), or None when empty."""
+        if not 0.0 <= q <= 1.0:
+            msg = f"q must be in [0, 1], got {q}"
+            raise ValueError(msg)
+        n = int(self.hist.sum())
+        if n == 0:
+            return None
+        rank = math.floor(q * (n - 1))
+        idx = int(np.searchsorted(np.cumsum(self.hist), rank, side="right"))
+        return bucket_value_s(idx)
+
+    def quantile_bucket(self, q: float) -> int | None:
+        """Index of the bucket holding the ``q``-quantile, or None when empty."""
+        n = int(self.hist.sum())
+        if n == 0:
+            return None
+        rank = math.floor(q * (n - 1))
+        return int(np.searchsorted(np.cumsum(self.hist), rank, side="right"))
+
+    def count_above(self, index: int) -> int:
+        """Exact number of requests slower than the upper edge of bucket ``index``."""
+        return int(self.hist[index + 1 :].sum())
+
+    # -- serialization ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A compact, versioned, JSON-able form (sparse histogram)."""
+        nz = np.flatnonzero(self.hist)
+        return {
+            "v": SUMMARY_FORMAT_VERSION,
+            "n": self.requests,
+            "e": self.errors,
+            "hi": nz.tolist(),
+            "hc": self.hist[nz].tolist(),
+            "s": self.segments,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CohortSummary:
+        """Rebuild a summary written by :meth:`to_dict`; raises ValueError on a bad document."""
+        version = data.get("v")
+        if version != SUMMARY_FORMAT_VERSION:
+            msg = f"unsupported summary format version {version!r}"
+            raise ValueError(msg)
+        try:
+            idx = np.asarray(data["hi"], dtype=np.int64)
+            cnt = np.asarray(data["hc"], dtype=np.int64)
+            requests, errors = int(data["n"]), int(data["e"])
+            segments = data.get("s") or {}
+        except (KeyError, TypeError, ValueError) as exc:
+            msg = f"malformed summary document: {exc}"
+            raise ValueError(msg) from exc
+        if idx.shape != cnt.shape or (idx.size and (idx.min() < 0 or idx.max() >= NUM_BUCKETS)):
+            msg = "malformed summary document: histogram indices out of range"
+            raise ValueError(msg)
+        if cnt.size and cnt.min() < 0:
+            msg = "malformed summary document: negative histogram count"
+            raise ValueError(msg)
+        hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
+        hist[idx] = cnt
+        return cls(requests, errors, hist, segments)

@@ -1,0 +1,165 @@
+"""Offline replay: a JSON-lines request log through tagging → summaries → detectors → verdict.
+
+The file is read in increments of ``increment_records`` lines, the way the streaming path folds
+one partial at a time, so a replay decides at the same points the live judge would for the same
+increments.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from detectors.summary import CohortSummary
+from monitor.bakes import BASELINE, CANARY, Registry, summarise, tag
+from monitor.errors import InputError
+from monitor.records import FieldMap, decode_batch
+from monitor.verdict import BakeVerdict, VerdictEvent
+
+__all__ = ["ReplayResult", "TimelineRow", "iter_line_batches", "open_log", "replay"]
+
+DEFAULT_INCREMENT_RECORDS = 2000
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One line of the verdict timeline."""
+
+    bake: str
+    event_time_s: float | None
+    canary_requests: int
+    baseline_requests: int
+    status: str
+    reason: str
+    document: dict[str, object]
+
+
+@dataclass
+class ReplayResult:
+    """Final verdict engines, the timeline, the events and the rejected-record counts."""
+
+    verdicts: dict[str, BakeVerdict]
+    timeline: list[TimelineRow] = field(default_factory=list)
+    events: list[VerdictEvent] = field(default_factory=list)
+    records: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    rejection_examples: list[str] = field(default_factory=list)
+    untagged: int = 0
+
+
+def open_log(path: str | Path) -> IO[bytes]:
+    """Open a log file for binary reading, gunzipping ``.gz`` (or gzip magic); ``-`` = stdin."""
+    if str(path) == "-":
+        import sys
+
+        return sys.stdin.buffer
+    p = Path(path)
+    if not p.is_file():
+        msg = f'log file "{p}" does not exist or is not a file'
+        raise InputError(msg, value=str(p))
+    raw = p.open("rb")
+    head = raw.peek(2)[:2] if isinstance(raw, io.BufferedReader) else b""
+    if p.suffix == ".gz" or head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+    return raw
+
+
+def iter_line_batches(stream: IO[bytes], size: int) -> Iterator[list[bytes]]:
+    """Non-empty lines of ``stream`` in lists of ``size``."""
+    batch: list[bytes] = []
+    try:
+        for line in stream:
+            line = line.strip()
+            if not line:
+                continue
+            batch.append(line)
+            if len(batch) >= size:
+                yield batch
+                batch = []
+    except (OSError, EOFError) as exc:  # e.g. a truncated gzip file
+        msg = f"cannot read log: {exc}"
+        raise InputError(msg, value=None) from exc
+    if batch:
+        yield batch
+
+
+def replay(
+    batches: Iterator[Sequence[bytes]],
+    registry: Registry,
+    field_map: FieldMap,
+    *,
+    on_row: Callable[[TimelineRow], None] | None = None,
+    row_every: int = 10,
+    max_examples: int = 5,
+) -> ReplayResult:
+    """Fold every batch as one increment into each registered bake's verdict engine.
+
+    A timeline row is recorded for every status change and every ``row_every`` increments.
+    """
+    verdicts = {b.id: BakeVerdict(b) for b in registry.bakes}
+    result = ReplayResult(verdicts)
+    last_status = {bid: v.status for bid, v in verdicts.items()}
+    for n_inc, raw in enumerate(batches, start=1):
+        decoded = decode_batch(raw, field_map)
+        result.records += len(raw)
+        result.rejected.update(decoded.rejected_by_reason)
+        for rej in decoded.rejections[: max(0, max_examples - len(result.rejection_examples))]:
+            result.rejection_examples.append(
+                f"record {result.records - len(raw) + rej.index + 1}: {rej.reason}: {rej.detail}"
+            )
+        tags = tag(decoded.batch, registry)
+        result.untagged += int((tags.bake < 0).sum())
+        groups = summarise(decoded.batch, tags)
+        for i, spec in enumerate(registry.bakes):
+            c, tc = groups.get((i, CANARY), (CohortSummary(), float("-inf")))
+            b, tb = groups.get((i, BASELINE), (CohortSummary(), float("-inf")))
+            if c.requests == 0 and b.requests == 0:
+                continue
+            v = verdicts[spec.id]
+            events = v.update(c, b, max(tc, tb))
+            result.events.extend(events)
+            changed = v.status != last_status[spec.id]
+            last_status[spec.id] = v.status
+            if changed or n_inc % row_every == 0:
+                _emit(result, v, on_row)
+    for v in verdicts.values():
+        if not result.timeline or result.timeline[-1].document is not None:
+            _emit(result, v, on_row, final=True)
+    return result
+
+
+def _emit(
+    result: ReplayResult,
+    v: BakeVerdict,
+    on_row: Callable[[TimelineRow], None] | None,
+    *,
+    final: bool = False,
+) -> None:
+    doc = v.document()
+    row = TimelineRow(
+        bake=v.spec.id,
+        event_time_s=v.last_event_time_s,
+        canary_requests=v.canary.requests,
+        baseline_requests=v.baseline.requests,
+        status=v.status.value,
+        reason="; ".join(str(r) for r in doc["reasons"]),
+        document=doc,
+    )
+    if (
+        final
+        and result.timeline
+        and result.timeline[-1].bake == row.bake
+        and (
+            result.timeline[-1].canary_requests == row.canary_requests
+            and result.timeline[-1].status == row.status
+        )
+    ):
+        return
+    result.timeline.append(row)
+    if on_row is not None:
+        on_row(row)

@@ -1,0 +1,432 @@
+"""The verdict state machine of one bake: PENDING → PROMOTE | HALT | INCONCLUSIVE.
+
+:class:`BakeVerdict` is fed increments (what one folded partial adds to each cohort) with the
+latest event time they contain, steps its detectors, and decides:
+
+* HALT as soon as any gated detector finds a REGRESSION (or the blast-radius gate with
+  ``action = "halt"`` is violated) — at any time, and sticky;
+* PROMOTE once the canary has ``min_canary_requests`` (and ``min_duration_s`` of event time, and
+  the coverage the policy asks for), every gated detector is NON_INFERIOR, and the event time is
+  inside a promotion window (if the policy has any);
+* INCONCLUSIVE past ``max_canary_requests`` or ``max_duration_s`` undecided, with the policy's
+  ``on_inconclusive`` resolution; a bake without canary or baseline traffic never promotes.
+
+Decisions are final; the evidence keeps updating. All times are event times from the records,
+so replaying the same increments yields the same verdict timeline.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from detectors.base import Assessment, Finding
+from detectors.drift import DriftEvent, DriftMonitor
+from detectors.error_rate import ErrorRateTest
+from detectors.latency import LatencyTest
+from detectors.summary import CohortSummary
+from monitor.bakes import BakeSpec
+from monitor.errors import BakeError
+
+__all__ = ["BakeVerdict", "Status", "VerdictEvent", "iso"]
+
+STATE_VERSION = 1
+
+
+class Status(enum.StrEnum):
+    PENDING = "PENDING"
+    PROMOTE = "PROMOTE"
+    HALT = "HALT"
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+@dataclass(frozen=True)
+class VerdictEvent:
+    """Something worth an alert: a decision, a drift detection, a blast-radius violation."""
+
+    kind: str  # "verdict" | "drift" | "blast_radius" | "override"
+    bake: str
+    status: Status
+    summary: str
+    event_time_s: float
+    metric: str = ""
+
+
+def iso(epoch_s: float | None) -> str | None:
+    """RFC 3339 UTC timestamp with milliseconds, or None."""
+    if epoch_s is None or not math.isfinite(epoch_s):
+        return None
+    return (
+        dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+class BakeVerdict:
+    """Folds increments of one bake into detectors and a verdict document."""
+
+    def __init__(self, spec: BakeSpec) -> None:
+        self.spec = spec
+        policy = spec.policy
+        alphas = policy.halt_alphas()
+        self._detectors: dict[str, ErrorRateTest | LatencyTest] = {}
+        if policy.errors.enabled:
+            self._detectors["error_rate"] = ErrorRateTest(
+                alphas["error_rate"],
+                alpha_promote=policy.alpha,
+                tol=policy.errors.tol,
+                abs_tol=policy.errors.abs_tol,
+                halt_margin=policy.errors.halt_margin,
+            )
+        if policy.latency.enabled:
+            self._detectors["latency"] = LatencyTest(
+                alphas["latency"],
+                alpha_promote=policy.alpha,
+                quantiles=policy.latency.quantiles,
+                slo_thresholds_s=[ms / 1000.0 for ms in policy.latency.slo_thresholds_ms],
+                tol=policy.latency.tol,
+                abs_tol=policy.latency.abs_tol,
+                halt_margin=policy.latency.halt_margin,
+            )
+        self._drift = DriftMonitor()
+        self._canary = CohortSummary()
+        self._baseline = CohortSummary()
+        self._first_time_s: float | None = None
+        self._last_time_s: float | None = None
+        self._status = Status.PENDING
+        self._resolution: str | None = None
+        self._decided_at_s: float | None = None
+        self._decision_reason: str | None = None
+        self._blast_alerted = False
+        self._override: dict[str, Any] | None = None
+        self._increments = 0
+
+    # -- properties ------------------------------------------------------------------------
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def decided(self) -> bool:
+        return self._status is not Status.PENDING
+
+    @property
+    def last_event_time_s(self) -> float | None:
+        """Latest event time folded so far."""
+        return self._last_time_s
+
+    @property
+    def canary(self) -> CohortSummary:
+        return self._canary
+
+    @property
+    def baseline(self) -> CohortSummary:
+        return self._baseline
+
+    # -- folding ---------------------------------------------------------------------------
+    def update(
+        self, canary: CohortSummary, baseline: CohortSummary, event_time_s: float | None
+    ) -> list[VerdictEvent]:
+        """Fold one increment; returns the events (decision, drift, blast radius) it caused."""
+        events: list[VerdictEvent] = []
+        if canary.requests == 0 and baseline.requests == 0:
+            return events
+        self._increments += 1
+        self._canary.merge(canary)
+        self._baseline.merge(baseline)
+        if event_time_s is not None and math.isfinite(event_time_s):
+            if self._first_time_s is None:
+                self._first_time_s = (
+                    max(event_time_s, self.spec.start_s) if self.spec.start_s else event_time_s
+                )
+            self._last_time_s = max(self._last_time_s or event_time_s, event_time_s)
+        for det in self._detectors.values():
+            det.update(canary, baseline)
+        now = self._last_time_s or 0.0
+        if self.spec.policy.drift_alerts:
+            for d in self._drift.update(canary, baseline):
+                events.append(self._drift_event(d, now))
+        events.extend(self._check_blast_radius(now))
+        if not self.decided:
+            self._step(now, events)
+        return events
+
+    def _drift_event(self, d: DriftEvent, now: float) -> VerdictEvent:
+        what = "error rate" if d.signal == "error_z" else "p90 latency"
+        return VerdictEvent(
+            "drift",
+            self.spec.id,
+            self._status,
+            f"canary {what} drifted up during the bake (advisory, signal {d.signal}={d.value:.3g})",
+            now,
+            metric=d.signal,
+        )
+
+    def _blast_values(self) -> int:
+        br = self.spec.policy.blast_radius
+        if br is None:
+            return 0
+        return sum(1 for c in self._canary.segments.get(br.segment, {}).values() if c > 0)
+
+    def _check_blast_radius(self, now: float) -> list[VerdictEvent]:
+        br = self.spec.policy.blast_radius
+        if br is None or self._blast_alerted:
+            return []
+        seen = self._blast_values()
+        if seen <= br.max_values:
+            return []
+        self._blast_alerted = True
+        summary = f"canary seen in {seen} {br.segment} values, policy allows {br.max_values}"
+        return [
+            VerdictEvent(
+                "blast_radius", self.spec.id, self._status, summary, now, metric=br.segment
+            )
+        ]
+
+    def _assessments(self) -> dict[str, Assessment]:
+        return {name: det.assess() for name, det in self._detectors.items()}
+
+    def _decide(self, status: Status, reason: str, now: float, events: list[VerdictEvent]) -> None:
+        self._status = status
+        self._decided_at_s = now
+        self._decision_reason = reason
+        if status is Status.INCONCLUSIVE:
+            self._resolution = "HALT" if self.spec.policy.on_inconclusive == "halt" else "PROMOTE"
+        events.append(VerdictEvent("verdict", self.spec.id, status, reason, now))
+
+    def _duration_s(self) -> float:
+        if self._first_time_s is None or self._last_time_s is None:
+            return 0.0
+        return max(self._last_time_s - self._first_time_s, 0.0)
+
+    def _step(self, now: float, events: list[VerdictEvent]) -> None:
+        policy = self.spec.policy
+        found = self._assessments()
+        for _name, a in found.items():
+            if a.finding is Finding.REGRESSION:
+                self._decide(Status.HALT, a.reason, now, events)
+                return
+        br = policy.blast_radius
+        if br is not None and br.action == "halt" and self._blast_values() > br.max_values:
+            self._decide(
+                Status.HALT,
+                f"blast radius: canary in {self._blast_values()} {br.segment} values > {br.max_values}",
+                now,
+                events,
+            )
+            return
+        if (
+            not self._pending_reasons(found, now)
+            and self._canary.requests
+            and self._baseline.requests
+        ):
+            self._decide(Status.PROMOTE, "all metrics non-inferior and minimums met", now, events)
+            return
+        over_requests = self._canary.requests >= policy.max_canary_requests
+        over_time = (
+            policy.max_duration_s is not None and self._duration_s() >= policy.max_duration_s
+        )
+        if over_requests or over_time:
+            limit = (
+                f"canary requests {_fmt(self._canary.requests)} reached maximum {_fmt(policy.max_canary_requests)}"
+                if over_requests
+                else f"bake duration reached maximum {policy.max_duration_s:g}s"
+            )
+            self._decide(Status.INCONCLUSIVE, f"{limit} without a decision", now, events)
+
+    def _pending_reasons(self, found: Mapping[str, Assessment], now: float) -> list[str]:
+        """Why the bake cannot promote now (empty = it can)."""
+        policy = self.spec.policy
+        reasons: list[str] = []
+        if self._canary.requests == 0:
+            reasons.append("no canary traffic")
+        if self._baseline.requests == 0:
+            reasons.append("no baseline traffic")
+        if self._canary.requests < policy.min_canary_requests:
+            reasons.append(
+                f"canary requests {_fmt(self._canary.requests)} of {_fmt(policy.min_canary_requests)} minimum"
+            )
+        if self._duration_s() < policy.min_duration_s:
+            reasons.append(
+                f"duration {self._duration_s():.0f}s of {policy.min_duration_s:g}s minimum"
+            )
+        cov = policy.coverage
+        if cov is not None:
+            counts = self._canary.segments.get(cov.segment, {})
+            covered = sum(1 for c in counts.values() if c >= cov.min_requests_each)
+            if covered < cov.min_values:
+                reasons.append(
+                    f"coverage: canary served {covered} of {cov.min_values} {cov.segment} values"
+                )
+        for a in found.values():
+            if a.finding is not Finding.NON_INFERIOR:
+                reasons.append(a.reason)
+        if (
+            not reasons
+            and policy.promotion_windows
+            and not any(w.contains(now) for w in policy.promotion_windows)
+        ):
+            reasons.append("outside promotion windows")
+        return reasons
+
+    # -- operator actions ------------------------------------------------------------------
+    def override(self, status: Status, who: str, why: str, at_s: float) -> VerdictEvent:
+        """Force a decision (audited). HALT cannot be overridden to PROMOTE by accident:
+        the caller must pass ``status`` explicitly and the override shows in the document."""
+        if status is Status.PENDING:
+            msg = "an override must set PROMOTE, HALT or INCONCLUSIVE"
+            raise BakeError(msg, value=status)
+        self._override = {
+            "status": status.value,
+            "by": who,
+            "reason": why,
+            "at": iso(at_s),
+            "previous": self._status.value,
+        }
+        self._status = status
+        self._decided_at_s = at_s
+        self._decision_reason = f"operator override by {who}: {why}"
+        self._resolution = None
+        return VerdictEvent("override", self.spec.id, status, self._decision_reason, at_s)
+
+    # -- read-out --------------------------------------------------------------------------
+    def estimated_requests_to_decision(self, found: Mapping[str, Assessment]) -> int | None:
+        if self.decided:
+            return 0
+        policy = self.spec.policy
+        to_min = max(policy.min_canary_requests - self._canary.requests, 0)
+        needs: list[int] = []
+        for a in found.values():
+            if a.finding is Finding.NON_INFERIOR:
+                continue
+            if a.requests_to_decision is None:
+                return None
+            needs.append(a.requests_to_decision)
+        return max([to_min, *needs])
+
+    def document(self, *, stale: bool = False, evaluated_at: str | None = None) -> dict[str, Any]:
+        """The verdict document of INTEGRATIONS.md (JSON-able)."""
+        policy = self.spec.policy
+        found = self._assessments()
+        if self.decided:
+            reasons = [self._decision_reason or self._status.value]
+        else:
+            reasons = self._pending_reasons(found, self._last_time_s or 0.0) or ["evaluating"]
+        n_c, n_b = self._canary.requests, self._baseline.requests
+        est = self.estimated_requests_to_decision(found)
+        fraction = min(n_c / policy.min_canary_requests, 1.0) if policy.min_canary_requests else 1.0
+        metrics: dict[str, Any] = {}
+        if "error_rate" in found:
+            a = found["error_rate"]
+            metrics["error_rate"] = {
+                "canary": a.detail.get("canary"),
+                "baseline": a.detail.get("baseline"),
+                "ratio": a.estimate,
+                "ratio_bounds": [a.lower, a.upper],
+                "finding": a.finding.value,
+                "e_value_halt": a.e_halt,
+                "e_value_promote": a.e_promote,
+                "canary_errors": a.detail.get("canary_errors"),
+                "baseline_errors": a.detail.get("baseline_errors"),
+            }
+        if "latency" in found:
+            a = found["latency"]
+            for qname, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+                c, b = self._canary.quantile(q), self._baseline.quantile(q)
+                metrics[f"latency_{qname}_seconds"] = {
+                    "canary": c,
+                    "baseline": b,
+                    "ratio": (c / b) if c and b else None,
+                }
+            metrics["latency"] = {
+                "finding": a.finding.value,
+                "ratio": a.estimate,
+                "ratio_bounds": [a.lower, a.upper],
+                "e_value_halt": a.e_halt,
+                "e_value_promote": a.e_promote,
+                "thresholds": a.detail.get("thresholds", []),
+            }
+        status = self._status.value
+        progress_text = (
+            f"{status}: canary {_fmt(n_c)}/{_fmt(policy.min_canary_requests)} requests"
+            + (f", ~{_fmt(est)} more to decide" if est else "")
+        )
+        return {
+            "id": self.spec.id,
+            "service": self.spec.service,
+            "status": status,
+            "decided": self.decided,
+            "resolution": self._resolution,
+            "reasons": reasons,
+            "progress": {
+                "canary_requests": n_c,
+                "baseline_requests": n_b,
+                "min_canary_requests": policy.min_canary_requests,
+                "max_canary_requests": policy.max_canary_requests,
+                "fraction": round(fraction, 4),
+                "estimated_requests_to_decision": est,
+                "duration_s": round(self._duration_s(), 3),
+            },
+            "progress_text": progress_text,
+            "metrics": metrics,
+            "canary": {"versions": list(self.spec.canary_versions)},
+            "baseline": {"versions": list(self.spec.baseline_versions)},
+            "policy": policy.to_dict(),
+            "override": self._override,
+            "created_at": self.spec.created_at,
+            "decided_at": iso(self._decided_at_s) if self.decided else None,
+            "evaluated_at": evaluated_at or iso(self._last_time_s),
+            "stale": stale,
+        }
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able snapshot; :meth:`from_state` restores an identical verdict engine."""
+        return {
+            "v": STATE_VERSION,
+            "spec": self.spec.to_dict(),
+            "detectors": {k: d.state_dict() for k, d in self._detectors.items()},
+            "drift": self._drift.state_dict(),
+            "canary": self._canary.to_dict(),
+            "baseline": self._baseline.to_dict(),
+            "first_time_s": self._first_time_s,
+            "last_time_s": self._last_time_s,
+            "status": self._status.value,
+            "resolution": self._resolution,
+            "decided_at_s": self._decided_at_s,
+            "decision_reason": self._decision_reason,
+            "blast_alerted": self._blast_alerted,
+            "override": self._override,
+            "increments": self._increments,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> BakeVerdict:
+        if state.get("v") != STATE_VERSION:
+            msg = f"unsupported verdict state version {state.get('v')!r}"
+            raise BakeError(msg, value=state.get("v"))
+        obj = cls(BakeSpec.from_dict(state["spec"]))
+        for k, d in state["detectors"].items():
+            obj._detectors[k] = (ErrorRateTest if k == "error_rate" else LatencyTest).from_state(d)
+        obj._drift = DriftMonitor.from_state(state["drift"])
+        obj._canary = CohortSummary.from_dict(state["canary"])
+        obj._baseline = CohortSummary.from_dict(state["baseline"])
+        obj._first_time_s = state["first_time_s"]
+        obj._last_time_s = state["last_time_s"]
+        obj._status = Status(state["status"])
+        obj._resolution = state["resolution"]
+        obj._decided_at_s = state["decided_at_s"]
+        obj._decision_reason = state["decision_reason"]
+        obj._blast_alerted = bool(state["blast_alerted"])
+        obj._override = state["override"]
+        obj._increments = int(state["increments"])
+        return obj

@@ -1,0 +1,217 @@
+"""Tests of the anytime-valid rate-ratio test: its guarantees, not just that it runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from detectors.base import Finding
+from detectors.rate_ratio import RateRatioTest
+
+ALPHA = 0.01
+
+
+def _binomial_slack(p: float, n: int) -> float:
+    """Three standard errors of a rate estimated from n runs."""
+    return 3.0 * math.sqrt(p * (1 - p) / n)
+
+
+def _first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if hits.size else None
+
+
+def _stream(
+    rng: np.random.Generator, steps: int, n_c: np.ndarray, n_b: np.ndarray, p_c: float, p_b: float
+) -> tuple[np.ndarray, ...]:
+    return rng.binomial(n_c, p_c), n_c, rng.binomial(n_b, p_b), n_b
+
+
+def test_aa_false_halt_rate_at_most_alpha_with_continuous_monitoring() -> None:
+    """Over 1,000 seeded A/A bakes checked after every increment, false HALT <= alpha."""
+    rng = np.random.default_rng(20261128)
+    runs, steps, per_arm = 1000, 400, 250
+    halts = 0
+    n = np.full(steps, per_arm)
+    for _ in range(runs):
+        t = RateRatioTest(ALPHA)
+        trace = t.update_many(*_stream(rng, steps, n, n, 0.01, 0.01))
+        halts += bool(np.any(trace.log_e_halt >= math.log(1 / ALPHA)))
+        assert t.halted == bool(np.any(trace.log_e_halt >= math.log(1 / ALPHA)))
+    rate = halts / runs
+    assert rate <= ALPHA + _binomial_slack(ALPHA, runs), rate
+
+
+def test_false_halt_bounded_with_changing_traffic_shares() -> None:
+    """With a canary share that moves between 2 % and 50 %, A/A false HALT stays <= alpha."""
+    rng = np.random.default_rng(99)
+    runs, steps = 1000, 300
+    halts = 0
+    for _ in range(runs):
+        total = rng.integers(200, 2000, steps)
+        share = rng.uniform(0.02, 0.5, steps)
+        n_c = rng.binomial(total, share)
+        n_b = total - n_c
+        t = RateRatioTest(ALPHA)
+        trace = t.update_many(*_stream(rng, steps, n_c, n_b, 0.02, 0.02))
+        halts += bool(np.any(trace.log_e_halt >= math.log(1 / ALPHA)))
+    assert halts / runs <= ALPHA + _binomial_slack(ALPHA, runs), halts / runs
+
+
+def test_false_halt_bounded_at_the_halt_margin() -> None:
+    """A canary exactly at ratio 1 + halt_margin is halted with probability <= alpha."""
+    rng = np.random.default_rng(5)
+    runs, steps = 1000, 300
+    n = np.full(steps, 300)
+    halts = 0
+    for _ in range(runs):
+        t = RateRatioTest(ALPHA, halt_margin=0.25)
+        trace = t.update_many(*_stream(rng, steps, n, n, 0.0125, 0.01))
+        halts += bool(np.any(trace.log_e_halt >= math.log(1 / ALPHA)))
+    assert halts / runs <= ALPHA + _binomial_slack(ALPHA, runs), halts / runs
+
+
+def test_false_promote_bounded_at_the_tolerance() -> None:
+    """A canary exactly at ratio 1 + tol is found NON_INFERIOR with probability <= alpha."""
+    rng = np.random.default_rng(17)
+    runs, steps = 1000, 400
+    n = np.full(steps, 500)
+    promotes = 0
+    for _ in range(runs):
+        t = RateRatioTest(ALPHA, tol=0.2)
+        trace = t.update_many(*_stream(rng, steps, n, n, 0.012, 0.01))
+        promotes += bool(np.any(trace.log_e_promote >= math.log(1 / ALPHA)))
+    assert promotes / runs <= ALPHA + _binomial_slack(ALPHA, runs), promotes / runs
+
+
+def test_confidence_sequence_covers_true_ratio_uniformly() -> None:
+    """The true ratio stays inside the reported bounds at every look in >= 1 - alpha of runs."""
+    rng = np.random.default_rng(8)
+    runs, steps = 300, 60
+    misses = 0
+    for _ in range(runs):
+        t = RateRatioTest(ALPHA)
+        missed = False
+        for _ in range(steps):
+            xc, xb = rng.binomial(500, 0.015), rng.binomial(500, 0.01)
+            t.update(int(xc), 500, int(xb), 500)
+            a = t.assess()
+            if not a.lower <= 1.5 <= a.upper:
+                missed = True
+        misses += missed
+    assert misses / runs <= ALPHA + _binomial_slack(ALPHA, runs), misses / runs
+
+
+def test_double_error_rate_detected_within_fixed_horizon_sample_size() -> None:
+    """2x errors at 1 % base: median canary requests to HALT <= 3,450 (z-test 80 % power)."""
+    rng = np.random.default_rng(123)
+    runs, steps, per_arm = 400, 150, 100
+    n = np.full(steps, per_arm)
+    needed = []
+    for _ in range(runs):
+        t = RateRatioTest(ALPHA)
+        trace = t.update_many(*_stream(rng, steps, n, n, 0.02, 0.01))
+        i = _first(trace.log_e_halt >= math.log(1 / ALPHA))
+        needed.append(math.inf if i is None else (i + 1) * per_arm)
+    assert np.median(needed) <= 3450, np.median(needed)
+    assert np.mean(np.isfinite(needed)) >= 0.95
+
+
+def test_exact_detection_point_on_a_seeded_stream() -> None:
+    """Pins the increment at which a seeded 3x regression first halts (catches silent changes)."""
+    rng = np.random.default_rng(42)
+    t = RateRatioTest(ALPHA)
+    halted_at = None
+    for i in range(200):
+        t.update(int(rng.binomial(100, 0.03)), 100, int(rng.binomial(100, 0.01)), 100)
+        if t.halted:
+            halted_at = i
+            break
+    assert halted_at == 11
+
+
+def test_update_many_matches_sequential_updates() -> None:
+    """The vectorised fold equals one update per increment, state and gate values alike."""
+    rng = np.random.default_rng(1)
+    xc, xb = rng.binomial(300, 0.02, 50), rng.binomial(700, 0.02, 50)
+    a, b = RateRatioTest(ALPHA), RateRatioTest(ALPHA)
+    trace = a.update_many(xc, np.full(50, 300), xb, np.full(50, 700))
+    for i in range(50):
+        b.update(int(xc[i]), 300, int(xb[i]), 700)
+        assert np.isclose(trace.log_e_halt[i], b.log_e_values()[0], atol=1e-9)
+        assert np.isclose(trace.log_e_promote[i], b.log_e_values()[1], atol=1e-9)
+    np.testing.assert_allclose(a.state_dict()["loglik"], b.state_dict()["loglik"], atol=1e-9)
+
+
+def test_snapshot_restore_gives_identical_decisions() -> None:
+    """A test restored from its state makes the same decisions on the same future data."""
+    import orjson
+
+    rng = np.random.default_rng(6)
+    t = RateRatioTest(ALPHA, abs_tol=0.002)
+    for _ in range(20):
+        t.update(int(rng.binomial(200, 0.012)), 200, int(rng.binomial(200, 0.01)), 200)
+    restored = RateRatioTest.from_state(orjson.loads(orjson.dumps(t.state_dict())))
+    for _ in range(200):
+        xc, xb = int(rng.binomial(200, 0.018)), int(rng.binomial(200, 0.01))
+        t.update(xc, 200, xb, 200)
+        restored.update(xc, 200, xb, 200)
+        assert t.assess() == restored.assess()
+
+
+def test_rare_events_promote_through_absolute_tolerance() -> None:
+    """With no errors in either cohort the ratio never tightens, but abs_tol promotes."""
+    ratio_only = RateRatioTest(ALPHA)
+    with_abs = RateRatioTest(ALPHA, abs_tol=0.001)
+    for _ in range(100):
+        ratio_only.update(0, 1000, 0, 1000)
+        with_abs.update(0, 1000, 0, 1000)
+    assert ratio_only.assess().finding is Finding.UNDECIDED
+    a = with_abs.assess()
+    assert a.finding is Finding.NON_INFERIOR
+    assert a.promote_path == "absolute"
+
+
+def test_uninformative_increments_change_nothing() -> None:
+    """Increments with no requests in one cohort or no events add no evidence."""
+    t = RateRatioTest(ALPHA)
+    before = t.state_dict()["loglik"]
+    t.update(0, 0, 5, 100)
+    t.update(0, 100, 0, 100)
+    assert t.state_dict()["loglik"] == before
+    assert t.assess().estimate is None
+
+
+def test_estimate_and_bounds_bracket_the_observed_ratio() -> None:
+    """With constant shares the estimate is the observed rate ratio and inside the bounds."""
+    t = RateRatioTest(ALPHA)
+    for _ in range(100):
+        t.update(30, 1000, 20, 1000)
+    a = t.assess()
+    assert a.estimate == pytest.approx(1.5, rel=1e-3)
+    assert a.lower < 1.5 < a.upper
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"alpha": 1.5}, "alpha must be in \\(0, 1\\), got 1.5"),
+        ({"alpha": 0.01, "alpha_promote": 0.0}, "alpha_promote must be in"),
+        ({"alpha": 0.01, "tol": -0.1}, "tol must be in"),
+        ({"alpha": 0.01, "abs_tol": 2.0}, "abs_tol must be in"),
+        ({"alpha": 0.01, "halt_prior_scale": 0.0}, "halt_prior_scale must be > 0"),
+    ],
+)
+def test_bad_parameters_fail_fast_with_name_and_bound(kwargs: dict[str, float], match: str) -> None:
+    """Invalid constructor arguments raise ValueError naming the parameter and its bound."""
+    with pytest.raises(ValueError, match=match):
+        RateRatioTest(**kwargs)
+
+
+def test_negative_or_inconsistent_counts_are_rejected() -> None:
+    """Events above requests or negative counts are a ValueError, not silent garbage."""
+    t = RateRatioTest(ALPHA)
+    with pytest.raises(ValueError, match="events <= requests"):
+        t.update(5, 3, 0, 10)

@@ -1,0 +1,648 @@
+"""Tests for monitor.records: field maps, presets, and batch decoding into numpy columns."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from monitor.errors import ConfigError
+from monitor.records import (
+    PRESETS,
+    REASON_BAD_COHORT,
+    REASON_BAD_LATENCY,
+    REASON_BAD_STATUS,
+    REASON_BAD_TIME,
+    REASON_BAD_TYPE,
+    REASON_INVALID_JSON,
+    REASON_MISSING_FIELD,
+    REASON_NOT_AN_OBJECT,
+    REJECTION_REASONS,
+    Categorical,
+    DecodeResult,
+    FieldMap,
+    RecordBatch,
+    decode_batch,
+)
+
+PLAIN = PRESETS["plain"]
+T0 = 1764323000.123  # 2025-11-28T09:43:20.123Z
+T0_ISO = "2025-11-28T09:43:20.123Z"
+
+
+def rec(**fields: Any) -> bytes:
+    """A plain-preset record with sensible defaults, fields overridden or removed (None)."""
+    base: dict[str, Any] = {
+        "ts": T0,
+        "service": "checkout",
+        "version": "v42",
+        "status": 200,
+        "latency_ms": 12.5,
+        "route": "/cart",
+        "zone": "eu-west-1a",
+        "host": "checkout-7d9f-x2",
+    }
+    base.update(fields)
+    return orjson.dumps({k: v for k, v in base.items() if v is not None})
+
+
+def decode(messages: list[Any], fm: FieldMap = PLAIN, **kw: Any) -> DecodeResult:
+    return decode_batch(messages, fm, **kw)
+
+
+# ---------------------------------------------------------------------------- plain preset
+
+
+def test_plain_record_lands_in_columns_with_exact_values() -> None:
+    """A plain record's values land in the right columns, latency converted from ms to s."""
+    msg = rec(error=True, cohort="canary", bake="checkout-v42")
+    b = decode([msg]).batch
+    assert b.n == 1
+    assert b.index.tolist() == [0]
+    assert b.index.dtype == np.int64
+    assert b.time_s.tolist() == [T0]
+    assert b.latency_s.tolist() == [0.0125]
+    assert b.status.tolist() == [200] and b.status.dtype == np.int32
+    assert b.error.tolist() == [True]
+    assert b.service.values().tolist() == ["checkout"]
+    assert b.version.values().tolist() == ["v42"]
+    assert b.cohort is not None and b.cohort.values().tolist() == ["canary"]
+    assert b.bake is not None and b.bake.values().tolist() == ["checkout-v42"]
+    assert {k: v.values().tolist() for k, v in b.segments.items()} == {
+        "zone": ["eu-west-1a"],
+        "route": ["/cart"],
+        "host": ["checkout-7d9f-x2"],
+    }
+
+
+def test_status_threshold_decides_error_without_flag() -> None:
+    """Without an error flag, status >= 500 is an error and 4xx is not."""
+    msgs = [rec(status=s) for s in (200, 404, 429, 499, 500, 503, 599)]
+    b = decode(msgs).batch
+    assert b.error.tolist() == [False, False, False, False, True, True, True]
+
+
+def test_error_statuses_adds_explicit_codes() -> None:
+    """error_statuses counts listed codes as errors in addition to the minimum."""
+    fm = FieldMap.from_dict({"preset": "plain", "error_statuses": [429], "error_status_min": 502})
+    b = decode([rec(status=s) for s in (429, 500, 502)], fm).batch
+    assert b.error.tolist() == [True, False, True]
+
+
+def test_bool_error_flag_overrides_status() -> None:
+    """A bool error field overrides the status; other values there are ignored."""
+    msgs = [
+        rec(status=200, error=True),
+        rec(status=503, error=False),
+        rec(status=503, error="upstream timeout"),
+        rec(status=None, error=True),
+    ]
+    r = decode(msgs)
+    assert r.rejections == []
+    assert r.batch.error.tolist() == [True, False, True, True]
+    assert r.batch.status.tolist() == [200, 503, 503, -1]
+
+
+@pytest.mark.parametrize(
+    ("unit", "value", "expected_s"),
+    [("s", 0.25, 0.25), ("ms", 12.5, 0.0125), ("us", 1500, 0.0015), ("ns", 2_000_000, 0.002)],
+)
+def test_latency_units_convert_to_seconds(unit: str, value: float, expected_s: float) -> None:
+    """latency_unit converts latencies to seconds."""
+    fm = FieldMap.from_dict({"preset": "plain", "latency_unit": unit})
+    assert decode([rec(latency_ms=value)], fm).batch.latency_s.tolist() == [expected_s]
+
+
+def test_iso_and_epoch_times_agree() -> None:
+    """ISO-8601 (Z, +00:00, other offsets, naive) and epoch s/ms/strings give the same time."""
+    msgs = [
+        rec(ts=T0),
+        rec(ts=T0_ISO),
+        rec(ts="2025-11-28T09:43:20.123+00:00"),
+        rec(ts="2025-11-28T11:13:20.123+01:30"),
+        rec(ts="2025-11-28T09:43:20.123"),
+        rec(ts="1764323000.123"),
+    ]
+    t = decode(msgs).batch.time_s
+    np.testing.assert_allclose(t, T0, rtol=0, atol=1e-6)
+    fm_ms = FieldMap.from_dict({"preset": "plain", "time_unit": "ms"})
+    t_ms = decode([rec(ts=1764323000123), rec(ts=T0_ISO)], fm_ms).batch.time_s
+    assert t_ms[0] == T0
+    np.testing.assert_allclose(t_ms, T0, rtol=0, atol=1e-6)
+
+
+def test_iso_fast_path_and_fallback_agree() -> None:
+    """A batch of canonical UTC ISO times and one forcing the per-value path agree."""
+    rng = np.random.default_rng(3)
+    times = T0 + np.sort(rng.uniform(0, 86_400, 200))
+    isos = [datetime.fromtimestamp(float(t), UTC).isoformat(timespec="microseconds") for t in times]
+    fast = decode([rec(ts=s.replace("+00:00", "Z")) for s in isos]).batch.time_s
+    odd = [rec(ts=s) for s in isos] + [rec(ts="2025-11-28T10:43:20.123+01:00")]
+    slow = decode(odd).batch.time_s
+    np.testing.assert_allclose(fast, times, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(slow[:-1], fast, rtol=0, atol=1e-6)
+    assert slow[-1] == pytest.approx(T0, abs=1e-6)
+
+
+def test_missing_time_uses_default_when_given() -> None:
+    """default_time_s fills absent times; a NaN or negative default still rejects."""
+    msgs = [rec(ts=None), rec(), rec(ts=None), rec(ts=None)]
+    defaults = np.array([1764323999.5, 1.0, math.nan, -0.001])
+    r = decode(msgs, default_time_s=defaults)
+    assert r.batch.index.tolist() == [0, 1]
+    assert r.batch.time_s.tolist() == [1764323999.5, T0]
+    assert [(x.index, x.reason) for x in r.rejections] == [
+        (2, REASON_MISSING_FIELD),
+        (3, REASON_MISSING_FIELD),
+    ]
+
+
+def test_default_time_of_wrong_length_is_a_caller_error() -> None:
+    """default_time_s must have one entry per message."""
+    with pytest.raises(ValueError, match="default_time_s"):
+        decode([rec(), rec()], default_time_s=np.zeros(3))
+
+
+def test_service_default_fills_absent_service() -> None:
+    """service_default names the service of records without one."""
+    fm = FieldMap.from_dict({"preset": "plain", "service_default": "payments"})
+    b = decode([rec(service=None), rec(service="checkout"), rec(service="-")], fm).batch
+    assert b.service.values().tolist() == ["payments", "checkout", "payments"]
+
+
+def test_cohort_label_makes_version_optional() -> None:
+    """A record with a cohort label needs no version; one with neither is rejected."""
+    r = decode([rec(version=None, cohort="Baseline"), rec(version=None)])
+    assert r.batch.index.tolist() == [0]
+    assert r.batch.version.values().tolist() == [""]
+    assert r.batch.cohort is not None and r.batch.cohort.values().tolist() == ["baseline"]
+    assert r.rejections[0].detail == 'missing field "version"'
+
+
+def test_missing_segments_become_empty_strings() -> None:
+    """Absent, null and "-" segment values become "" without rejecting the record."""
+    msgs = [rec(zone=None), orjson.dumps({**orjson.loads(rec()), "zone": None}), rec(zone="-")]
+    r = decode(msgs)
+    assert r.rejections == []
+    assert r.batch.segments["zone"].values().tolist() == ["", "", ""]
+
+
+def test_nested_and_dotted_key_paths_resolve() -> None:
+    """Dotted paths reach nested fields, and keys that contain dots themselves."""
+    fm = FieldMap(
+        time="req.ts",
+        service="k8s.labels.app.kubernetes.io/name",
+        version="k8s.labels.version",
+        status="req.status",
+        latency="req.latency.ms",
+    )
+    obj = {
+        "req": {"ts": T0, "status": 503, "latency": {"ms": 7}},
+        "k8s": {"labels": {"app.kubernetes.io/name": "checkout", "version": "v7"}},
+    }
+    b = decode([orjson.dumps(obj)], fm).batch
+    assert (b.time_s[0], b.status[0], b.latency_s[0]) == (T0, 503, 0.007)
+    assert b.service.values().tolist() == ["checkout"]
+    assert b.version.values().tolist() == ["v7"]
+
+
+def test_argo_preset_reads_pod_template_hash() -> None:
+    """The argo preset takes the version from Argo's rollouts-pod-template-hash label."""
+    obj = {
+        **orjson.loads(rec(version=None, host=None)),
+        "kubernetes": {
+            "pod_name": "checkout-6c5b9f7d4-x2x9k",
+            "labels": {"app": "checkout", "rollouts-pod-template-hash": "6c5b9f7d4"},
+        },
+    }
+    b = decode([orjson.dumps(obj)], PRESETS["argo"]).batch
+    assert b.version.values().tolist() == ["6c5b9f7d4"]
+    assert b.segments["host"].values().tolist() == ["checkout-6c5b9f7d4-x2x9k"]
+
+
+def test_str_messages_decode_like_bytes() -> None:
+    """str messages decode exactly like their bytes."""
+    a = decode([rec(), rec(status=503)]).batch
+    b = decode([rec().decode(), rec(status=503).decode()]).batch
+    assert a.time_s.tolist() == b.time_s.tolist()
+    assert a.error.tolist() == b.error.tolist()
+
+
+def test_empty_input_gives_empty_batch() -> None:
+    """No messages give an empty batch with typed columns and no rejections."""
+    r = decode([])
+    b = r.batch
+    assert b.n == 0 and r.rejections == [] and r.rejected_by_reason == {}
+    assert b.time_s.dtype == np.float64 and b.status.dtype == np.int32
+    assert b.service.categories == () and b.service.codes.dtype == np.int32
+    assert b.cohort is not None and b.cohort.categories == ()
+    assert sorted(b.segments) == ["host", "route", "zone"]
+
+
+def test_columns_are_read_only() -> None:
+    """Decoded columns cannot be modified in place."""
+    b = decode([rec()]).batch
+    with pytest.raises(ValueError, match="read-only"):
+        b.latency_s[0] = 1.0
+
+
+def test_take_selects_rows_by_mask_and_index() -> None:
+    """take() with a mask or an index array returns the matching sub-batch."""
+    b = decode([rec(status=s) for s in (200, 503, 404, 500)]).batch
+    by_mask = b.take(b.error)
+    assert by_mask.index.tolist() == [1, 3] and by_mask.status.tolist() == [503, 500]
+    by_index = b.take(np.array([2, 0]))
+    assert by_index.status.tolist() == [404, 200]
+    assert by_index.service.values().tolist() == ["checkout", "checkout"]
+
+
+# ---------------------------------------------------------------------------- envoy preset
+
+ENVOY_TYPED = [
+    {
+        "start_time": "2026-11-28T10:00:00.123Z",
+        "method": "GET",
+        "path": "/cart",
+        "protocol": "HTTP/1.1",
+        "response_code": 200,
+        "response_flags": "-",
+        "bytes_received": 0,
+        "bytes_sent": 1204,
+        "duration": 23,
+        "upstream_service_time": "21",
+        "x_forwarded_for": None,
+        "user_agent": "curl/8.5.0",
+        "request_id": "cc21d9b0-cf5c-432b-8c7e-98aeb7988cd2",
+        "authority": "checkout.example.com",
+        "upstream_host": "10.0.2.1:8080",
+        "upstream_cluster": "checkout-v42",
+        "route_name": "checkout_route",
+    },
+    {"response_code": 0, "response_flags": "DC", "duration": 5001, "upstream_host": None},
+    {
+        "response_code": 503,
+        "response_flags": "UF",
+        "duration": 2,
+        "upstream_cluster": "checkout-v41",
+    },
+    {"response_code": 404, "response_flags": "NR", "duration": 0, "route_name": None},
+]
+
+
+def envoy_lines(typed: bool) -> list[bytes]:
+    """Envoy access-log lines: typed_json_format, or json_format (every value a string, "-")."""
+    lines = []
+    for i, extra in enumerate(ENVOY_TYPED):
+        obj = {**ENVOY_TYPED[0], **extra}
+        obj["start_time"] = f"2026-11-28T10:00:0{i}.123Z"
+        if not typed:
+            obj = {k: "-" if v is None else str(v) for k, v in obj.items()}
+        lines.append(orjson.dumps(obj))
+    return lines
+
+
+@pytest.mark.parametrize("typed", [True, False], ids=["typed_json_format", "json_format"])
+def test_envoy_preset_decodes_access_log(typed: bool) -> None:
+    """Envoy lines decode: code 0 and 503 are errors, 404 is not; "-"/null hosts become ""."""
+    r = decode(envoy_lines(typed), PRESETS["envoy"])
+    b = r.batch
+    assert r.rejections == []
+    assert b.status.tolist() == [200, 0, 503, 404]
+    assert b.error.tolist() == [False, True, True, False]
+    assert b.latency_s.tolist() == [0.023, 5.001, 0.002, 0.0]
+    t0 = datetime(2026, 11, 28, 10, 0, 0, 123000, tzinfo=UTC).timestamp()
+    np.testing.assert_allclose(b.time_s, t0 + np.arange(4), rtol=0, atol=1e-6)
+    assert b.service.values().tolist() == ["checkout.example.com"] * 4
+    assert b.version.values().tolist() == ["checkout-v42"] * 2 + ["checkout-v41", "checkout-v42"]
+    hosts = ["10.0.2.1:8080", "", "10.0.2.1:8080", "10.0.2.1:8080"]
+    assert b.segments["host"].values().tolist() == hosts
+    assert b.segments["route"].values().tolist() == ["checkout_route"] * 3 + [""]
+
+
+# ---------------------------------------------------------------------------- rejections
+
+REJECTION_CASES = [
+    (b'{"ts": 1764323000, "service": ', REASON_INVALID_JSON, "invalid JSON"),
+    (rec().replace(b"12.5", b"1e400"), REASON_INVALID_JSON, "infinity"),
+    (b'[{"ts": 1764323000.1}]', REASON_NOT_AN_OBJECT, "JSON array is not an object"),
+    (b'"hello"', REASON_NOT_AN_OBJECT, "JSON string is not an object"),
+    (rec(latency_ms=None), REASON_MISSING_FIELD, 'missing field "latency_ms"'),
+    (rec(latency_ms="fast"), REASON_BAD_LATENCY, 'field "latency_ms" is not a finite'),
+    (rec(latency_ms=-0.5), REASON_BAD_LATENCY, "-0.5"),
+    (rec(latency_ms="NaN"), REASON_BAD_LATENCY, '"NaN"'),
+    (rec(latency_ms="inf"), REASON_BAD_LATENCY, '"inf"'),
+    (rec(latency_ms=True), REASON_BAD_LATENCY, "true"),
+    (rec(latency_ms={"p50": 3}), REASON_BAD_LATENCY, '{"p50":3}'),
+    (rec(ts=None), REASON_MISSING_FIELD, 'missing field "ts"'),
+    (rec(ts="yesterday"), REASON_BAD_TIME, '"yesterday"'),
+    (rec(ts="2026-02-30T10:00:00Z"), REASON_BAD_TIME, "2026-02-30"),
+    (rec(ts=1764323000123), REASON_BAD_TIME, "1764323000123"),
+    (rec(ts=-5), REASON_BAD_TIME, "-5"),
+    (rec(status="teapot"), REASON_BAD_STATUS, '"teapot"'),
+    (rec(status=1200), REASON_BAD_STATUS, "1200"),
+    (rec(status=True), REASON_BAD_STATUS, "true"),
+    (rec(status=None), REASON_MISSING_FIELD, 'missing field "status"'),
+    (rec(cohort="blue"), REASON_BAD_COHORT, '"blue"'),
+    (rec(service={"name": "x"}), REASON_BAD_TYPE, 'field "service"'),
+    (rec(version=["v1"]), REASON_BAD_TYPE, 'field "version"'),
+    (rec(zone={"id": 1}), REASON_BAD_TYPE, 'field "zone"'),
+    (rec(service=None), REASON_MISSING_FIELD, 'missing field "service"'),
+    (rec(service="  "), REASON_MISSING_FIELD, 'missing field "service"'),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason", "detail"), REJECTION_CASES)
+def test_bad_record_is_rejected_with_reason(raw: bytes, reason: str, detail: str) -> None:
+    """Each kind of bad record is rejected with its reason, detail and raw bytes."""
+    r = decode([rec(), raw, rec(status=503)])
+    assert r.batch.index.tolist() == [0, 2]
+    assert r.batch.status.tolist() == [200, 503]
+    assert len(r.rejections) == 1
+    rej = r.rejections[0]
+    assert (rej.index, rej.reason, rej.raw) == (1, reason, raw)
+    assert detail in rej.detail
+    assert r.rejected_by_reason == {reason: 1}
+    assert reason in REJECTION_REASONS
+
+
+def test_tombstone_is_rejected_not_raised() -> None:
+    """A None message (Kafka tombstone) is rejected as invalid JSON with empty raw bytes."""
+    r = decode([None, rec()])
+    assert [(x.index, x.reason, x.raw) for x in r.rejections] == [(0, REASON_INVALID_JSON, b"")]
+    assert r.batch.index.tolist() == [1]
+
+
+def test_garbage_between_good_lines_keeps_good_rows_and_indices() -> None:
+    """Garbage lines between good ones are rejected; good rows keep values and input index."""
+    msgs: list[Any] = [
+        rec(latency_ms=1.0),
+        b"\x00\xff garbage",
+        rec(latency_ms=2.0, version="v41"),
+        b"[]",
+        b"",
+        rec(latency_ms="slow"),
+        rec(latency_ms=3.0, status=500),
+        "{}",
+        rec(latency_ms=4.0, zone="eu-west-1b"),
+    ]
+    r = decode(msgs)
+    b = r.batch
+    assert b.index.tolist() == [0, 2, 6, 8]
+    assert b.latency_s.tolist() == [0.001, 0.002, 0.003, 0.004]
+    assert b.error.tolist() == [False, False, True, False]
+    assert b.version.values().tolist() == ["v42", "v41", "v42", "v42"]
+    assert b.segments["zone"].values().tolist() == ["eu-west-1a"] * 3 + ["eu-west-1b"]
+    assert [x.index for x in r.rejections] == [1, 3, 4, 5, 7]
+    assert r.rejected_by_reason == {
+        REASON_INVALID_JSON: 2,
+        REASON_NOT_AN_OBJECT: 1,
+        REASON_BAD_LATENCY: 1,
+        REASON_MISSING_FIELD: 1,
+    }
+
+
+def test_categorical_codes_and_categories_are_consistent() -> None:
+    """Categories are sorted and unique, every one is used, and codes index the row values."""
+    hosts = ["h3", "h1", "h2", "h1", "h3", "h3"]
+    msgs = [rec(host=h) for h in hosts] + [rec(host="only-in-rejected", latency_ms=-1)]
+    b = decode(msgs).batch
+    cat = b.segments["host"]
+    assert cat.codes.dtype == np.int32
+    assert cat.categories == ("h1", "h2", "h3")
+    assert [cat.categories[c] for c in cat.codes] == hosts
+    assert cat.values().tolist() == hosts
+    assert cat.code("h2") == 1 and cat.code("nope") == -1
+    assert cat.isin(["h1", "h2"]).tolist() == [h in ("h1", "h2") for h in hosts]
+    assert Categorical.from_values(hosts).categories == cat.categories
+    assert np.array_equal(Categorical.from_values(hosts).codes, cat.codes)
+
+
+# ---------------------------------------------------------------------------- field map config
+
+
+def test_bad_unit_is_a_config_error_naming_the_field() -> None:
+    """An unknown time or latency unit raises ConfigError naming the field and the value."""
+    with pytest.raises(ConfigError, match=r'"time_unit" must be one of .*got "iso"') as e:
+        FieldMap.from_dict({"preset": "plain", "time_unit": "iso"})
+    assert e.value.value == "iso"
+    with pytest.raises(ConfigError, match='"latency_unit"'):
+        FieldMap(time="ts", service="s", version="v", status="c", latency="l", latency_unit="h")  # type: ignore[arg-type]
+
+
+def test_unknown_key_lists_valid_keys() -> None:
+    """from_dict rejects unknown keys with a message listing the valid ones."""
+    with pytest.raises(ConfigError, match=r'"latency_col".*valid keys: "preset", .*"time"') as e:
+        FieldMap.from_dict({"preset": "plain", "latency_col": "x"})
+    assert e.value.value == ["latency_col"]
+
+
+@pytest.mark.parametrize(
+    ("d", "match"),
+    [
+        ({"preset": "nginx"}, 'unknown field map preset "nginx"; presets: "plain", "envoy"'),
+        ({"time": "ts", "service": "s", "version": "v", "status": "c"}, '"latency"'),
+        ({"preset": "plain", "latency": "a..b"}, '"latency" must be a dotted field path'),
+        ({"preset": "plain", "status": 5}, '"status" must be a dotted field path'),
+        ({"preset": "plain", "version": None, "cohort": None}, '"version" or an explicit'),
+        ({"preset": "plain", "status": None, "error": None}, '"status" or a boolean "error"'),
+        ({"preset": "plain", "service": None}, '"service" or "service_default"'),
+        ({"preset": "plain", "error_status_min": 50}, '"error_status_min" must be'),
+        ({"preset": "plain", "error_statuses": [429, "x"]}, '"error_statuses" entries'),
+        ({"preset": "plain", "segments": {"zone": ""}}, '"segments.zone"'),
+        ({"preset": "plain", "segments": ["zone"]}, '"segments" must map'),
+    ],
+)
+def test_invalid_field_map_raises_config_error(d: dict[str, Any], match: str) -> None:
+    """Invalid field map settings raise ConfigError with a message naming the field."""
+    with pytest.raises(ConfigError, match=match):
+        FieldMap.from_dict(d)
+
+
+def test_from_dict_overrides_preset_and_freezes() -> None:
+    """Keys next to a preset override it; the result is frozen and hashable."""
+    fm = FieldMap.from_dict(
+        {"preset": "envoy", "version": "x_version", "segments": {"zone": "x_zone"}}
+    )
+    assert fm.version == "x_version" and fm.time == "start_time"
+    assert dict(fm.segments) == {"zone": "x_zone"}
+    assert fm.error_statuses == frozenset({0})
+    assert hash(fm) == hash(FieldMap.from_dict({"preset": "envoy", "version": "x_version"}))
+    with pytest.raises(AttributeError):
+        fm.time = "x"  # type: ignore[misc]
+    assert FieldMap.from_dict({"preset": "plain"}) == PLAIN
+
+
+# ---------------------------------------------------------------------------- property test
+
+SERVICES = ["checkout", "payments", "search"]
+VERSIONS = ["v41", "v42", "v43"]
+ZONES = ["eu-west-1a", "eu-west-1b", "us-east-1a"]
+
+
+def reference(raw: bytes) -> dict[str, Any] | str:
+    """Straightforward per-record decode (stdlib json) for the plain preset: values or reason."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return REASON_INVALID_JSON
+    if not isinstance(obj, dict):
+        return REASON_NOT_AN_OBJECT
+
+    def absent(v: Any) -> bool:
+        return v is None or (isinstance(v, str) and v.strip() in ("", "-"))
+
+    def label(v: Any) -> str | None:
+        if absent(v):
+            return ""
+        if isinstance(v, bool):
+            return str(v).lower()
+        if isinstance(v, int | float):
+            return str(v)
+        return v.strip() if isinstance(v, str) else None
+
+    ts: Any = obj.get("ts")
+    if absent(ts):
+        return REASON_MISSING_FIELD
+    try:
+        t = float(ts)
+    except ValueError:
+        try:
+            dt = datetime.fromisoformat(ts)
+        except ValueError:
+            return REASON_BAD_TIME
+        t = (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    if not 0 <= t < 1e11:
+        return REASON_BAD_TIME
+    service, version = label(obj.get("service")), label(obj.get("version"))
+    cohort = (label(obj.get("cohort")) or "").lower()
+    if cohort not in ("", "canary", "baseline"):
+        return REASON_BAD_COHORT
+    if not service:
+        return REASON_MISSING_FIELD
+    if not version and not cohort:
+        return REASON_MISSING_FIELD
+    raw_status: Any = obj.get("status")
+    status = -1 if absent(raw_status) else int(raw_status)
+    if not 0 <= status <= 999 and status != -1:
+        return REASON_BAD_STATUS
+    flag = obj.get("error")
+    if status == -1 and not isinstance(flag, bool):
+        return REASON_MISSING_FIELD
+    lat: Any = obj.get("latency_ms")
+    if absent(lat):
+        return REASON_MISSING_FIELD
+    try:
+        lat_s = float(lat) / 1000.0
+    except ValueError:
+        return REASON_BAD_LATENCY
+    if not (math.isfinite(lat_s) and lat_s >= 0):
+        return REASON_BAD_LATENCY
+    return {
+        "time_s": t,
+        "latency_s": lat_s,
+        "status": status,
+        "error": flag if isinstance(flag, bool) else status >= 500,
+        "service": service,
+        "version": version,
+        "cohort": cohort,
+        "bake": label(obj.get("bake")),
+        "zone": label(obj.get("zone")),
+        "route": label(obj.get("route")),
+        "host": label(obj.get("host")),
+    }
+
+
+def random_messages(rng: np.random.Generator, n: int, mixed: bool) -> list[bytes]:
+    """Random plain records; ``mixed`` varies value types per record and adds bad ones."""
+    tz = timezone(timedelta(hours=5, minutes=30))
+    out = []
+    for i in range(n):
+        t = round(T0 + float(rng.uniform(0, 3600)), 3)
+        lat = round(float(rng.lognormal(3, 1.2)), 3)
+        status = int(rng.choice([200, 200, 200, 201, 404, 429, 500, 503]))
+        obj: dict[str, Any] = {
+            "ts": t,
+            "service": SERVICES[i % 3],
+            "version": VERSIONS[int(rng.integers(3))],
+            "status": status,
+            "latency_ms": lat,
+            "zone": ZONES[int(rng.integers(3))],
+            "route": f"/r{int(rng.integers(20))}",
+            "host": f"h{int(rng.integers(50))}",
+        }
+        if rng.random() < 0.2:
+            obj["error"] = bool(rng.random() < 0.5)
+        if rng.random() < 0.3:
+            obj["cohort"] = str(rng.choice(["canary", "baseline"]))
+            obj["bake"] = f"{obj['service']}-v42"
+        if not mixed:
+            obj["ts"] = datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+            out.append(orjson.dumps(obj))
+            continue
+        k = int(rng.integers(6))
+        if k == 1:
+            obj["ts"] = datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds")
+        elif k == 2:
+            obj["ts"] = datetime.fromtimestamp(t, tz).isoformat(timespec="milliseconds")
+        elif k == 3:
+            obj["ts"] = str(t)
+        if rng.random() < 0.2:
+            obj["latency_ms"] = str(lat)
+        if rng.random() < 0.2:
+            obj["status"] = str(status)
+        for seg in ("zone", "route", "host"):
+            if rng.random() < 0.1:
+                obj[seg] = ["-", "", 7][int(rng.integers(3))]
+        if rng.random() < 0.1:
+            obj["version"] = int(rng.integers(3))
+        if rng.random() < 0.1:
+            obj["cohort"] = str(rng.choice(["Canary", "blue", " baseline "]))
+        if rng.random() < 0.03:
+            del obj["latency_ms"]
+        if rng.random() < 0.03:
+            obj["latency_ms"] = str(rng.choice(["fast", "-1", "NaN"]))
+        if rng.random() < 0.03:
+            obj["ts"] = "not a time"
+        if rng.random() < 0.03:
+            obj["status"] = 1000
+        raw = orjson.dumps(obj)
+        if rng.random() < 0.02:
+            raw = raw[: len(raw) // 2]
+        out.append(raw)
+    return out
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["homogeneous", "mixed"])
+def test_decode_matches_per_record_reference(mixed: bool) -> None:
+    """On 5,000 seeded random records, columns and rejections match a per-record reference."""
+    msgs = random_messages(np.random.default_rng(20261128), 5000, mixed)
+    r = decode(msgs)
+    expected = [reference(m) for m in msgs]
+    good = [i for i, e in enumerate(expected) if isinstance(e, dict)]
+    rows: list[dict[str, Any]] = [e for e in expected if isinstance(e, dict)]
+    assert [(x.index, x.reason) for x in r.rejections] == [
+        (i, e) for i, e in enumerate(expected) if isinstance(e, str)
+    ]
+    if mixed:
+        assert len(r.rejections) > 100 and len(set(r.rejected_by_reason)) >= 5
+    b: RecordBatch = r.batch
+    assert b.index.tolist() == good
+    np.testing.assert_allclose(b.time_s, [e["time_s"] for e in rows], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(b.latency_s, [e["latency_s"] for e in rows])
+    np.testing.assert_array_equal(b.status, [e["status"] for e in rows])
+    np.testing.assert_array_equal(b.error, [e["error"] for e in rows])
+    assert b.cohort is not None and b.bake is not None
+    for name, cat in [
+        ("service", b.service),
+        ("version", b.version),
+        ("cohort", b.cohort),
+        ("bake", b.bake),
+        *b.segments.items(),
+    ]:
+        assert cat.values().tolist() == [e[name] for e in rows], name
+        assert list(cat.categories) == sorted(set(cat.categories))

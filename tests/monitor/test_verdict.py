@@ -1,0 +1,222 @@
+"""Tests of the verdict state machine: gates, stickiness, snapshots, the document shape."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from detectors.summary import CohortSummary
+from monitor.bakes import BakeSpec
+from monitor.verdict import BakeVerdict, Status
+
+T0 = 1795428000.0  # Monday 2026-11-23 10:00 UTC
+
+
+def _spec(**policy: Any) -> BakeSpec:
+    return BakeSpec.from_dict(
+        {
+            "id": "checkout-v42",
+            "service": "checkout",
+            "canary": "v42",
+            "baseline": "v41",
+            "policy": policy,
+        }
+    )
+
+
+def _inc(
+    rng: np.random.Generator, n: int, p_err: float, lat_mult: float = 1.0, zone: str | None = None
+) -> CohortSummary:
+    s = CohortSummary()
+    seg = {"zone": np.full(n, zone)} if zone else None
+    s.update(rng.lognormal(math.log(0.05), 0.5, n) * lat_mult, rng.random(n) < p_err, seg)
+    return s
+
+
+def _feed(
+    v: BakeVerdict,
+    rng: np.random.Generator,
+    steps: int,
+    n: int,
+    p_c: float,
+    p_b: float = 0.01,
+    lat: float = 1.0,
+    t0: float = T0,
+    dt: float = 1.0,
+) -> list[Status]:
+    out = []
+    for i in range(steps):
+        v.update(_inc(rng, n, p_c, lat), _inc(rng, n, p_b), t0 + i * dt)
+        out.append(v.status)
+    return out
+
+
+def test_aa_bakes_rarely_halt_with_both_gates() -> None:
+    """200 A/A bakes to 50k requests/arm, errors + latency gated: false HALT <= alpha (+noise)."""
+    rng = np.random.default_rng(2026)
+    runs = 200
+    halts = 0
+    for _ in range(runs):
+        v = BakeVerdict(_spec(min_canary_requests=10**9, max_canary_requests=10**9))
+        _feed(v, rng, 100, 500, 0.01)
+        halts += v.status is Status.HALT
+    assert halts / runs <= 0.01 + 3 * math.sqrt(0.01 * 0.99 / runs), halts / runs
+
+
+def test_halt_never_turns_into_promote() -> None:
+    """After a HALT, any amount of healthy data leaves the verdict at HALT."""
+    rng = np.random.default_rng(1)
+    v = BakeVerdict(_spec(min_canary_requests=0))
+    statuses = _feed(v, rng, 100, 200, 0.05)
+    assert Status.HALT in statuses
+    first = statuses.index(Status.HALT)
+    statuses += _feed(v, rng, 300, 2000, 0.01, t0=T0 + 1000)
+    assert all(s is Status.HALT for s in statuses[first:])
+    doc = v.document()
+    assert doc["status"] == "HALT" and doc["decided"] is True and "error rate" in doc["reasons"][0]
+
+
+def test_aa_promotes_only_after_the_minimum() -> None:
+    """A healthy canary PROMOTEs, never before min_canary_requests."""
+    rng = np.random.default_rng(2)
+    v = BakeVerdict(_spec(min_canary_requests=150_000))
+    for i in range(400):
+        v.update(_inc(rng, 1000, 0.01), _inc(rng, 1000, 0.01), T0 + i)
+        if v.decided:
+            break
+    assert v.status is Status.PROMOTE
+    assert v.canary.requests >= 150_000
+    assert v.document()["progress"]["estimated_requests_to_decision"] == 0
+
+
+def test_no_canary_traffic_never_promotes() -> None:
+    """A bake without canary traffic stays PENDING with that reason, then INCONCLUSIVE→HALT."""
+    rng = np.random.default_rng(3)
+    v = BakeVerdict(_spec(min_canary_requests=0, max_duration_s=600))
+    for i in range(50):
+        v.update(CohortSummary(), _inc(rng, 1000, 0.01), T0 + i * 10)
+    doc = v.document()
+    assert doc["status"] == "PENDING" and "no canary traffic" in doc["reasons"]
+    for i in range(50, 70):
+        v.update(CohortSummary(), _inc(rng, 1000, 0.01), T0 + i * 10)
+    doc = v.document()
+    assert doc["status"] == "INCONCLUSIVE" and doc["resolution"] == "HALT"
+
+
+def test_max_requests_gives_inconclusive_with_policy_resolution() -> None:
+    """Undecided at max_canary_requests → INCONCLUSIVE, resolved by on_inconclusive."""
+    rng = np.random.default_rng(4)
+    v = BakeVerdict(
+        _spec(min_canary_requests=0, max_canary_requests=5000, on_inconclusive="promote")
+    )
+    _feed(v, rng, 60, 100, 0.012)
+    assert v.status is Status.INCONCLUSIVE
+    assert v.document()["resolution"] == "PROMOTE"
+
+
+def test_promotion_window_withholds_promote() -> None:
+    """Outside the promotion windows a ready bake waits, and promotes once inside."""
+    rng = np.random.default_rng(5)
+    v = BakeVerdict(
+        _spec(
+            min_canary_requests=0,
+            promotion_windows=[{"days": "mon-thu", "start": "09:00", "end": "16:00"}],
+        )
+    )
+    friday = T0 + 4 * 86400
+    _feed(v, rng, 150, 2000, 0.01, t0=friday)
+    doc = v.document()
+    assert doc["status"] == "PENDING" and "outside promotion windows" in doc["reasons"]
+    _feed(v, rng, 1, 2000, 0.01, t0=T0 + 7 * 86400)  # next Monday 10:00
+    assert v.status is Status.PROMOTE
+
+
+def test_blast_radius_alerts_or_halts() -> None:
+    """A canary in more zones than allowed raises an alert; with action=halt it HALTs."""
+    rng = np.random.default_rng(6)
+    for action, want in (("alert", Status.PENDING), ("halt", Status.HALT)):
+        v = BakeVerdict(_spec(blast_radius={"segment": "zone", "max_values": 1, "action": action}))
+        ev1 = v.update(_inc(rng, 100, 0.01, zone="a"), _inc(rng, 100, 0.01), T0)
+        ev2 = v.update(_inc(rng, 100, 0.01, zone="b"), _inc(rng, 100, 0.01), T0 + 1)
+        assert not [e for e in ev1 if e.kind == "blast_radius"]
+        assert [e.kind for e in ev2 if e.kind == "blast_radius"] == ["blast_radius"]
+        assert v.status is want
+
+
+def test_coverage_gate_holds_promote() -> None:
+    """PROMOTE waits until the canary has served the required number of segment values."""
+    rng = np.random.default_rng(7)
+    v = BakeVerdict(_spec(min_canary_requests=0, coverage={"segment": "zone", "min_values": 2}))
+    for i in range(150):
+        v.update(_inc(rng, 2000, 0.01, zone="a"), _inc(rng, 2000, 0.01), T0 + i)
+    assert v.status is Status.PENDING
+    assert any("coverage" in r for r in v.document()["reasons"])
+    v.update(_inc(rng, 2000, 0.01, zone="b"), _inc(rng, 2000, 0.01), T0 + 200)
+    assert v.status is Status.PROMOTE
+
+
+def test_snapshot_restore_gives_identical_timeline() -> None:
+    """A verdict engine restored from its JSON snapshot continues exactly like the original."""
+    rng = np.random.default_rng(8)
+    v = BakeVerdict(_spec(min_canary_requests=2000))
+    _feed(v, rng, 20, 100, 0.015, lat=1.05)
+    restored = BakeVerdict.from_state(orjson.loads(orjson.dumps(v.state_dict())))
+    for i in range(200):
+        c, b = _inc(rng, 100, 0.015, 1.05), _inc(rng, 100, 0.01)
+        assert v.update(c, b, T0 + 100 + i) == restored.update(c, b, T0 + 100 + i)
+        assert v.document() == restored.document()
+
+
+def test_document_shape_for_pipelines() -> None:
+    """The document has the INTEGRATIONS.md fields; status is a capitalised string."""
+    rng = np.random.default_rng(9)
+    v = BakeVerdict(_spec())
+    _feed(v, rng, 10, 100, 0.01)
+    doc = orjson.loads(orjson.dumps(v.document()))
+    assert isinstance(doc["status"], str) and doc["status"] == doc["status"].upper()
+    for key in (
+        "id",
+        "service",
+        "status",
+        "decided",
+        "reasons",
+        "progress",
+        "metrics",
+        "policy",
+        "created_at",
+        "decided_at",
+        "evaluated_at",
+        "stale",
+        "progress_text",
+        "resolution",
+    ):
+        assert key in doc, key
+    assert doc["reasons"][0] == "canary requests 1,000 of 10,000 minimum"
+    assert set(doc["progress"]) >= {
+        "canary_requests",
+        "baseline_requests",
+        "min_canary_requests",
+        "fraction",
+        "estimated_requests_to_decision",
+    }
+    err = doc["metrics"]["error_rate"]
+    assert set(err) >= {"canary", "baseline", "ratio", "ratio_bounds", "finding"}
+    assert "canary" in doc["metrics"]["latency_p99_seconds"]
+    assert isinstance(doc["progress_text"], str)
+
+
+def test_override_is_audited() -> None:
+    """An operator override sets the status and records who, why and when."""
+    rng = np.random.default_rng(10)
+    v = BakeVerdict(_spec())
+    _feed(v, rng, 5, 100, 0.01)
+    ev = v.override(Status.HALT, "alice", "customer reports", T0 + 50)
+    doc = v.document()
+    assert doc["status"] == "HALT" and doc["override"]["by"] == "alice"
+    assert doc["override"]["previous"] == "PENDING" and ev.kind == "override"
+    with pytest.raises(Exception, match="override must set"):
+        v.override(Status.PENDING, "bob", "undo", T0 + 60)
