@@ -105,7 +105,7 @@ class DriftMonitor:
         events: list[DriftEvent] = []
         for signal, value in self._signals(canary, baseline).items():
             det = self._detectors[signal]
-            det.update(value)
+            det.update(value)  # type: ignore[no-untyped-call]  # river is untyped
             if det.drift_detected:
                 events.append(DriftEvent(signal, self._increments, value))
         return events

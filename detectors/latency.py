@@ -168,9 +168,12 @@ class LatencyTest:
         self._canary.merge(canary)
         self._baseline.merge(baseline)
         for th in self._thresholds:
-            if th.bucket is None and th.quantile is not None:
-                if self._baseline.requests >= self._warmup_requests(th.quantile):
-                    th.bucket = self._baseline.quantile_bucket(th.quantile)
+            if (
+                th.bucket is None
+                and th.quantile is not None
+                and self._baseline.requests >= self._warmup_requests(th.quantile)
+            ):
+                th.bucket = self._baseline.quantile_bucket(th.quantile)
         if not self._halted:
             self._halted = self._family_log_e_halt() >= math.log(1.0 / self.alpha)
 

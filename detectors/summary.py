@@ -63,8 +63,8 @@ def bucket_index(latency_s: npt.ArrayLike) -> IntArray:
     with np.errstate(divide="ignore", invalid="ignore"):
         keys = np.ceil(np.log(x) / _LOG_GAMMA)
     keys = np.nan_to_num(keys, nan=_KEY_MIN - 1, neginf=_KEY_MIN - 1, posinf=_KEY_MAX + 1)
-    idx = np.clip(keys - (_KEY_MIN - 1), 0, NUM_BUCKETS - 1)
-    return idx.astype(np.int64)
+    idx: IntArray = np.clip(keys - (_KEY_MIN - 1), 0, NUM_BUCKETS - 1).astype(np.int64)
+    return idx
 
 
 def bucket_upper_edge_s(index: int) -> float:

@@ -125,7 +125,7 @@ def replay(
             result.events.extend(events)
             changed = v.status != last_status[spec.id]
             last_status[spec.id] = v.status
-            if changed or n_inc % row_every == 0:
+            if changed or (n_inc % row_every == 0 and not v.decided):
                 _emit(result, v, on_row)
     for v in verdicts.values():
         if not result.timeline or result.timeline[-1].document is not None:

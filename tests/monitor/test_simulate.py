@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import doctest
 import gzip
+import itertools
 import math
 import re
 from pathlib import Path
@@ -118,6 +119,14 @@ def test_regression_changes_only_canary_outcomes() -> None:
     np.testing.assert_array_equal(aa.status[base], bad.status[base])
     assert np.all(bad.is_error[aa.is_error])  # canary errors of A/A stay errors
     assert bad.is_error[aa.canary].sum() > 1.8 * aa.is_error[aa.canary].sum()
+
+
+def test_without_limits_the_stream_is_endless() -> None:
+    """With neither duration nor request limit, chunks keep coming (the Kafka demo's mode)."""
+    sc = scenario_preset("low-traffic", seed=1)  # ~8k records per block: many blocks needed
+    chunks = list(itertools.islice(iter_chunks(sc, chunk_requests=10_000), 5))
+    assert [len(c) for c in chunks] == [10_000] * 5
+    _assert_same(Columns.concat(chunks), generate(sc, total_requests=50_000))
 
 
 def test_time_order_and_bounds() -> None:
