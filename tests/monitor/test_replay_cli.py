@@ -27,7 +27,9 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-def test_double_errors_exit_1_with_error_rate_reason(logs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_double_errors_exit_1_with_error_rate_reason(
+    logs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """A simulated 2x error regression replays to HALT (exit 1) citing the error rate."""
     code = main(["replay", str(logs["errors-2x"]), *BAKE, "--json"])
     doc = orjson.loads(capsys.readouterr().out)
@@ -36,7 +38,9 @@ def test_double_errors_exit_1_with_error_rate_reason(logs: dict[str, Path], caps
     assert doc["metrics"]["error_rate"]["ratio"] == pytest.approx(2.0, rel=0.35)
 
 
-def test_aa_log_with_enough_traffic_exits_0(logs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_aa_log_with_enough_traffic_exits_0(
+    logs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """An A/A log with enough canary traffic replays to PROMOTE (exit 0)."""
     code = main(["replay", str(logs["aa"]), *BAKE, "--json"])
     doc = orjson.loads(capsys.readouterr().out)
@@ -44,18 +48,26 @@ def test_aa_log_with_enough_traffic_exits_0(logs: dict[str, Path], capsys: pytes
     assert doc["status"] == "PROMOTE" and doc["progress"]["canary_requests"] >= 10_000
 
 
-def test_latency_regression_halts_on_latency(logs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_latency_regression_halts_on_latency(
+    logs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     """A 10 % latency regression replays to HALT citing latency."""
     code = main(["replay", str(logs["latency-1.10"]), *BAKE, "--quiet"])
     out = capsys.readouterr().out
     assert code == 1 and "latency regression" in out
 
 
-def test_garbage_lines_are_reported_and_the_rest_decides(logs: dict[str, Path], tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_garbage_lines_are_reported_and_the_rest_decides(
+    logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Garbage lines are counted by reason on stderr; the valid records still decide."""
     lines = gzip.decompress(logs["errors-2x"].read_bytes()).splitlines()
-    bad = [b"garbage{", b"[1, 2]", b'{"ts": 1795824001, "service": "checkout", "version": "v42", "status": 200, "latency_ms": "fast"}', b'{"service": "checkout"}']
+    bad = [
+        b"garbage{",
+        b"[1, 2]",
+        b'{"ts": 1795824001, "service": "checkout", "version": "v42", "status": 200, "latency_ms": "fast"}',
+        b'{"service": "checkout"}',
+    ]
     mixed = tmp_path / "mixed.jsonl"
     mixed.write_bytes(b"\n".join(lines[:5000] + bad + lines[5000:]) + b"\n")
     code = main(["replay", str(mixed), *BAKE, "--json"])
@@ -63,14 +75,17 @@ def test_garbage_lines_are_reported_and_the_rest_decides(logs: dict[str, Path], 
     doc = orjson.loads(cap.out)
     assert code == 1
     assert "rejected 4 of 150,004 records" in cap.err
-    assert "invalid_json=1" in cap.err and "not_an_object=1" in cap.err and "bad_latency=1" in cap.err
+    assert (
+        "invalid_json=1" in cap.err and "not_an_object=1" in cap.err and "bad_latency=1" in cap.err
+    )
     clean = main(["replay", str(logs["errors-2x"]), *BAKE, "--json"])
     assert clean == 1
     assert orjson.loads(capsys.readouterr().out)["progress"] == doc["progress"]
 
 
-def test_timeline_table_and_pending_exit_code(logs: dict[str, Path], tmp_path: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_timeline_table_and_pending_exit_code(
+    logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A short log prints a timeline table and exits 3 (still PENDING)."""
     short = tmp_path / "short.jsonl"
     short.write_bytes(b"\n".join(gzip.decompress(logs["aa"].read_bytes()).splitlines()[:20_000]))
@@ -81,7 +96,9 @@ def test_timeline_table_and_pending_exit_code(logs: dict[str, Path], tmp_path: P
     assert "PENDING" in out
 
 
-def test_bake_from_toml_config(logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bake_from_toml_config(
+    logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A TOML file with [[bake]] and a policy drives the replay like flags do."""
     cfg = tmp_path / "bake.toml"
     cfg.write_text(
@@ -97,14 +114,22 @@ def test_bake_from_toml_config(logs: dict[str, Path], tmp_path: Path, capsys: py
     ("argv", "message"),
     [
         (["replay", "/nonexistent.jsonl", *BAKE], 'log file "/nonexistent.jsonl" does not exist'),
-        (["replay", "x.jsonl", "--service", "checkout"], "a bake from flags needs --canary, --baseline"),
+        (
+            ["replay", "x.jsonl", "--service", "checkout"],
+            "a bake from flags needs --canary, --baseline",
+        ),
         (["replay", "x.jsonl"], "no bake given"),
         (["replay", "x.jsonl", *BAKE, "--alpha", "2"], 'policy field "alpha"'),
         (["replay", "x.jsonl", *BAKE, "--increment", "0"], "--increment must be >= 1"),
     ],
 )
-def test_usage_errors_exit_4_with_a_message(argv: list[str], message: str, tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usage_errors_exit_4_with_a_message(
+    argv: list[str],
+    message: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Usage and input errors exit 4 with a clear one-line message, no traceback."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.jsonl").write_text("")
