@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.summary import NUM_BUCKETS, CohortSummary, bucket_index
+from monitor.batch import RecordBatch
 from monitor.errors import BakeError, ConfigError
 from monitor.policy import Policy
-from monitor.records import RecordBatch
 
 __all__ = ["BASELINE", "CANARY", "BakeSpec", "Registry", "Tags", "summarise", "tag"]
 

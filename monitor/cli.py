@@ -265,7 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"bakemon {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_replay(sub)
-    from monitor.simulate import add_simulate_arguments, run_simulate
+    from monitor.simulate_cli import add_simulate_arguments, run_simulate
 
     sim = sub.add_parser("simulate", help="write a simulated request log (JSON lines)")
     add_simulate_arguments(sim)

@@ -21,21 +21,20 @@ milliseconds configured as seconds. Latencies must be finite and non-negative.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import repeat
-from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from monitor.errors import ConfigError
+from monitor.batch import Categorical, DecodeResult, RecordBatch, Rejection
+from monitor.fieldmap import PRESETS, UNIT_DIVISOR, FieldMap, show_value
 
 __all__ = [
     "COHORTS",
@@ -58,8 +57,6 @@ __all__ = [
     "decode_batch",
 ]
 
-TimeUnit = Literal["s", "ms", "us", "ns"]
-LatencyUnit = Literal["s", "ms", "us", "ns"]
 Cohort = Literal["canary", "baseline"]
 
 REASON_INVALID_JSON = "invalid_json"
@@ -82,7 +79,6 @@ REJECTION_REASONS: tuple[str, ...] = (
 )
 COHORTS: tuple[str, ...] = get_args(Cohort)
 
-_UNIT_DIVISOR = {"s": 1.0, "ms": 1e3, "us": 1e6, "ns": 1e9}
 # Epoch seconds at or beyond this (year ~5138) are almost surely ms/us/ns configured as "s".
 MAX_EPOCH_S = 1e11
 _ABSENT = frozenset({"", "-"})
@@ -97,281 +93,6 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
-
-
-# ---------------------------------------------------------------------------- field map
-
-
-@dataclass(frozen=True, kw_only=True)
-class FieldMap:
-    """Where the fields of one request live in a JSON log object.
-
-    Paths are dotted for nesting (``"request.latency"``); a key that itself contains dots
-    (``"kubernetes.labels.app.kubernetes.io/name"``) is found too. ``time_unit`` is the unit of
-    numeric times; ISO-8601 strings are always recognised. ``version`` may be None when the
-    records carry an explicit ``cohort`` label ("canary"/"baseline"); a record needs a version
-    or a cohort label. ``error`` names a boolean field that, when it holds a bool, overrides the
-    status; any other value there (null, an error message, a number) is ignored. Otherwise a
-    status counts as an error when it is ``>= error_status_min`` or in ``error_statuses``.
-    Segment values that are absent become ``""``. ``service_default`` is used for records
-    without a service (e.g. one topic per service).
-
-    >>> fm = FieldMap.from_dict({"preset": "plain", "latency": "request.latency_s",
-    ...                          "latency_unit": "s"})
-    >>> fm.latency, fm.time
-    ('request.latency_s', 'ts')
-    """
-
-    time: str
-    latency: str
-    time_unit: TimeUnit = "s"
-    latency_unit: LatencyUnit = "ms"
-    service: str | None = None
-    service_default: str | None = None
-    version: str | None = None
-    cohort: str | None = None
-    bake: str | None = None
-    status: str | None = None
-    error: str | None = None
-    error_status_min: int = 500
-    error_statuses: frozenset[int] = frozenset()
-    segments: Mapping[str, str] = field(default_factory=dict, hash=False)
-
-    def __post_init__(self) -> None:
-        for name in ("time", "latency"):
-            _check_path(name, getattr(self, name), optional=False)
-        for name in ("service", "version", "cohort", "bake", "status", "error"):
-            _check_path(name, getattr(self, name), optional=True)
-        for name in ("time_unit", "latency_unit"):
-            unit = getattr(self, name)
-            if unit not in _UNIT_DIVISOR:
-                units = ", ".join(f'"{u}"' for u in _UNIT_DIVISOR)
-                msg = f'"{name}" must be one of {units}, got {_show(unit)}'
-                if name == "time_unit":
-                    msg += " (ISO-8601 strings are always recognised)"
-                raise ConfigError(msg, value=unit)
-        if self.service_default is not None and (
-            not isinstance(self.service_default, str) or not self.service_default.strip()
-        ):
-            msg = f'"service_default" must be a non-empty string, got {_show(self.service_default)}'
-            raise ConfigError(msg, value=self.service_default)
-        if self.service is None and self.service_default is None:
-            msg = 'field map needs "service" or "service_default"'
-            raise ConfigError(msg, value=None)
-        if self.version is None and self.cohort is None:
-            msg = 'field map needs "version" or an explicit "cohort" label field'
-            raise ConfigError(msg, value=None)
-        if self.status is None and self.error is None:
-            msg = 'field map needs "status" or a boolean "error" field'
-            raise ConfigError(msg, value=None)
-        lo = self.error_status_min
-        if type(lo) is not int or not 100 <= lo <= 1000:
-            msg = f'"error_status_min" must be an integer in [100, 1000], got {_show(lo)}'
-            raise ConfigError(msg, value=lo)
-        statuses = self.error_statuses
-        if isinstance(statuses, str | bytes | Mapping) or not isinstance(statuses, Iterable):
-            msg = f'"error_statuses" must be a list of integers, got {_show(statuses)}'
-            raise ConfigError(msg, value=statuses)
-        for s in statuses:
-            if type(s) is not int or not 0 <= s <= 999:
-                msg = f'"error_statuses" entries must be integers in [0, 999], got {_show(s)}'
-                raise ConfigError(msg, value=s)
-        object.__setattr__(self, "error_statuses", frozenset(statuses))
-        if not isinstance(self.segments, Mapping):
-            msg = f'"segments" must map segment names to paths, got {_show(self.segments)}'
-            raise ConfigError(msg, value=self.segments)
-        for seg, path in self.segments.items():
-            if not isinstance(seg, str) or not seg:
-                msg = f'"segments" names must be non-empty strings, got {_show(seg)}'
-                raise ConfigError(msg, value=seg)
-            _check_path(f"segments.{seg}", path, optional=False)
-        object.__setattr__(self, "segments", MappingProxyType(dict(self.segments)))
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> FieldMap:
-        """Build a field map from plain config values, optionally on top of ``"preset"``.
-
-        Keys given next to a preset replace the preset's values (``segments`` as a whole).
-        """
-        valid = sorted(f.name for f in dataclasses.fields(cls))
-        unknown = sorted(k for k in d if k != "preset" and k not in valid)
-        if unknown:
-            keys = ", ".join(f'"{k}"' for k in unknown)
-            allowed = ", ".join(f'"{k}"' for k in ["preset", *valid])
-            msg = f"unknown field map key(s) {keys}; valid keys: {allowed}"
-            raise ConfigError(msg, value=unknown)
-        values = {k: v for k, v in d.items() if k != "preset"}
-        if "preset" not in d:
-            missing = [k for k in ("time", "latency") if k not in values]
-            if missing:
-                keys = ", ".join(f'"{k}"' for k in missing)
-                msg = f'field map without a "preset" needs {keys}'
-                raise ConfigError(msg, value=missing)
-            return cls(**values)
-        preset = d["preset"]
-        if not isinstance(preset, str) or preset not in PRESETS:
-            names = ", ".join(f'"{p}"' for p in PRESETS)
-            msg = f"unknown field map preset {_show(preset)}; presets: {names}"
-            raise ConfigError(msg, value=preset)
-        return dataclasses.replace(PRESETS[preset], **values)
-
-
-def _check_path(name: str, path: object, *, optional: bool) -> None:
-    if path is None and optional:
-        return
-    if not isinstance(path, str) or not path or "" in path.split("."):
-        msg = f'"{name}" must be a dotted field path like "request.latency", got {_show(path)}'
-        raise ConfigError(msg, value=path)
-
-
-PRESETS: dict[str, FieldMap] = {
-    # The project's own access-log shape (what the simulator writes).
-    "plain": FieldMap(
-        time="ts",
-        time_unit="s",
-        service="service",
-        version="version",
-        cohort="cohort",
-        bake="bake",
-        status="status",
-        error="error",
-        latency="latency_ms",
-        latency_unit="ms",
-        segments={"zone": "zone", "route": "route", "host": "host"},
-    ),
-    # Envoy JSON access log (json_format or typed_json_format) with the operator names as keys:
-    #   start_time: "%START_TIME%", response_code: "%RESPONSE_CODE%", duration: "%DURATION%",
-    #   authority: "%REQ(:AUTHORITY)%", upstream_cluster: "%UPSTREAM_CLUSTER%",
-    #   route_name: "%ROUTE_NAME%", upstream_host: "%UPSTREAM_HOST%".
-    # Envoy has no version; this preset takes it from upstream_cluster, which fits the usual
-    # Envoy canary (weighted_clusters, one cluster per version). With one cluster for both
-    # versions, have the app send an X-Version response header, log it as
-    # "x_version": "%RESP(X-VERSION)%" and set version = "x_version". Response code 0 (no
-    # response sent, e.g. downstream reset) counts as an error.
-    "envoy": FieldMap(
-        time="start_time",
-        service="authority",
-        version="upstream_cluster",
-        status="response_code",
-        error_statuses=frozenset({0}),
-        latency="duration",
-        latency_unit="ms",
-        segments={"route": "route_name", "host": "upstream_host"},
-    ),
-}
-# The plain shape shipped by Fluent Bit's kubernetes filter (Merge_Log on): the version is Argo
-# Rollouts' rollouts-pod-template-hash pod label, so cohorts match Argo's stable and canary
-# ReplicaSets. For Vector, use kubernetes.pod_labels.* and kubernetes.pod_name instead.
-PRESETS["argo"] = dataclasses.replace(
-    PRESETS["plain"],
-    version="kubernetes.labels.rollouts-pod-template-hash",
-    segments={"zone": "zone", "route": "route", "host": "kubernetes.pod_name"},
-)
-
-
-# ---------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True, eq=False)
-class Categorical:
-    """A string column: ``categories[codes[i]]`` is row ``i``'s value ("" = absent)."""
-
-    codes: Int32Array
-    categories: tuple[str, ...]
-
-    @classmethod
-    def from_values(cls, values: Iterable[str]) -> Categorical:
-        """Encode strings, with sorted categories."""
-        vals = list(values)
-        cats = sorted(set(vals))
-        lookup = {c: i for i, c in enumerate(cats)}
-        codes = np.fromiter(map(lookup.__getitem__, vals), np.int32, len(vals))
-        return cls(codes, tuple(cats))
-
-    def code(self, value: str) -> int:
-        """The code of ``value``, or -1 when no row can hold it."""
-        try:
-            return self.categories.index(value)
-        except ValueError:
-            return -1
-
-    def isin(self, values: Iterable[str]) -> BoolArray:
-        """Mask of the rows whose value is one of ``values``."""
-        targets = set(values)
-        wanted = [i for i, c in enumerate(self.categories) if c in targets]
-        return np.isin(self.codes, np.asarray(wanted, dtype=np.int32))
-
-    def values(self) -> npt.NDArray[np.object_]:
-        """The column as an object array of str (for tests and debugging, not the hot path)."""
-        return np.asarray(self.categories, dtype=object)[self.codes]
-
-    def take(self, sel: npt.ArrayLike) -> Categorical:
-        """Rows selected by a boolean mask or an index array (categories unchanged)."""
-        return Categorical(self.codes[np.asarray(sel)], self.categories)
-
-
-@dataclass(frozen=True, eq=False)
-class RecordBatch:
-    """The accepted rows of a decoded batch, one numpy column per field.
-
-    ``index`` gives each row's position in the input sequence (to map rows back to offsets).
-    ``status`` is -1 where the record had none (an explicit error flag decided). ``cohort`` and
-    ``bake`` are None when the field map has no such field.
-    """
-
-    index: Int64Array
-    time_s: FloatArray
-    latency_s: FloatArray
-    error: BoolArray
-    status: Int32Array
-    service: Categorical
-    version: Categorical
-    cohort: Categorical | None
-    bake: Categorical | None
-    segments: dict[str, Categorical]
-
-    @property
-    def n(self) -> int:
-        """Number of rows."""
-        return len(self.index)
-
-    def take(self, sel: npt.ArrayLike) -> RecordBatch:
-        """Sub-batch of the rows selected by a boolean mask or an index array."""
-        s = np.asarray(sel)
-        return RecordBatch(
-            index=self.index[s],
-            time_s=self.time_s[s],
-            latency_s=self.latency_s[s],
-            error=self.error[s],
-            status=self.status[s],
-            service=self.service.take(s),
-            version=self.version.take(s),
-            cohort=None if self.cohort is None else self.cohort.take(s),
-            bake=None if self.bake is None else self.bake.take(s),
-            segments={k: v.take(s) for k, v in self.segments.items()},
-        )
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """One input message that could not be decoded.
-
-    ``reason`` is one of :data:`REJECTION_REASONS`; ``detail`` says what was wrong for humans.
-    """
-
-    index: int
-    reason: str
-    raw: bytes
-    detail: str = ""
-
-
-@dataclass(frozen=True, eq=False)
-class DecodeResult:
-    """Accepted rows, rejections in input order, and rejection counts by reason (non-zero only)."""
-
-    batch: RecordBatch
-    rejections: list[Rejection]
-    rejected_by_reason: dict[str, int]
 
 
 # ---------------------------------------------------------------------------- decoding
@@ -417,7 +138,7 @@ def decode_batch(
 
     # Time.
     tcol = col(fm.time)
-    time_s, t_absent = _numbers(tcol, _UNIT_DIVISOR[fm.time_unit], _time_strings, _time_one)
+    time_s, t_absent = _numbers(tcol, UNIT_DIVISOR[fm.time_unit], _time_strings, _time_one)
     if defaults is not None and t_absent.any():
         time_s[t_absent] = defaults[pos[t_absent]]
         t_absent &= ~(np.isfinite(time_s) & (time_s >= 0.0))
@@ -472,7 +193,7 @@ def decode_batch(
 
     # Latency.
     lcol = col(fm.latency)
-    latency_s, l_absent = _numbers(lcol, _UNIT_DIVISOR[fm.latency_unit], None, _number_one)
+    latency_s, l_absent = _numbers(lcol, UNIT_DIVISOR[fm.latency_unit], None, _number_one)
     checks.flag(l_absent, REASON_MISSING_FIELD, fm.latency, lcol)
     with np.errstate(invalid="ignore"):
         l_ok = np.isfinite(latency_s) & (latency_s >= 0.0)
@@ -607,7 +328,7 @@ def _detail(reason: str, path: str, value: Any) -> str:
         REASON_BAD_COHORT: 'a cohort ("canary" or "baseline")',
         REASON_BAD_TYPE: "a string or number",
     }[reason]
-    return f'field "{path}" is not {what}: {_show(value)}'
+    return f'field "{path}" is not {what}: {show_value(value)}'
 
 
 def _rejection(messages: Sequence[bytes | str], i: int, reason: str, detail: str) -> Rejection:
@@ -830,14 +551,3 @@ def _json_kind(v: Any) -> str:
     if v is None:
         return "null"
     return {list: "array", str: "string", bool: "boolean"}.get(type(v), "number")
-
-
-def _show(v: Any) -> str:
-    """A value for an error message: JSON-ish (strings in double quotes), truncated."""
-    try:
-        text = orjson.dumps(v).decode()
-    except TypeError:
-        text = repr(v)
-    if len(text) > _DETAIL_VALUE_CHARS:
-        text = text[: _DETAIL_VALUE_CHARS - 1] + "…"
-    return text

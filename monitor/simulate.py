@@ -26,18 +26,13 @@ True
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gzip
 import math
 import os
-import re
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -53,11 +48,8 @@ __all__ = [
     "Route",
     "Scenario",
     "ServiceSpec",
-    "add_simulate_arguments",
     "generate",
     "iter_chunks",
-    "parse_duration_s",
-    "run_simulate",
     "scenario_preset",
     "to_json_lines",
     "write_jsonl",
@@ -78,11 +70,7 @@ _ERROR_STATUS_WEIGHTS: Final = (0.4, 0.3, 0.2, 0.1)
 OK_STATUSES: Final = (200, 201, 204, 301, 404)
 _OK_STATUS_WEIGHTS: Final = (0.9, 0.03, 0.03, 0.01, 0.03)
 GZIP_LEVEL: Final = 6
-EXIT_OK: Final = 0
-EXIT_USAGE: Final = 4
-DEFAULT_CLI_DURATION_S: Final = 1200.0
 MID_BAKE_START_S: Final = 600.0  # halfway through the CLI's default 20-minute bake
-_PROGRESS_INTERVAL_S: Final = 0.5
 
 
 def _require(
@@ -586,167 +574,3 @@ def write_jsonl(
             filename="", mode="wb", fileobj=raw, compresslevel=GZIP_LEVEL, mtime=0
         ) as gz:
             return _write_chunks(gz, chunks, on_chunk)
-
-
-# --- command line: `bakemon simulate` -------------------------------------------------------------
-
-_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S: Final = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration_s(text: str, *, name: str = "duration") -> float:
-    """Seconds in ``text`` such as "90", "90s", "20m", "1.5h", "500ms", "1d"."""
-    match = _DURATION_RE.match(text)
-    if match is None:
-        raise ConfigError(f'{name} must look like 90s, 20m or 2h, got "{text}"', value=text)
-    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
-
-
-def _parse_number(text: str, flag: str, kind: type[int] | type[float] = float) -> float:
-    try:
-        value = kind(text.strip())
-    except ValueError:
-        word = "an integer" if kind is int else "a number"
-        raise ConfigError(f'{flag} must be {word}, got "{text}"', value=text) from None
-    if not math.isfinite(value):
-        raise ConfigError(f'{flag} must be finite, got "{text}"', value=text)
-    return value
-
-
-# flag, metavar, what it sets (a scenario / service / regression field), value kind, help
-_OVERRIDES: Final = (
-    ("--rps", "R", "scenario", "mean_rps", "float", "fleet mean requests per second"),
-    ("--service", "NAME", "service", "name", "str", "service name"),
-    ("--baseline-version", "V", "service", "baseline_version", "str", "baseline version label"),
-    ("--canary-version", "V", "service", "canary_version", "str", "canary version label"),
-    ("--canary-share", "F", "service", "canary_share", "float", "share of requests on the canary"),
-    ("--error-rate", "P", "service", "base_error_rate", "float", "baseline error rate, all routes"),
-    ("--error-multiplier", "M", "regression", "error_multiplier", "float", "canary errors x M"),
-    ("--latency-multiplier", "M", "regression", "latency_multiplier", "float", "latency x M"),
-    ("--slow-tail-fraction", "F", "regression", "slow_tail_fraction", "float", "share made slow"),
-    ("--slow-tail-ms", "MS", "regression", "slow_tail_add_s", "ms", "ms added to those"),
-    ("--regression-start", "SPAN", "regression", "start_after_s", "span", "starts after SPAN"),
-)  # fmt: skip
-
-
-def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``bakemon simulate`` options; values are checked by :func:`run_simulate`."""
-    add = parser.add_argument
-    add("--out", required=True, metavar="FILE", help='JSON lines; ".gz" compresses, "-" is stdout')
-    add(
-        "--scenario",
-        default="aa",
-        metavar="NAME",
-        help=f"{', '.join(SCENARIO_NAMES)} (default: aa)",
-    )
-    add("--requests", metavar="N", help="number of records (stops at this or --duration, first)")
-    add(
-        "--duration",
-        metavar="SPAN",
-        help="event time: 90s, 20m, 2h (default: 20m without --requests)",
-    )
-    add("--seed", default="0", metavar="INT", help="random seed (default: 0)")
-    for flag, metavar, _, _, _, text in _OVERRIDES:
-        add(flag, metavar=metavar, help=text)
-
-
-def _scenario_from_args(args: argparse.Namespace) -> tuple[Scenario, float | None, int | None]:
-    seed = _parse_number(str(args.seed), "--seed", int)
-    scenario = scenario_preset(str(args.scenario), seed=int(seed))
-    total = None if args.requests is None else int(_parse_number(args.requests, "--requests", int))
-    if total is not None:
-        _require("--requests", total, 1, integer=True)
-    duration_s = (
-        None if args.duration is None else parse_duration_s(args.duration, name="--duration")
-    )
-    if duration_s is not None:
-        _require("--duration", duration_s, 0, open_lo=True)
-    elif total is None:
-        duration_s = DEFAULT_CLI_DURATION_S
-    fields: dict[str, dict[str, Any]] = {"scenario": {}, "service": {}, "regression": {}}
-    for flag, _, target, field, kind, _ in _OVERRIDES:
-        text = getattr(args, flag[2:].replace("-", "_"))
-        if text is None:
-            continue
-        text = str(text)
-        if kind == "span":
-            fields[target][field] = parse_duration_s(text, name=flag)
-        elif kind == "str":
-            fields[target][field] = text
-        else:
-            fields[target][field] = _parse_number(text, flag) / (1e3 if kind == "ms" else 1)
-    services = []
-    for spec in scenario.services:
-        if fields["regression"]:
-            regression = dataclasses.replace(
-                spec.regression or _NO_REGRESSION, **fields["regression"]
-            )
-            spec = dataclasses.replace(spec, regression=regression)
-        services.append(dataclasses.replace(spec, **fields["service"]))
-    scenario = dataclasses.replace(scenario, services=tuple(services), **fields["scenario"])
-    return scenario, duration_s, total
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-class _Tally:
-    """Counts for the summary line, and progress on a terminal (the CLI may read the clock)."""
-
-    def __init__(self, start_s: float, progress: bool) -> None:
-        self.start_s, self.progress = start_s, progress
-        self.records = self.canary = 0
-        self.first_ts = self.last_ts = math.nan
-        self._shown_at = time.monotonic()
-
-    def __call__(self, cols: Columns) -> None:
-        if len(cols) == 0:
-            return
-        if self.records == 0:
-            self.first_ts = float(cols.ts[0])
-        self.records += len(cols)
-        self.canary += int(np.count_nonzero(cols.canary))
-        self.last_ts = float(cols.ts[-1])
-        if self.progress and time.monotonic() - self._shown_at >= _PROGRESS_INTERVAL_S:
-            self._shown_at = time.monotonic()
-            span = self.last_ts - self.start_s
-            print(f"\rsimulate: {self.records:,} records, +{span:,.0f} s", end="", file=sys.stderr)
-
-    def summary(self, out: str) -> str:
-        head = f"simulate: wrote {self.records:,} records to {'stdout' if out == '-' else out}"
-        if self.records == 0:
-            return head
-        return (
-            f"{head} (canary {self.canary:,}, baseline {self.records - self.canary:,}; event time "
-            f"{_iso(self.first_ts)} .. {_iso(self.last_ts)}, {self.last_ts - self.first_ts:,.1f} s)"
-        )
-
-
-def run_simulate(args: argparse.Namespace) -> int:
-    """``bakemon simulate``: write a scenario's records; 0 on success, 4 on a usage error."""
-    try:
-        scenario, duration_s, total = _scenario_from_args(args)
-    except ConfigError as exc:
-        print(f"bakemon simulate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    tally = _Tally(scenario.start_s, progress=sys.stderr.isatty())
-    out = str(args.out)
-    try:
-        if out == "-":
-            chunks = iter_chunks(scenario, duration_s=duration_s, total_requests=total)
-            _write_chunks(sys.stdout.buffer, chunks, tally)
-            sys.stdout.buffer.flush()
-        else:
-            write_jsonl(out, scenario, duration_s=duration_s, total_requests=total, on_chunk=tally)
-    except BrokenPipeError:
-        # The reader went away (`| head`): it has what it wanted; keep exit-time flush quiet.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
-    except OSError as exc:
-        print(f'bakemon simulate: cannot write "{out}": {exc.strerror or exc}', file=sys.stderr)
-        return EXIT_USAGE
-    if tally.progress:
-        print(file=sys.stderr)
-    print(tally.summary(out), file=sys.stderr)
-    return EXIT_OK

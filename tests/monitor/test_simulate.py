@@ -27,15 +27,13 @@ from monitor.simulate import (
     Route,
     Scenario,
     ServiceSpec,
-    add_simulate_arguments,
     generate,
     iter_chunks,
-    parse_duration_s,
-    run_simulate,
     scenario_preset,
     to_json_lines,
     write_jsonl,
 )
+from monitor.simulate_cli import add_simulate_arguments, parse_duration_s, run_simulate
 
 N_STAT = 200_000  # records per statistical test
 SIGMAS = 4.0
