@@ -34,12 +34,13 @@ import numpy as np
 
 from detectors.base import Assessment, Finding
 from detectors.rate_ratio import RateRatioAssessment, RateRatioTest
-from detectors.summary import CohortSummary, bucket_index, bucket_upper_edge_s
+from detectors.summary import GAMMA, CohortSummary, bucket_index, bucket_upper_edge_s
 
 __all__ = ["LatencyTest"]
 
 STATE_VERSION = 1
 _LOG_E_CAP = 700.0
+_MAX_EXCEEDANCE_TOL = 19.0  # ratio 20: beyond it the test's grid (|θ| <= 4) gets thin
 
 
 class _Threshold:
@@ -69,8 +70,16 @@ class LatencyTest:
         Baseline quantiles whose values become thresholds after the warm-up.
     slo_thresholds_s
         Fixed latency thresholds (seconds) from the policy, tested from the first increment.
-    tol, halt_margin, abs_tol
-        As for :class:`~detectors.rate_ratio.RateRatioTest`, on exceedance rates.
+    tol, halt_margin
+        Relative *latency* tolerance and halt margin (0.1 = 10 % slower). At each quantile
+        threshold they become exceedance-rate margins, fixed at freeze time from the baseline's
+        warm-up histogram: the exceedance ratio a canary ``tol`` times slower would show there
+        (at least ``tol``). So NON_INFERIOR means "shown less than ``1 + tol`` times slower at
+        every quantile" for a canary that is a rescaled baseline.
+    slo_tol
+        Exceedance-rate ratio tolerance of the fixed SLO thresholds.
+    abs_tol
+        Absolute tolerance on exceedance rates (see :class:`~detectors.rate_ratio.RateRatioTest`).
     warmup_exceedances, min_warmup_requests
         A quantile ``q`` freezes once the baseline has
         ``max(min_warmup_requests, warmup_exceedances / (1 - q))`` requests.
@@ -87,8 +96,9 @@ class LatencyTest:
         alpha_promote: float | None = None,
         quantiles: Sequence[float] = (0.5, 0.9, 0.99),
         slo_thresholds_s: Sequence[float] = (),
-        tol: float = 0.2,
+        tol: float = 0.1,
         halt_margin: float = 0.0,
+        slo_tol: float = 0.2,
         abs_tol: float | None = None,
         warmup_exceedances: int = 20,
         min_warmup_requests: int = 200,
@@ -118,24 +128,54 @@ class LatencyTest:
         self.alpha_promote = alpha if alpha_promote is None else alpha_promote
         self.quantiles = tuple(float(q) for q in quantiles)
         self.slo_thresholds_s = tuple(float(s) for s in slo_thresholds_s)
+        if not 0.0 <= tol <= 1.0:
+            msg = f"tol must be in [0, 1], got {tol}"
+            raise ValueError(msg)
+        if not 0.0 <= halt_margin <= 1.0:
+            msg = f"halt_margin must be in [0, 1], got {halt_margin}"
+            raise ValueError(msg)
         self.tol = tol
         self.halt_margin = halt_margin
+        self.slo_tol = slo_tol
         self.abs_tol = abs_tol
         self.warmup_exceedances = warmup_exceedances
         self.min_warmup_requests = min_warmup_requests
         self.test_kwargs = dict(test_kwargs)
         self._reset()
 
-    def _new_test(self) -> RateRatioTest:
+    def _new_test(
+        self, tol: float | None = None, halt_margin: float | None = None
+    ) -> RateRatioTest:
         k = len(self.quantiles) + len(self.slo_thresholds_s)
         # Each test's own sticky flag uses the Bonferroni level; the family gate uses the mean.
         return RateRatioTest(
             self.alpha / k,
             alpha_promote=self.alpha_promote,
-            tol=self.tol,
-            halt_margin=self.halt_margin,
+            tol=self.slo_tol if tol is None else tol,
+            halt_margin=self.halt_margin if halt_margin is None else halt_margin,
             abs_tol=self.abs_tol,
             **self.test_kwargs,
+        )
+
+    def _exceedance_margin(self, bucket: int, slowdown: float) -> float:
+        """The exceedance-rate ratio excess that a canary ``slowdown`` times slower than the
+        baseline would show at ``bucket``'s edge, read off the baseline's warm-up histogram."""
+        if slowdown <= 0.0:
+            return 0.0
+        shift = round(math.log1p(slowdown) / math.log(GAMMA))
+        above = self._baseline.count_above(bucket)
+        shifted = self._baseline.count_above(max(bucket - shift, 0))
+        if above == 0:
+            return _MAX_EXCEEDANCE_TOL
+        return min(max(shifted / above - 1.0, slowdown), _MAX_EXCEEDANCE_TOL)
+
+    def _freeze(self, th: _Threshold) -> None:
+        assert th.quantile is not None
+        th.bucket = self._baseline.quantile_bucket(th.quantile)
+        assert th.bucket is not None
+        th.test = self._new_test(
+            tol=self._exceedance_margin(th.bucket, self.tol),
+            halt_margin=self._exceedance_margin(th.bucket, self.halt_margin),
         )
 
     def _reset(self) -> None:
@@ -173,7 +213,7 @@ class LatencyTest:
                 and th.quantile is not None
                 and self._baseline.requests >= self._warmup_requests(th.quantile)
             ):
-                th.bucket = self._baseline.quantile_bucket(th.quantile)
+                self._freeze(th)
         if not self._halted:
             self._halted = self._family_log_e_halt() >= math.log(1.0 / self.alpha)
 
@@ -281,6 +321,7 @@ class LatencyTest:
             "slo_thresholds_s": list(self.slo_thresholds_s),
             "tol": self.tol,
             "halt_margin": self.halt_margin,
+            "slo_tol": self.slo_tol,
             "abs_tol": self.abs_tol,
             "warmup_exceedances": self.warmup_exceedances,
             "min_warmup_requests": self.min_warmup_requests,

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "GAMMA",
     "MAX_LATENCY_S",
     "MIN_LATENCY_S",
     "NUM_BUCKETS",

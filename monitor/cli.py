@@ -230,7 +230,9 @@ def _add_replay(sub: Any) -> None:
         "--max-requests", type=int, help="max canary requests before INCONCLUSIVE (default 500000)"
     )
     p.add_argument("--error-tol", type=float, help="tolerated error-rate ratio (default 1.2)")
-    p.add_argument("--latency-tol", type=float, help="tolerated slow-request ratio (default 1.2)")
+    p.add_argument(
+        "--latency-tol", type=float, help="tolerated slowdown ratio at each quantile (default 1.1)"
+    )
     p.add_argument("--no-latency", action="store_true", help="gate on errors only")
     p.add_argument(
         "--on-inconclusive",
@@ -246,6 +248,53 @@ def _add_replay(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the final verdict document as JSON")
     p.add_argument("--quiet", action="store_true", help="no timeline, only the final verdict line")
     p.set_defaults(func=cmd_replay)
+
+
+# -- run ---------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.config import load_settings
+    from monitor.service import Service, configure_logging
+
+    settings = load_settings(
+        args.config,
+        flags={
+            "bootstrap_servers": args.bootstrap_servers,
+            "topics": args.topics,
+            "roles": args.roles,
+            "topic_prefix": args.topic_prefix,
+            "block_offsets": args.block_offsets,
+            "flush_interval_s": args.flush_interval,
+            "partials_partitions": args.partials_partitions,
+            "preset": args.preset,
+            "log_level": args.log_level,
+            "log_format": args.log_format,
+        },
+    )
+    configure_logging(settings.log_level, settings.log_format)
+    return Service(settings).start().run_forever()
+
+
+def _add_run(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the streaming service (ingest, judge)",
+        description="Consume request logs from Kafka and judge bakes. Settings come from --config "
+        "(TOML), then BAKEMON_* environment variables, then these flags.",
+    )
+    p.add_argument("--config", help="TOML settings file")
+    p.add_argument(
+        "--bootstrap-servers", help="Kafka bootstrap servers (BAKEMON_BOOTSTRAP_SERVERS)"
+    )
+    p.add_argument("--topics", help="request topics, comma-separated (BAKEMON_TOPICS)")
+    p.add_argument("--roles", help="roles to run, comma-separated: ingest,judge (BAKEMON_ROLES)")
+    p.add_argument("--topic-prefix", help='prefix of bakemon\'s own topics (default "bakemon.")')
+    p.add_argument("--block-offsets", help="offsets per exactly-once block (default 50000)")
+    p.add_argument("--flush-interval", help="seconds between partial flushes (default 1)")
+    p.add_argument("--partials-partitions", help="partitions of the partials topic (default 8)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="field-map preset (default plain)")
+    p.add_argument("--log-level", help="debug, info, warning, error (default info)")
+    p.add_argument("--log-format", help="text or json (default text)")
+    p.set_defaults(func=cmd_run)
 
 
 # -- entry point -------------------------------------------------------------------------------
@@ -270,7 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulate", help="write a simulated request log (JSON lines)")
     add_simulate_arguments(sim)
     sim.set_defaults(func=run_simulate)
-    for name, text in (("run", "run the streaming service"), ("demo", "run the end-to-end demo")):
+    _add_run(sub)
+    for name, text in (("demo", "run the end-to-end demo"),):
         p = sub.add_parser(name, help=f"{text} (coming)")
         p.set_defaults(func=_not_yet(name))
     return parser

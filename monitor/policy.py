@@ -63,8 +63,9 @@ def _num(
 class MetricPolicy:
     """Tolerances for one gated metric.
 
-    ``tol`` is the relative tolerance on its bad-event rate ratio (1.2 = 20 % worse is
-    acceptable), ``abs_tol`` an optional absolute tolerance on the canary's excess rate,
+    ``tol`` is the relative tolerance: for errors on the error-rate ratio (0.2 = up to 1.2x the
+    baseline's rate is acceptable), for latency on latency at each quantile (0.1 = up to 10 %
+    slower); ``slo_tol`` the exceedance-rate tolerance of fixed SLO thresholds; ``abs_tol`` an optional absolute tolerance on the canary's excess rate,
     ``halt_margin`` the ratio excess a HALT must prove, ``weight`` its share of the bake's
     false-HALT budget alpha.
     """
@@ -76,6 +77,7 @@ class MetricPolicy:
     weight: float = 0.5
     quantiles: tuple[float, ...] = ()
     slo_thresholds_ms: tuple[float, ...] = ()
+    slo_tol: float = 0.2
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str, defaults: MetricPolicy) -> MetricPolicy:
@@ -83,7 +85,7 @@ class MetricPolicy:
             raise _fail(path, "must be a table/object", data)
         allowed = {"enabled", "tol", "abs_tol", "halt_margin", "weight"}
         if path == "latency":
-            allowed |= {"quantiles", "slo_thresholds_ms"}
+            allowed |= {"quantiles", "slo_thresholds_ms", "slo_tol"}
         _check_keys(data, allowed, path)
         enabled = data.get("enabled", defaults.enabled)
         if not isinstance(enabled, bool):
@@ -113,12 +115,15 @@ class MetricPolicy:
             )
         return cls(
             enabled=enabled,
-            tol=float(_num(data, "tol", path, defaults.tol, 0.0, 50.0)),
+            tol=float(
+                _num(data, "tol", path, defaults.tol, 0.0, 1.0 if path == "latency" else 50.0)
+            ),
             abs_tol=_num(data, "abs_tol", path, defaults.abs_tol, 0.0, 1.0, lo_open=True),
             halt_margin=float(_num(data, "halt_margin", path, defaults.halt_margin, 0.0, 50.0)),
             weight=float(_num(data, "weight", path, defaults.weight, 0.0, 1.0, lo_open=True)),
             quantiles=quantiles,
             slo_thresholds_ms=slo,
+            slo_tol=float(_num(data, "slo_tol", path, defaults.slo_tol, 0.0, 50.0)),
         )
 
 
@@ -227,8 +232,11 @@ class Coverage:
         )
 
 
-DEFAULT_ERRORS = MetricPolicy(tol=0.2, abs_tol=0.001, weight=0.5)
-DEFAULT_LATENCY = MetricPolicy(tol=0.2, abs_tol=0.005, weight=0.5, quantiles=(0.5, 0.9, 0.99))
+# Errors get the larger share of the HALT budget: they are the commonest and most visible canary
+# failure, and the latency family already pools its thresholds (benchmarks/detection.py).
+DEFAULT_ERRORS = MetricPolicy(tol=0.2, abs_tol=0.001, weight=0.6)
+# Latency tolerances are latency ratios (0.1 = canary up to 10 % slower at each quantile).
+DEFAULT_LATENCY = MetricPolicy(tol=0.1, abs_tol=0.005, weight=0.4, quantiles=(0.5, 0.9, 0.99))
 
 
 @dataclass(frozen=True)
@@ -329,8 +337,8 @@ class Policy:
         for key in ("errors", "latency"):
             d[key]["quantiles"] = list(d[key]["quantiles"])
             d[key]["slo_thresholds_ms"] = list(d[key]["slo_thresholds_ms"])
-        d["errors"].pop("quantiles")
-        d["errors"].pop("slo_thresholds_ms")
+        for key in ("quantiles", "slo_thresholds_ms", "slo_tol"):
+            d["errors"].pop(key)
         d["promotion_windows"] = [
             {"days": list(w.days), "start": w.start, "end": w.end} for w in self.promotion_windows
         ]

@@ -94,6 +94,7 @@ class BakeVerdict:
                 quantiles=policy.latency.quantiles,
                 slo_thresholds_s=[ms / 1000.0 for ms in policy.latency.slo_thresholds_ms],
                 tol=policy.latency.tol,
+                slo_tol=policy.latency.slo_tol,
                 abs_tol=policy.latency.abs_tol,
                 halt_margin=policy.latency.halt_margin,
             )
