@@ -184,6 +184,20 @@ class _Listener:
         self.assigned: set[TP] = set()
         self.revoked: set[TP] = set()
 
+    def as_kafka_listener(self) -> Any:
+        from kafka import ConsumerRebalanceListener
+
+        outer = self
+
+        class _Adapter(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: Any) -> None:
+                outer.on_partitions_revoked(revoked)
+
+            def on_partitions_assigned(self, assigned: Any) -> None:
+                outer.on_partitions_assigned(assigned)
+
+        return _Adapter()
+
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
         for tp in revoked:
             t = (tp.topic, tp.partition)
@@ -248,7 +262,7 @@ class KafkaSource:
         self._pending_revoked: set[TP] = set()
         self._known: set[TP] = set()
         if group_id:
-            self._c.subscribe(list(topics), listener=self._listener)
+            self._c.subscribe(list(topics), listener=self._listener.as_kafka_listener())
         else:
             self._c.assign([TopicPartition(t, p) for t, p in partitions])
             self._listener.assigned = set(partitions)

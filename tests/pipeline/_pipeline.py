@@ -1,0 +1,161 @@
+"""Helpers for the broker-backed tests: produce logs, run bakemon processes, read verdicts."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from monitor.kafka_io import KafkaSource, TopicLayout, ensure_topics, read_to_end
+from monitor.simulate import Regression, Scenario, ServiceSpec, generate, to_json_lines
+
+REQUESTS = "requests"
+PREFIX = "t."
+LAYOUT = TopicLayout(PREFIX, partials_partitions=4)
+POLICY = {"min_canary_requests": 2000, "errors": {"tol": 0.5}, "latency": {"tol": 0.3}}
+
+
+def two_service_log(n: int, seed: int = 1) -> list[bytes]:
+    """checkout: canary with 2x errors; search: healthy canary. Both at a 50 % canary share."""
+    sc = Scenario(
+        services=(
+            ServiceSpec(
+                name="checkout", canary_share=0.5, regression=Regression(error_multiplier=2.0)
+            ),
+            ServiceSpec(
+                name="search", baseline_version="v7", canary_version="v8", canary_share=0.5
+            ),
+        ),
+        mean_rps=400.0,
+        seed=seed,
+    )
+    return to_json_lines(generate(sc, total_requests=n))
+
+
+def expected_counts(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
+    """Exact (canary, baseline) request counts per bake id of the two-service log."""
+    out = {"checkout-v42": [0, 0], "search-v8": [0, 0]}
+    for line in lines:
+        try:
+            d = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(d, dict) or not isinstance(d.get("latency_ms"), int | float):
+            continue
+        key = {"checkout": "checkout-v42", "search": "search-v8"}.get(d.get("service"))
+        if key is None:
+            continue
+        cohort = 0 if d["version"] in ("v42", "v8") else 1
+        out[key][cohort] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+BAKES_TOML = """
+[[bake]]
+id = "checkout-v42"
+service = "checkout"
+canary = "v42"
+baseline = "v41"
+[bake.policy]
+min_canary_requests = 2000
+[bake.policy.errors]
+tol = 0.5
+[bake.policy.latency]
+tol = 0.3
+
+[[bake]]
+id = "search-v8"
+service = "search"
+canary = "v8"
+baseline = "v7"
+[bake.policy]
+min_canary_requests = 2000
+[bake.policy.errors]
+tol = 0.5
+[bake.policy.latency]
+tol = 0.3
+"""
+
+
+def write_config(path: Path, bootstrap: str, **extra: Any) -> Path:
+    settings = {
+        "bootstrap_servers": bootstrap,
+        "topics": [REQUESTS],
+        "topic_prefix": PREFIX,
+        "partials_partitions": 4,
+        "block_offsets": 5000,
+        "flush_interval_s": 0.5,
+        "checkpoint_interval_s": 0.5,
+        **extra,
+    }
+    lines = []
+    for k, v in settings.items():
+        lines.append(
+            f"{k} = {orjson.dumps(v).decode() if not isinstance(v, bool) else str(v).lower()}"
+        )
+    path.write_text("\n".join(lines) + "\n" + BAKES_TOML)
+    return path
+
+
+def create_topics(bootstrap: str, partitions: int = 4) -> None:
+    ensure_topics(bootstrap, LAYOUT, extra=[(REQUESTS, partitions)])
+
+
+def produce(
+    bootstrap: str, lines: Sequence[bytes], partitions: int = 4, topic: str = REQUESTS
+) -> None:
+    from kafka import KafkaProducer
+
+    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=512 * 1024, acks="all")
+    for i, line in enumerate(lines):
+        p.send(topic, line, partition=i % partitions)
+    p.flush()
+    p.close()
+
+
+def start_run(config: Path, roles: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    fh = open(log, "ab")  # noqa: SIM115  # the child owns it
+    return subprocess.Popen(
+        [sys.executable, "-m", "monitor.cli", "run", "--config", str(config), "--roles", roles],
+        stdout=fh,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+
+
+def kill(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL, timeout_s: float = 20.0) -> int:
+    proc.send_signal(sig)
+    return proc.wait(timeout_s)
+
+
+def verdict_documents(bootstrap: str) -> dict[str, dict[str, Any]]:
+    """Latest verdict document per bake from the verdicts topic."""
+    src = KafkaSource(bootstrap, partitions=[(LAYOUT.verdicts, p) for p in range(4)])
+    try:
+        snap = read_to_end(src, LAYOUT.verdicts, range(4))
+    finally:
+        src.close()
+    return {
+        k.decode(): orjson.loads(v)["document"] for k, v in snap.values.items() if v is not None
+    }
+
+
+def totals(doc: dict[str, Any]) -> tuple[int, int]:
+    return doc["progress"]["canary_requests"], doc["progress"]["baseline_requests"]
+
+
+def wait_until(cond: Callable[[], bool], timeout_s: float, what: str, every_s: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
