@@ -66,6 +66,10 @@ class IngestStats:
     last_checkpoint_s: float = 0.0
 
 
+def _tps(tps: set[TP]) -> str:
+    return ",".join(f"{t}/{p}" for t, p in sorted(tps)) or "none"
+
+
 class Ingest:
     """One ingest worker: a group consumer on the request topics and a producer."""
 
@@ -101,9 +105,11 @@ class Ingest:
         """Poll once, fold what arrived, checkpoint when due; returns records processed."""
         batch = self.source.poll(timeout_s, MAX_POLL_RECORDS)
         self.stats.last_poll_s = self.clock()
-        _, revoked = self.source.take_rebalance()
+        assigned, revoked = self.source.take_rebalance()
         for tp in revoked:  # the new owner recomputes from our last commit
             self._blocks.pop(tp, None)
+        if assigned or revoked:
+            log.info("ingest partitions: +%s -%s", _tps(assigned), _tps(revoked))
         n = 0
         for tp, recs in batch.items():
             if recs:
