@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from monitor.bakes import BakeSpec
+from monitor.discovery import DiscoverySettings
 from monitor.errors import ConfigError
 from monitor.fieldmap import PRESETS, FieldMap
 from monitor.kafka_io import TopicLayout
@@ -44,6 +45,7 @@ class Settings:
     field_map: FieldMap = PRESETS["plain"]
     kafka: Mapping[str, Any] = field(default_factory=dict)
     bakes: tuple[BakeSpec, ...] = ()
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
 
     @property
     def layout(self) -> TopicLayout:
@@ -64,7 +66,7 @@ _SCALARS: dict[str, type] = {
     "log_format": str,
 }
 _LISTS = ("topics", "roles")
-_TABLES = ("fields", "kafka", "bake")
+_TABLES = ("fields", "kafka", "bake", "discovery")
 
 
 def _coerce(key: str, value: Any, source: str) -> Any:
@@ -157,7 +159,10 @@ def load_settings(
     bakes = tuple(
         BakeSpec.from_dict(b) for b in (raw_bakes if isinstance(raw_bakes, list) else [raw_bakes])
     )
-    settings = Settings(**values, field_map=field_map, kafka=kafka, bakes=bakes)
+    discovery = DiscoverySettings.from_dict(raw.get("discovery", {}))
+    settings = Settings(
+        **values, field_map=field_map, kafka=kafka, bakes=bakes, discovery=discovery
+    )
     _validate(settings)
     return settings
 

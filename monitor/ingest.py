@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.summary import CohortSummary
+from monitor.bake_store import publish_bake
 from monitor.bakes import Registry, summarise, tag
 from monitor.batch import Rejection
+from monitor.discovery import Discovery
 from monitor.fieldmap import FieldMap
 from monitor.kafka_io import TP, Record, Sink, Source, TopicLayout, partition_for
 from monitor.partials import Partial
@@ -61,6 +63,7 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
     partials: int = 0
     dead_letters: int = 0
+    discovered: int = 0
     checkpoints: int = 0
     last_poll_s: float = 0.0
     last_checkpoint_s: float = 0.0
@@ -84,6 +87,7 @@ class Ingest:
         block_offsets: int = DEFAULT_BLOCK_OFFSETS,
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        discovery: Discovery | None = None,
     ) -> None:
         if block_offsets < 1:
             msg = f"block_offsets must be >= 1, got {block_offsets}"
@@ -96,6 +100,7 @@ class Ingest:
         self.block_offsets = block_offsets
         self.flush_interval_s = flush_interval_s
         self.clock = clock
+        self.discovery = discovery
         self.stats = IngestStats()
         self._blocks: dict[TP, list[_Block]] = {}
         self._next_checkpoint = clock() + flush_interval_s
@@ -151,6 +156,10 @@ class Ingest:
         if decoded.rejections:
             self.stats.rejected.update(decoded.rejected_by_reason)
             self._dead_letter(tp, recs, decoded.rejections)
+        if self.discovery is not None:
+            for spec in self.discovery.observe(decoded.batch, registry):
+                publish_bake(self.sink, self.layout, spec)
+                self.stats.discovered += 1
         tags = tag(decoded.batch, registry)
         groups = summarise(decoded.batch, tags)
         self.stats.tagged += int((tags.bake >= 0).sum())

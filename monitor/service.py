@@ -19,6 +19,7 @@ from typing import Any
 from monitor.bake_store import BakeFollower
 from monitor.bakes import BakeSpec
 from monitor.config import Settings
+from monitor.discovery import Discovery
 from monitor.ingest import Ingest
 from monitor.judge import Judge
 from monitor.kafka_io import KafkaSink, KafkaSource, ensure_topics
@@ -98,6 +99,7 @@ class Service:
                 s.field_map,
                 block_offsets=s.block_offsets,
                 flush_interval_s=s.flush_interval_s,
+                discovery=Discovery(s.discovery) if s.discovery.enabled else None,
             )
             self._spawn("ingest", self.ingest.step, self.ingest.checkpoint, src.close)
         if "judge" in s.roles:

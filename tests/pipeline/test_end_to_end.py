@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from _pipeline import (
     LAYOUT,
     create_topics,
@@ -150,3 +151,59 @@ def test_malformed_messages_are_dead_lettered_and_the_rest_counted(
         "not_an_object",
         "bad_latency",
     }
+
+
+def test_auto_discovery_creates_a_bake_for_a_new_version(
+    broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    """With discovery on, a new version of a service gets a bake in the bakes topic, and the
+    traffic after its start is judged."""
+    bs = broker.bootstrap_servers
+
+    def rows(t0: float, n: int, mixed: bool) -> list[bytes]:
+        return [
+            orjson.dumps(
+                {
+                    "ts": t0 + i * 0.01,
+                    "service": "cart",
+                    "version": "v2" if mixed and i % 2 else "v1",
+                    "status": 200,
+                    "latency_ms": 20.0,
+                }
+            )
+            for i in range(n)
+        ]
+
+    create_topics(bs)
+    produce(bs, rows(1795824000.0, 3000, False) + rows(1795824030.0, 3000, True), partitions=1)
+    cfg = write_config(tmp_path / "c.toml", bs)
+    cfg.write_text(
+        cfg.read_text()
+        + "\n[discovery]\nenabled = true\nmin_requests = 500\n[discovery.policy]\nmin_canary_requests = 100\n"
+    )
+    svc = Service(load_settings(str(cfg), env={})).start()
+    try:
+        assert svc.follower is not None and svc.judge is not None
+        follower, judge = svc.follower, svc.judge
+        wait_until(
+            lambda: "auto-cart-v2" in follower.registry(), 60, "the auto-bake in the registry"
+        )
+        spec = follower.registry().get("auto-cart-v2")
+        assert spec.canary_versions == ("v2",) and spec.baseline_versions == ("v1",)
+        assert spec.start_s == pytest.approx(1795824030.0 + 5999 * 0.01)
+        produce(bs, rows(1795824100.0, 4000, True), partitions=1)
+        wait_until(
+            lambda: (
+                "auto-cart-v2" in judge.bakes
+                and (
+                    judge.bakes["auto-cart-v2"].verdict.canary.requests,
+                    judge.bakes["auto-cart-v2"].verdict.baseline.requests,
+                )
+                == (2000, 2000)
+            ),
+            60,
+            "the auto-bake to judge the traffic after its start",
+        )
+    finally:
+        svc.stop()
+    assert "auto-cart-v2" in verdict_documents(bs)
