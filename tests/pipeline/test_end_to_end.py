@@ -22,8 +22,10 @@ from monitor.broker import EmbeddedBroker
 from monitor.config import load_settings
 from monitor.fieldmap import PRESETS
 from monitor.kafka_io import KafkaSource, read_to_end
+from monitor.partials import BlockFold, Partial
 from monitor.replay import replay
 from monitor.service import Service
+from monitor.verdict import BakeVerdict
 
 
 def test_streaming_verdicts_match_replay_with_exact_totals(
@@ -66,6 +68,40 @@ def test_streaming_verdicts_match_replay_with_exact_totals(
     for bake_id, v in result.verdicts.items():
         assert v.status.value == docs[bake_id]["status"], bake_id
         assert (v.canary.requests, v.baseline.requests) == totals(docs[bake_id])
+    # Determinism: folding the partials topic again, offline, gives the very same documents.
+    src = KafkaSource(broker.bootstrap_servers, partitions=[(LAYOUT.partials, p) for p in range(4)])
+    try:
+        for p in range(4):
+            src.seek_to_beginning((LAYOUT.partials, p))
+        per_partition: dict[int, list[bytes]] = {}
+        wait_until(
+            lambda: (
+                not any(
+                    per_partition.setdefault(tp[1], []).extend(r.value for r in recs) or False
+                    for tp, recs in src.poll(0.5, 50_000).items()
+                )
+                and all(
+                    src.position((LAYOUT.partials, p)) >= (src.highwater((LAYOUT.partials, p)) or 0)
+                    for p in range(4)
+                )
+            ),
+            30,
+            "the partials topic",
+        )
+    finally:
+        src.close()
+    engines: dict[str, tuple[BakeVerdict, BlockFold]] = {}
+    for p in sorted(per_partition):
+        for raw in per_partition[p]:
+            part = Partial.decode(raw)
+            v, fold = engines.setdefault(
+                part.bake, (BakeVerdict(registry.get(part.bake)), BlockFold())
+            )
+            inc = fold.fold(part)
+            if inc is not None:
+                v.update(inc[0], inc[1], part.max_event_time_s)
+    for bake_id, (v, _) in engines.items():
+        assert v.document() == docs[bake_id], bake_id
     # HALT raised an alert on the alerts topic, Alertmanager-shaped.
     src = KafkaSource(broker.bootstrap_servers, partitions=[(LAYOUT.alerts, 0)])
     try:
