@@ -268,6 +268,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "preset": args.preset,
             "log_level": args.log_level,
             "log_format": args.log_format,
+            "api_host": args.api_host,
+            "api_port": args.api_port,
         },
     )
     configure_logging(settings.log_level, settings.log_format)
@@ -294,6 +296,8 @@ def _add_run(sub: Any) -> None:
     p.add_argument("--preset", choices=sorted(PRESETS), help="field-map preset (default plain)")
     p.add_argument("--log-level", help="debug, info, warning, error (default info)")
     p.add_argument("--log-format", help="text or json (default text)")
+    p.add_argument("--api-host", help="HTTP API bind address (default 0.0.0.0)")
+    p.add_argument("--api-port", help="HTTP API port (default 8080; 0 = any free port)")
     p.set_defaults(func=cmd_run)
 
 
@@ -320,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_simulate_arguments(sim)
     sim.set_defaults(func=run_simulate)
     _add_run(sub)
+    from monitor.client import add_client_commands
+
+    add_client_commands(sub, _Parser)
     for name, text in (("demo", "run the end-to-end demo"),):
         p = sub.add_parser(name, help=f"{text} (coming)")
         p.set_defaults(func=_not_yet(name))

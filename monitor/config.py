@@ -20,7 +20,7 @@ from monitor.kafka_io import TopicLayout
 
 __all__ = ["ROLES", "Settings", "load_settings"]
 
-ROLES = ("ingest", "judge")
+ROLES = ("ingest", "judge", "api")
 ENV_PREFIX = "BAKEMON_"
 _KAFKA_ENV_PREFIX = "BAKEMON_KAFKA_"
 
@@ -46,6 +46,11 @@ class Settings:
     kafka: Mapping[str, Any] = field(default_factory=dict)
     bakes: tuple[BakeSpec, ...] = ()
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    api_host: str = "0.0.0.0"
+    api_port: int = 8080
+    api_token: str | None = field(default=None, repr=False)
+    api_protect_reads: bool = False
+    stale_after_s: float = 120.0
 
     @property
     def layout(self) -> TopicLayout:
@@ -64,6 +69,11 @@ _SCALARS: dict[str, type] = {
     "shutdown_timeout_s": float,
     "log_level": str,
     "log_format": str,
+    "api_host": str,
+    "api_port": int,
+    "api_token": str,
+    "api_protect_reads": bool,
+    "stale_after_s": float,
 }
 _LISTS = ("topics", "roles")
 _TABLES = ("fields", "kafka", "bake", "discovery")
@@ -185,10 +195,14 @@ def _validate(s: Settings) -> None:
         ),
         ("log_format", s.log_format in ("text", "json"), "text|json"),
         ("bootstrap_servers", bool(s.bootstrap_servers.strip()), "non-empty"),
+        ("api_port", 0 <= s.api_port <= 65535, "a port number"),
+        ("stale_after_s", s.stale_after_s > 0, "> 0"),
+        ("api_token", s.api_token is None or len(s.api_token) >= 16, "at least 16 characters"),
     )
     for key, ok, want in checks:
         if not ok:
-            msg = f'"{key}" must be {want}, got {getattr(s, key)!r}'
+            shown = "(hidden)" if key == "api_token" else repr(getattr(s, key))
+            msg = f'"{key}" must be {want}, got {shown}'
             raise ConfigError(msg, value=getattr(s, key))
     owned = {n for n, _, _ in s.layout.specs()}
     clash = sorted(set(s.topics) & owned)

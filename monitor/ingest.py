@@ -88,6 +88,7 @@ class Ingest:
         flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         discovery: Discovery | None = None,
+        observe_flush_s: Callable[[float], None] | None = None,
     ) -> None:
         if block_offsets < 1:
             msg = f"block_offsets must be >= 1, got {block_offsets}"
@@ -101,6 +102,7 @@ class Ingest:
         self.flush_interval_s = flush_interval_s
         self.clock = clock
         self.discovery = discovery
+        self.observe_flush_s = observe_flush_s
         self.stats = IngestStats()
         self._blocks: dict[TP, list[_Block]] = {}
         self._next_checkpoint = clock() + flush_interval_s
@@ -189,6 +191,7 @@ class Ingest:
     # -- checkpoint ------------------------------------------------------------------------
     def checkpoint(self) -> None:
         """Publish partials of changed blocks, wait for acks, then commit block starts."""
+        t0 = time.perf_counter()
         n_parts = self.layout.partials_partitions
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
@@ -229,6 +232,8 @@ class Ingest:
         if commits:
             self.source.commit(commits)
         self.stats.checkpoints += 1
+        if self.observe_flush_s is not None:
+            self.observe_flush_s(time.perf_counter() - t0)
         self.stats.last_checkpoint_s = self.clock()
         self._next_checkpoint = self.clock() + self.flush_interval_s
 

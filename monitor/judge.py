@@ -14,8 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 
@@ -55,7 +54,6 @@ class JudgeStats:
     checkpoints: int = 0
     last_poll_s: float = 0.0
     restored: int = 0
-    fold_seconds: list[float] = field(default_factory=list)
 
 
 class Judge:
@@ -71,7 +69,7 @@ class Judge:
         *,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
-        on_document: Callable[[dict[str, Any]], None] | None = None,
+        observe_fold_s: Callable[[float], None] | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -80,7 +78,7 @@ class Judge:
         self.restore_source = restore_source
         self.checkpoint_interval_s = checkpoint_interval_s
         self.clock = clock
-        self.on_document = on_document
+        self.observe_fold_s = observe_fold_s
         self.stats = JudgeStats()
         self._bakes: dict[str, _BakeState] = {}
         self._positions: dict[int, int] = {}
@@ -178,9 +176,8 @@ class Judge:
                 alert = alert_from_event(ev, st.verdict.spec)
                 self.sink.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
                 self.stats.alerts += 1
-        self.stats.fold_seconds.append(time.perf_counter() - t0)
-        if len(self.stats.fold_seconds) > 1000:
-            del self.stats.fold_seconds[:500]
+        if self.observe_fold_s is not None:
+            self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset
         st.dirty = True
 
@@ -206,8 +203,6 @@ class Judge:
                 partition=st.partition,
             )
             st.dirty = False
-            if self.on_document is not None:
-                self.on_document(doc)
         self.sink.flush(30.0)
         owned = self.source.assignment()
         commits = {

@@ -16,6 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
+from monitor.api import Api, ApiSettings
 from monitor.bake_store import BakeFollower
 from monitor.bakes import BakeSpec
 from monitor.config import Settings
@@ -23,6 +26,8 @@ from monitor.discovery import Discovery
 from monitor.ingest import Ingest
 from monitor.judge import Judge
 from monitor.kafka_io import KafkaSink, KafkaSource, ensure_topics
+from monitor.metrics import Metrics
+from monitor.view import AlertLog, VerdictView
 
 __all__ = ["Service", "configure_logging"]
 
@@ -30,6 +35,7 @@ log = logging.getLogger("bakemon.service")
 
 INGEST_GROUP = "bakemon-ingest"
 JUDGE_GROUP = "bakemon-judge"
+STALL_AFTER_S = 30.0
 
 
 class _JsonFormatter(logging.Formatter):
@@ -70,6 +76,10 @@ class Service:
         self.follower: BakeFollower | None = None
         self.sink: KafkaSink | None = None
         self.errors: list[BaseException] = []
+        self.view: VerdictView | None = None
+        self.alert_log: AlertLog | None = None
+        self.api: Api | None = None
+        self._started = False
 
     def _spec_for(self, bake_id: str, wait_s: float) -> BakeSpec | None:
         assert self.follower is not None
@@ -87,6 +97,15 @@ class Service:
         self.follower = BakeFollower(
             s.bootstrap_servers, layout, static=s.bakes, client=client
         ).start()
+        self.metrics = Metrics(
+            CollectorRegistry(),
+            ingest=lambda: self.ingest.stats if self.ingest else None,
+            judge=lambda: self.judge.stats if self.judge else None,
+            documents=lambda: self.api.all_documents() if self.api else [],
+            lag=self._lag,
+            alerts=lambda: len(self.alert_log.alerts()) if self.alert_log else 0,
+            last_poll=self._last_polls,
+        )
         if "ingest" in s.roles:
             src = KafkaSource(
                 s.bootstrap_servers, group_id=INGEST_GROUP, topics=s.topics, client=client
@@ -100,6 +119,7 @@ class Service:
                 block_offsets=s.block_offsets,
                 flush_interval_s=s.flush_interval_s,
                 discovery=Discovery(s.discovery) if s.discovery.enabled else None,
+                observe_flush_s=self.metrics.flush_seconds.observe,
             )
             self._spawn("ingest", self.ingest.step, self.ingest.checkpoint, src.close)
         if "judge" in s.roles:
@@ -119,8 +139,30 @@ class Service:
                 self._spec_for,
                 restore_source,
                 checkpoint_interval_s=s.checkpoint_interval_s,
+                observe_fold_s=self.metrics.fold_seconds.observe,
             )
             self._spawn("judge", self.judge.step, self.judge.checkpoint, src.close)
+        if "api" in s.roles:
+            self.view = VerdictView(s.bootstrap_servers, layout, client=client).start()
+            self.alert_log = AlertLog(s.bootstrap_servers, layout, client=client).start()
+            self.api = Api(
+                ApiSettings(
+                    host=s.api_host,
+                    port=s.api_port,
+                    token=s.api_token,
+                    protect_reads=s.api_protect_reads,
+                    stale_after_s=s.stale_after_s,
+                ),
+                follower=self.follower,
+                view=self.view,
+                alerts=self.alert_log,
+                sink=self.sink,
+                layout=layout,
+                metrics=self.metrics.render,
+                healthy=self.healthy,
+                ready=self.ready,
+            ).start()
+        self._started = True
         log.info(
             "bakemon running: roles=%s topics=%s bootstrap=%s",
             ",".join(s.roles),
@@ -128,6 +170,51 @@ class Service:
             s.bootstrap_servers,
         )
         return self
+
+    # -- health ------------------------------------------------------------------------------
+    def _last_polls(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.ingest is not None:
+            out["ingest"] = self.ingest.stats.last_poll_s
+        if self.judge is not None:
+            out["judge"] = self.judge.stats.last_poll_s
+        for name, f in (
+            ("bakes", self.follower),
+            ("verdicts", self.view),
+            ("alerts", self.alert_log),
+        ):
+            if f is not None:
+                out[name] = f.last_poll_s
+        return out
+
+    def _lag(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for role, r in (("ingest", self.ingest), ("judge", self.judge)):
+            if r is not None:
+                out[role] = sum(r.source.lag().values()) if hasattr(r.source, "lag") else 0
+        return out
+
+    def healthy(self) -> tuple[bool, str]:
+        """The poll loops advanced recently (never broker reachability)."""
+        now = time.monotonic()
+        stalled = [k for k, t in self._last_polls().items() if t and now - t > STALL_AFTER_S]
+        if self.errors:
+            return False, f"role failed: {self.errors[0]!r}"
+        if stalled:
+            return False, f"stalled poll loops: {', '.join(stalled)}"
+        return True, "poll loops advancing"
+
+    def ready(self) -> tuple[bool, str]:
+        """Registry loaded, followers caught up, and every role has polled once."""
+        if not self._started or self.follower is None or not self.follower.ready:
+            return False, "bake registry loading"
+        for name, f in (("verdicts", self.view), ("alerts", self.alert_log)):
+            if f is not None and not f.ready:
+                return False, f"{name} loading"
+        for name, r in (("ingest", self.ingest), ("judge", self.judge)):
+            if r is not None and r.stats.last_poll_s == 0.0:
+                return False, f"{name} not polling yet"
+        return True, "ready"
 
     def _spawn(
         self,
@@ -158,6 +245,11 @@ class Service:
     def stop(self) -> None:
         """Stop the loops, final checkpoint, close — bounded by ``shutdown_timeout_s``."""
         self._stop.set()
+        if self.api is not None:
+            self.api.stop()
+        for f in (self.view, self.alert_log):
+            if f is not None:
+                f.stop()
         deadline = time.monotonic() + self.settings.shutdown_timeout_s
         for t in self._threads:
             t.join(max(deadline - time.monotonic(), 0.1))

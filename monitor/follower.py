@@ -1,0 +1,120 @@
+"""Followers: read a topic to its end (by the fetch high watermark), then keep following it.
+
+A follower owns one plain (group-less) consumer on fixed partitions, applies every record in
+order in a daemon thread and publishes an immutable view for readers (the HTTP handlers, the
+roles), swapped by reference. Subclasses say how a record changes their state.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Self
+
+from monitor.kafka_io import KafkaIOError, KafkaSource
+
+__all__ = ["TopicFollower"]
+
+log = logging.getLogger("bakemon.follower")
+
+POLL_TIMEOUT_S = 0.5
+
+
+class TopicFollower:
+    """Base class: subclasses implement :meth:`apply` and :meth:`publish`."""
+
+    name = "follower"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        partitions: Iterable[int],
+        *,
+        client: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self.topic = topic
+        self._partitions = sorted(set(partitions))
+        self._client = dict(client or {})
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_poll_s = 0.0
+        self.failed: BaseException | None = None
+
+    # -- for subclasses ----------------------------------------------------------------------
+    def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> bool:
+        """Fold one record; return True if the published view must change."""
+        raise NotImplementedError
+
+    def publish(self) -> None:
+        """Build and swap in the readers' view."""
+        raise NotImplementedError
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def start(self, timeout_s: float = 30.0) -> Self:
+        """Read to the end (blocking, so readiness means "caught up"), then follow."""
+        source = KafkaSource(
+            self._bootstrap,
+            partitions=[(self.topic, p) for p in self._partitions],
+            client=self._client,
+        )
+        for p in self._partitions:
+            source.seek_to_beginning((self.topic, p))
+        deadline = time.monotonic() + timeout_s
+        pending = set(self._partitions)
+        quiet = 0
+        while pending:
+            if time.monotonic() > deadline:
+                source.close()
+                msg = f'timed out reading topic "{self.topic}" to its end'
+                raise KafkaIOError(msg, value=self.topic)
+            got = self._poll(source)
+            for p in list(pending):
+                hw = source.highwater((self.topic, p))
+                pos = source.position((self.topic, p))
+                if (hw is not None and pos >= hw) or (
+                    not got and quiet >= 2 and hw in (None, 0) and pos == 0
+                ):
+                    pending.discard(p)
+            quiet = 0 if got else quiet + 1
+        self.publish()
+        self._ready.set()
+        self._thread = threading.Thread(
+            target=self._follow, args=(source,), name=self.name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _poll(self, source: KafkaSource) -> bool:
+        batch = source.poll(POLL_TIMEOUT_S, 10_000)
+        self.last_poll_s = time.monotonic()
+        changed = False
+        for (_, p), recs in batch.items():
+            for r in recs:
+                changed |= self.apply(p, r.offset, r.key, r.value)
+        if changed and self._ready.is_set():
+            self.publish()
+        return bool(batch)
+
+    def _follow(self, source: KafkaSource) -> None:
+        try:
+            while not self._stop.is_set():
+                self._poll(source)
+        except Exception as exc:  # keep serving the last view; /healthz reports the stall
+            self.failed = exc
+            log.exception("%s stopped", self.name)
+        finally:
+            source.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

@@ -1,0 +1,149 @@
+"""Prometheus metrics on a registry passed in (never the global one); bounded labels only.
+
+Counters and gauges are read from the roles' stats and the verdict view at scrape time (a custom
+collector), so the hot paths pay nothing; the two latency histograms are observed directly.
+Labels: ``reason`` (the fixed rejection reasons), ``role``, ``bake`` (bounded by the active
+bakes), ``cohort``, ``status``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor.ingest import IngestStats
+from monitor.judge import JudgeStats
+from monitor.records import REJECTION_REASONS
+
+__all__ = ["Metrics"]
+
+STATUSES = ("PENDING", "PROMOTE", "HALT", "INCONCLUSIVE")
+
+
+class Metrics:
+    """All of bakemon's metrics for one process."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        ingest: Callable[[], IngestStats | None] = lambda: None,
+        judge: Callable[[], JudgeStats | None] = lambda: None,
+        documents: Callable[[], list[dict[str, Any]]] = list,
+        lag: Callable[[], dict[str, int]] = dict,
+        alerts: Callable[[], int] = lambda: 0,
+        last_poll: Callable[[], dict[str, float]] = dict,
+    ) -> None:
+        self.registry = registry
+        self.flush_seconds = Histogram(
+            "bakemon_ingest_flush_seconds",
+            "Time to publish partials and commit (one checkpoint).",
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.fold_seconds = Histogram(
+            "bakemon_judge_fold_seconds",
+            "Time to fold one partial into a bake's detectors.",
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25),
+        )
+        registry.register(_Collector(ingest, judge, documents, lag, alerts, last_poll))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _Collector(Collector):
+    def __init__(
+        self,
+        ingest: Callable[[], IngestStats | None],
+        judge: Callable[[], JudgeStats | None],
+        documents: Callable[[], list[dict[str, Any]]],
+        lag: Callable[[], dict[str, int]],
+        alerts: Callable[[], int],
+        last_poll: Callable[[], dict[str, float]],
+    ) -> None:
+        self._ingest, self._judge, self._documents = ingest, judge, documents
+        self._lag, self._alerts, self._last_poll = lag, alerts, last_poll
+
+    def collect(self) -> Iterator[Metric]:
+        ist = self._ingest()
+        consumed = CounterMetricFamily(
+            "bakemon_records_consumed", "Request records consumed by ingest."
+        )
+        tagged = CounterMetricFamily("bakemon_records_tagged", "Records that belong to a bake.")
+        rejected = CounterMetricFamily(
+            "bakemon_records_rejected", "Records rejected, by reason.", labels=["reason"]
+        )
+        partials = CounterMetricFamily(
+            "bakemon_partials_published", "Partials published by ingest."
+        )
+        dead = CounterMetricFamily("bakemon_dead_letters", "Records sent to the dead-letter topic.")
+        if ist is not None:
+            consumed.add_metric([], ist.records)
+            tagged.add_metric([], ist.tagged)
+            for r in REJECTION_REASONS:
+                rejected.add_metric([r], ist.rejected.get(r, 0))
+            partials.add_metric([], ist.partials)
+            dead.add_metric([], ist.dead_letters)
+        yield from (consumed, tagged, rejected, partials, dead)
+        jst = self._judge()
+        folded = CounterMetricFamily("bakemon_partials_folded", "Partials folded by the judge.")
+        if jst is not None:
+            folded.add_metric([], jst.partials)
+        yield folded
+        lag = GaugeMetricFamily(
+            "bakemon_consumer_lag_records", "Records behind the high watermark.", labels=["role"]
+        )
+        for role, value in self._lag().items():
+            lag.add_metric([role], value)
+        yield lag
+        poll = GaugeMetricFamily(
+            "bakemon_poll_loop_last_seconds",
+            "Monotonic time of each loop's last poll (a stall detector).",
+            labels=["role"],
+        )
+        for role, when in self._last_poll().items():
+            poll.add_metric([role], when)
+        yield poll
+        alerts = CounterMetricFamily("bakemon_alerts_emitted", "Alerts seen on the alerts topic.")
+        alerts.add_metric([], self._alerts())
+        yield alerts
+        docs = self._documents()
+        active = GaugeMetricFamily("bakemon_active_bakes", "Bakes not yet decided.")
+        active.add_metric([], sum(1 for d in docs if not d.get("decided")))
+        yield active
+        verdict = GaugeMetricFamily(
+            "bakemon_bake_verdict", "1 for the bake's current status.", labels=["bake", "status"]
+        )
+        canary = GaugeMetricFamily(
+            "bakemon_bake_canary_requests", "Canary requests folded.", labels=["bake"]
+        )
+        progress = GaugeMetricFamily(
+            "bakemon_bake_progress_ratio", "Canary requests / minimum.", labels=["bake"]
+        )
+        err = GaugeMetricFamily(
+            "bakemon_bake_error_ratio", "Error rate per cohort.", labels=["bake", "cohort"]
+        )
+        p99 = GaugeMetricFamily(
+            "bakemon_bake_latency_p99_seconds", "p99 latency per cohort.", labels=["bake", "cohort"]
+        )
+        for d in docs:
+            bake = str(d["id"])
+            for s in STATUSES:
+                verdict.add_metric([bake, s], 1.0 if d.get("status") == s else 0.0)
+            canary.add_metric([bake], d["progress"]["canary_requests"])
+            progress.add_metric([bake], d["progress"]["fraction"])
+            m = d.get("metrics", {})
+            for cohort in ("canary", "baseline"):
+                e = m.get("error_rate", {}).get(cohort)
+                if e is not None:
+                    err.add_metric([bake, cohort], e)
+                q = m.get("latency_p99_seconds", {}).get(cohort)
+                if q is not None:
+                    p99.add_metric([bake, cohort], q)
+        yield from (verdict, canary, progress, err, p99)

@@ -1,0 +1,124 @@
+"""Read models for the HTTP API: verdict documents and the alert log, followed from Kafka.
+
+Every API instance follows the whole verdicts topic (so any instance answers for any bake) and
+the alerts topic. Handlers only read the immutable snapshots these publish.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from monitor.follower import TopicFollower
+from monitor.kafka_io import TopicLayout
+
+__all__ = ["AlertLog", "StoredAlert", "VerdictView"]
+
+MAX_ALERTS = 10_000
+
+
+class VerdictView(TopicFollower):
+    """Latest verdict document per bake, with the wall-clock time it arrived (for staleness)."""
+
+    name = "verdict-view"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        layout: TopicLayout,
+        *,
+        client: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            bootstrap_servers, layout.verdicts, range(layout.partials_partitions), client=client
+        )
+        self._docs: dict[str, dict[str, Any]] = {}
+        self._arrived: dict[str, float] = {}
+        self._view: tuple[dict[str, dict[str, Any]], dict[str, float]] = ({}, {})
+        self.unreadable = 0
+
+    def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> bool:
+        if key is None:
+            return False
+        bake_id = key.decode(errors="replace")
+        if value is None:
+            self._docs.pop(bake_id, None)
+            return True
+        try:
+            doc = orjson.loads(value)["document"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            self.unreadable += 1
+            return False
+        self._docs[bake_id] = doc
+        self._arrived[bake_id] = time.time()
+        return True
+
+    def publish(self) -> None:
+        self._view = (dict(self._docs), dict(self._arrived))
+
+    def documents(self) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+        """(document per bake id, wall-clock arrival per bake id) — do not mutate."""
+        return self._view
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An alert with its position in the alerts topic (the SSE event id)."""
+
+    id: int
+    alert: dict[str, Any]
+
+
+class AlertLog(TopicFollower):
+    """The most recent alerts, in topic order; wakes SSE streams when new ones arrive."""
+
+    name = "alert-log"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        layout: TopicLayout,
+        *,
+        max_alerts: int = MAX_ALERTS,
+        client: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(bootstrap_servers, layout.alerts, [0], client=client)
+        self._buffer: deque[StoredAlert] = deque(maxlen=max_alerts)
+        self._view: tuple[StoredAlert, ...] = ()
+        self._changed = threading.Condition()
+
+    def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> bool:
+        if value is None:
+            return False
+        try:
+            alert = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return False
+        self._buffer.append(StoredAlert(offset, alert))
+        return True
+
+    def publish(self) -> None:
+        with self._changed:
+            self._view = tuple(self._buffer)
+            self._changed.notify_all()
+
+    def alerts(self) -> tuple[StoredAlert, ...]:
+        return self._view
+
+    def after(self, last_id: int | None) -> list[StoredAlert]:
+        """Alerts with an id above ``last_id`` (all when None)."""
+        view = self._view
+        if last_id is None:
+            return list(view)
+        return [a for a in view if a.id > last_id]
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until new alerts arrive or ``timeout_s`` passes."""
+        with self._changed:
+            self._changed.wait(timeout_s)

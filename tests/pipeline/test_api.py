@@ -1,0 +1,271 @@
+"""The HTTP surfaces against a real broker and real HTTP requests, shaped for the integrations."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from _pipeline import LAYOUT, create_topics, produce, two_service_log, wait_until, write_config
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.broker import EmbeddedBroker
+from monitor.cli import main
+from monitor.client import ApiClient
+from monitor.config import load_settings
+from monitor.service import Service
+
+TOKEN = "test-token-0123456789"
+POLICY = {"min_canary_requests": 2000, "errors": {"tol": 0.5}, "latency": {"tol": 0.3}}
+
+
+def _req(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    ctype = resp.getheader("Content-Type", "")
+    return resp.status, orjson.loads(data) if "json" in ctype and data else data
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+@pytest.fixture
+def service(broker: EmbeddedBroker, tmp_path: Path):  # type: ignore[no-untyped-def]
+    create_topics(broker.bootstrap_servers)
+    cfg = write_config(tmp_path / "c.toml", broker.bootstrap_servers)
+    cfg.write_text(cfg.read_text().split("[[bake]]")[0])  # bakes come through the API here
+    svc = Service(load_settings(str(cfg), env={"BAKEMON_API_TOKEN": TOKEN})).start()
+    wait_until(lambda: svc.ready()[0], 30, "readiness")
+    yield svc
+    svc.stop()
+
+
+def test_pipelines_see_pending_then_decisions(service: Service, broker: EmbeddedBroker) -> None:
+    """Argo-style polls read PENDING then HALT / PROMOTE; Flagger's promote gate answers 409
+    then 200; `bakemon bake wait` exits 1 for HALT and 0 for PROMOTE; metrics show progress."""
+    assert service.api is not None
+    port = service.api.port
+    for bake in (
+        {
+            "id": "checkout-v42",
+            "service": "checkout",
+            "canary": "v42",
+            "baseline": "v41",
+            "policy": POLICY,
+        },
+        {
+            "id": "search-v8",
+            "service": "search",
+            "canary": "v8",
+            "baseline": "v7",
+            "policy": POLICY,
+        },
+    ):
+        status, doc = _req(port, "POST", "/v1/bakes", orjson.dumps({**bake, "start": 0}), _auth())
+        assert status == 201 and doc["status"] == "PENDING", doc
+        # idempotent on the client-given id
+        again, _ = _req(port, "POST", "/v1/bakes", orjson.dumps({**bake, "start": 0}), _auth())
+        assert again == 200
+    flagger = orjson.dumps(
+        {
+            "name": "search",
+            "namespace": "shop",
+            "phase": "Progressing",
+            "checksum": "abc",
+            "metadata": {"bake": "search-v8"},
+        }
+    )
+    status, body = _req(
+        port, "POST", "/v1/gate/promote", flagger, {"Content-Type": "application/json"}
+    )
+    assert status == 409 and body["status"] == "PENDING" and body["reason"].startswith("PENDING")
+    seen: dict[str, list[str]] = {"checkout-v42": [], "search-v8": []}
+    progress: list[float] = []
+
+    def poll_like_argo() -> bool:
+        for bake_id, statuses in seen.items():
+            code, doc = _req(port, "GET", f"/v1/bakes/{bake_id}")
+            assert code == 200 and isinstance(doc["status"], str)
+            if not statuses or statuses[-1] != doc["status"]:
+                statuses.append(doc["status"])
+        _, text = _req(port, "GET", "/metrics")
+        for fam in text_string_to_metric_families(text.decode()):
+            if fam.name == "bakemon_bake_canary_requests":
+                progress.extend(s.value for s in fam.samples if s.labels["bake"] == "search-v8")
+        return seen["checkout-v42"][-1] == "HALT" and seen["search-v8"][-1] == "PROMOTE"
+
+    poll_like_argo()
+    lines = two_service_log(120_000)
+    producer = threading.Thread(target=produce, args=(broker.bootstrap_servers, lines))
+    producer.start()
+    wait_until(poll_like_argo, 120, "HALT and PROMOTE through the API", every_s=0.3)
+    producer.join()
+    assert seen["checkout-v42"] == ["PENDING", "HALT"]
+    assert seen["search-v8"] == ["PENDING", "PROMOTE"]
+    assert len(set(progress)) >= 2 and progress == sorted(progress), progress
+    assert (
+        _req(port, "POST", "/v1/gate/promote", flagger, {"Content-Type": "application/json"})[0]
+        == 200
+    )
+    assert _req(port, "GET", "/v1/gate/promote/search-v8")[0] == 200
+    assert _req(port, "GET", "/v1/gate/rollback/search-v8")[0] == 409
+    assert _req(port, "GET", "/v1/gate/rollback/checkout-v42")[0] == 200
+    code, doc = _req(port, "GET", "/v1/verdict?service=search&version=v8")
+    assert code == 200 and doc["id"] == "search-v8"
+    code, listing = _req(port, "GET", "/v1/bakes?status=halt")
+    assert [d["id"] for d in listing["bakes"]] == ["checkout-v42"]
+    url = f"http://127.0.0.1:{port}"
+    assert (
+        main(["bake", "wait", "checkout-v42", "--url", url, "--timeout", "10s", "--interval", "1s"])
+        == 1
+    )
+    assert (
+        main(["bake", "wait", "search-v8", "--url", url, "--timeout", "10s", "--interval", "1s"])
+        == 0
+    )
+    assert main(["bake", "wait", "nope", "--url", url, "--timeout", "3s", "--interval", "1s"]) == 4
+
+
+def test_sse_resume_with_last_event_id_gets_exactly_the_missed_alerts(
+    service: Service, broker: EmbeddedBroker
+) -> None:
+    """A client that disconnects and reconnects with Last-Event-ID receives exactly what it missed."""
+    from kafka import KafkaProducer
+
+    assert service.api is not None
+    client = ApiClient(f"http://127.0.0.1:{service.api.port}")
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+
+    def emit(i: int) -> None:
+        alert = {
+            "labels": {
+                "alertname": "BakeDrift",
+                "bake": "b",
+                "severity": "warning",
+                "metric": f"m{i}",
+            },
+            "annotations": {"summary": "s", "description": f"alert {i}"},
+        }
+        producer.send(LAYOUT.alerts, orjson.dumps(alert), key=b"b", partition=0)
+        producer.flush()
+
+    for i in range(3):
+        emit(i)
+    wait_until(
+        lambda: len(service.alert_log.alerts()) == 3 if service.alert_log else False, 20, "alerts"
+    )
+    stream = client.stream("/v1/alerts/stream?replay=all")
+    got = [next(stream) for _ in range(3)]
+    assert [a["annotations"]["description"] for _, a in got] == ["alert 0", "alert 1", "alert 2"]
+    last_id = got[-1][0]
+    stream.close()
+    for i in range(3, 7):  # missed while disconnected
+        emit(i)
+    wait_until(
+        lambda: len(service.alert_log.alerts()) == 7 if service.alert_log else False,
+        20,
+        "more alerts",
+    )
+    resumed = client.stream("/v1/alerts/stream", last_id)
+    again = [next(resumed) for _ in range(4)]
+    assert [a["annotations"]["description"] for _, a in again] == [
+        f"alert {i}" for i in range(3, 7)
+    ]
+    emit(7)
+    assert next(resumed)[1]["annotations"]["description"] == "alert 7"  # and it keeps streaming
+    resumed.close()
+    producer.close()
+
+
+def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(service: Service) -> None:
+    """Malformed JSON, unknown fields, wrong types, oversized bodies, missing and wrong tokens."""
+    assert service.api is not None
+    port = service.api.port
+    good = {"id": "x-v2", "service": "x", "canary": "v2", "baseline": "v1"}
+    cases = [
+        (b"{not json", _auth(), 400, "malformed JSON"),
+        (orjson.dumps({**good, "colour": "red"}), _auth(), 400, "unknown bake field(s) ['colour']"),
+        (
+            orjson.dumps({**good, "policy": {"alpha": "high"}}),
+            _auth(),
+            400,
+            'policy field "alpha": must be a number',
+        ),
+        (orjson.dumps({**good, "service": 3}), _auth(), 400, '"id" and "service" must be strings'),
+        (orjson.dumps([1, 2]), _auth(), 400, "must be a JSON object"),
+        (b"{" + b" " * (100 * 1024) + b"}", _auth(), 413, "exceeds the limit"),
+        (orjson.dumps(good), {"Content-Type": "application/json"}, 401, "missing bearer token"),
+        (
+            orjson.dumps(good),
+            {"Authorization": "Bearer wrong-token-000000000", "Content-Type": "application/json"},
+            403,
+            "invalid token",
+        ),
+    ]
+    for body, headers, want, message in cases:
+        status, doc = _req(port, "POST", "/v1/bakes", body, headers)
+        assert status == want, (message, status, doc)
+        assert message in doc["error"], (message, doc)
+        assert "Traceback" not in str(doc)
+    assert _req(port, "GET", "/v1/nothing-here")[0] == 404
+    assert _req(port, "DELETE", "/v1/bakes")[0] == 405
+    assert _req(port, "GET", "/v1/bakes/unknown")[0] == 404
+    assert _req(port, "GET", "/v1/verdict?service=x")[0] == 400
+    # still serving, and a good request works
+    assert _req(port, "POST", "/v1/bakes", orjson.dumps(good), _auth())[0] == 201
+    assert _req(port, "GET", "/healthz")[0] == 200 and _req(port, "GET", "/readyz")[0] == 200
+
+
+def test_openapi_document_lists_every_route(service: Service) -> None:
+    """/openapi.json describes exactly the routes the server answers."""
+    assert service.api is not None
+    port = service.api.port
+    _, spec = _req(port, "GET", "/openapi.json")
+    documented = set(spec["paths"])
+    served = {
+        "/v1/bakes",
+        "/v1/bakes/{id}",
+        "/v1/bakes/{id}/cancel",
+        "/v1/verdict",
+        "/v1/gate/promote/{id}",
+        "/v1/gate/rollback/{id}",
+        "/v1/gate/promote",
+        "/v1/gate/rollback",
+        "/v1/alerts",
+        "/v1/alerts/stream",
+        "/metrics",
+        "/healthz",
+        "/readyz",
+        "/openapi.json",
+    }
+    assert documented == served
+    for path in served:  # every documented route is routed (a missing bake is not a missing route)
+        concrete = path.replace("{id}", "x")
+        if path.endswith("/stream"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(f"GET {concrete} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                assert sock.recv(64).startswith(b"HTTP/1.1 200"), path
+            continue
+        method = "POST" if path.endswith("/cancel") else "GET"
+        status, body = _req(
+            port,
+            method,
+            concrete,
+            b"{}" if method == "POST" else None,
+            _auth() if method == "POST" else None,
+        )
+        assert not (status == 404 and "no route" in str(body)), (path, status, body)
