@@ -26,7 +26,7 @@ from monitor.bake_store import BakeFollower, publish_bake
 from monitor.bakes import BakeSpec
 from monitor.errors import ConfigError
 from monitor.kafka_io import Sink, TopicLayout
-from monitor.verdict import BakeVerdict, iso
+from monitor.verdict import BakeVerdict, Status, iso
 from monitor.view import AlertLog, VerdictView
 
 __all__ = ["Api", "ApiSettings"]
@@ -131,16 +131,23 @@ class Api:
         if doc is None:
             if bake_id not in registry:
                 return None
-            doc = BakeVerdict(registry.get(bake_id)).document()
+            spec = registry.get(bake_id)
+            engine = BakeVerdict(spec)
+            if spec.override is not None:
+                ov = spec.override
+                engine.override(
+                    Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov)
+                )
+                return {**engine.document(), "stale": False}
+            doc = engine.document()
             doc["reasons"] = ["no traffic observed for this bake yet", *doc["reasons"][:1]]
             return {**doc, "stale": False}
         stale = (not doc.get("decided")) and self.clock() - arrived.get(
             bake_id, 0.0
         ) > self.settings.stale_after_s
         out = {**doc, "stale": stale}
-        spec = registry.get(bake_id) if bake_id in registry else None
-        if spec is not None and spec.end_s is not None:
-            out["cancelled_at"] = iso(spec.end_s)
+        if bake_id in registry and (end := registry.get(bake_id).end_s) is not None:
+            out["cancelled_at"] = iso(end)
         return out
 
     def all_documents(self) -> list[dict[str, Any]]:
@@ -203,6 +210,33 @@ class Api:
             ):
                 time.sleep(0.05)
         return self.document(bake_id) or {}
+
+    def override(self, bake_id: str, body: Any) -> dict[str, Any]:
+        registry = self.follower.registry()
+        if bake_id not in registry:
+            raise HttpError(404, f'bake "{bake_id}" is not registered')
+        if not isinstance(body, dict):
+            raise HttpError(400, 'override body must be {"status", "by", "reason"}')
+        unknown = sorted(set(body) - {"status", "by", "reason"})
+        if unknown:
+            raise HttpError(400, f"unknown override field(s) {unknown}; valid: by, reason, status")
+        d = registry.get(bake_id).to_dict()
+        d["override"] = {**body, "at": self.clock()}
+        try:
+            spec = BakeSpec.from_dict(d)
+        except ConfigError as exc:
+            raise HttpError(400, str(exc)) from None
+        with self._publish_lock:
+            publish_bake(self.sink, self.layout, spec)
+            self.sink.flush(10.0)
+        log.warning(
+            'override of bake "%s" to %s by %s: %s',
+            bake_id,
+            body.get("status"),
+            body.get("by"),
+            body.get("reason"),
+        )
+        return {"accepted": True, "override": spec.override, "bake": bake_id}
 
     def find_for_gate(self, bake_id: str | None, body: Any) -> str:
         """The bake a gate call is about: path, Flagger ``metadata.bake``, or name+namespace."""
@@ -361,6 +395,10 @@ class _Handler(BaseHTTPRequestHandler):
             if found is None:
                 raise HttpError(404, f'bake "{rest[1]}" is not registered')
             return self._send(200, found)
+        if len(rest) == 3 and rest[0] == "bakes" and rest[2] == "override":
+            self._require(method, "POST")
+            self._auth(True)
+            return self._send(202, api.override(rest[1], self._body()))
         if len(rest) == 3 and rest[0] == "bakes" and rest[2] == "cancel":
             self._require(method, "POST")
             self._auth(True)

@@ -46,6 +46,34 @@ def _str_tuple(value: Any, path: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+_OVERRIDE_STATUSES = ("PROMOTE", "HALT", "INCONCLUSIVE")
+
+
+def _override(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or set(value) - {"status", "by", "reason", "at"}:
+        msg = 'bake field "override" must be {"status", "by", "reason", "at"}'
+        raise ConfigError(msg, value=value)
+    status, by, reason, at = (
+        value.get("status"),
+        value.get("by"),
+        value.get("reason"),
+        value.get("at"),
+    )
+    if status not in _OVERRIDE_STATUSES:
+        msg = f'override "status" must be one of {", ".join(_OVERRIDE_STATUSES)}, got {status!r}'
+        raise ConfigError(msg, value=status)
+    for key, v in (("by", by), ("reason", reason)):
+        if not isinstance(v, str) or not v.strip() or len(v) > 500:
+            msg = f'override "{key}" must be a non-empty string (at most 500 characters)'
+            raise ConfigError(msg, value=v)
+    if isinstance(at, bool) or not isinstance(at, int | float):
+        msg = f'override "at" must be epoch seconds, got {at!r}'
+        raise ConfigError(msg, value=at)
+    return {"status": status, "by": by, "reason": reason, "at": float(at)}
+
+
 @dataclass(frozen=True)
 class BakeSpec:
     """One bake: which requests are canary and baseline, and the policy that judges them."""
@@ -58,6 +86,8 @@ class BakeSpec:
     start_s: float = 0.0
     end_s: float | None = None
     created_at: str | None = None
+    # An operator's decision, audited: {"status", "by", "reason", "at" (epoch s)}.
+    override: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if not _ID.match(self.id):
@@ -83,7 +113,17 @@ class BakeSpec:
         if not isinstance(data, Mapping):
             msg = f"bake must be an object, got {type(data).__name__}"
             raise ConfigError(msg, value=data)
-        allowed = {"id", "service", "canary", "baseline", "policy", "start", "end", "created_at"}
+        allowed = {
+            "id",
+            "service",
+            "canary",
+            "baseline",
+            "policy",
+            "start",
+            "end",
+            "created_at",
+            "override",
+        }
         unknown = sorted(set(data) - allowed)
         if unknown:
             msg = f"unknown bake field(s) {unknown}; valid: {sorted(allowed)}"
@@ -110,6 +150,7 @@ class BakeSpec:
             start_s=float(start),
             end_s=None if end is None else float(end),
             created_at=data.get("created_at"),
+            override=_override(data.get("override")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -123,6 +164,7 @@ class BakeSpec:
             "start": self.start_s,
             "end": self.end_s,
             "created_at": self.created_at,
+            "override": None if self.override is None else dict(self.override),
         }
 
 

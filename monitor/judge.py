@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import orjson
 
 from monitor.alerts import alert_from_event
-from monitor.bakes import BakeSpec
+from monitor.bakes import BakeSpec, Registry
 from monitor.errors import BakeError
 from monitor.kafka_io import TP, KafkaSource, Sink, TopicLayout, read_to_end
 from monitor.partials import BlockFold, Partial, PartialError
-from monitor.verdict import BakeVerdict
+from monitor.verdict import BakeVerdict, Status, VerdictEvent
 
 __all__ = ["Judge", "JudgeStats"]
 
@@ -70,6 +70,7 @@ class Judge:
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         observe_fold_s: Callable[[float], None] | None = None,
+        registry: Callable[[], Registry] | None = None,
     ) -> None:
         self.source = source
         self.sink = sink
@@ -79,6 +80,8 @@ class Judge:
         self.checkpoint_interval_s = checkpoint_interval_s
         self.clock = clock
         self.observe_fold_s = observe_fold_s
+        self.registry = registry
+        self._seen_registry: Registry | None = None
         self.stats = JudgeStats()
         self._bakes: dict[str, _BakeState] = {}
         self._positions: dict[int, int] = {}
@@ -133,6 +136,7 @@ class Judge:
         batch = self.source.poll(timeout_s, MAX_POLL_RECORDS)
         self.stats.last_poll_s = self.clock()
         self._handle_rebalance()
+        self._apply_overrides()
         n = 0
         for (_, p), recs in batch.items():
             for r in recs:
@@ -142,6 +146,29 @@ class Judge:
         if self.clock() >= self._next_checkpoint:
             self.checkpoint()
         return n
+
+    def _apply_overrides(self) -> None:
+        """Apply operator overrides that arrived in the registry (audited in the document)."""
+        reg = self.registry() if self.registry is not None else None
+        if reg is None or reg is self._seen_registry:
+            return
+        self._seen_registry = reg
+        for bake_id, st in self._bakes.items():
+            if bake_id not in reg:
+                continue
+            ov = reg.get(bake_id).override
+            if ov is None or st.verdict.applied_override == ov:
+                continue
+            ev = st.verdict.override(
+                Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov)
+            )
+            self._alert(ev, st.verdict.spec)
+            st.dirty = True
+
+    def _alert(self, ev: VerdictEvent, spec: BakeSpec) -> None:
+        alert = alert_from_event(ev, spec)
+        self.sink.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
+        self.stats.alerts += 1
 
     def _fold(self, partition: int, offset: int, value: bytes | None) -> None:
         self.stats.partials += 1
@@ -173,9 +200,7 @@ class Judge:
         if inc is not None:
             events = st.verdict.update(inc[0], inc[1], partial.max_event_time_s)
             for ev in events:
-                alert = alert_from_event(ev, st.verdict.spec)
-                self.sink.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
-                self.stats.alerts += 1
+                self._alert(ev, st.verdict.spec)
         if self.observe_fold_s is not None:
             self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset

@@ -113,6 +113,40 @@ OPENAPI: dict[str, Any] = {
                 "responses": {"200": _DOC, "401": _ERR, "403": _ERR, "404": _ERR},
             }
         },
+        "/v1/bakes/{id}/override": {
+            "post": {
+                "summary": "operator decision, audited (who, why, when); applied by the judge",
+                "security": _AUTH,
+                "parameters": [_ID],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["status", "by", "reason"],
+                                "additionalProperties": False,
+                                "properties": {
+                                    "status": {
+                                        "type": "string",
+                                        "enum": ["PROMOTE", "HALT", "INCONCLUSIVE"],
+                                    },
+                                    "by": {"type": "string"},
+                                    "reason": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "202": {"description": "accepted"},
+                    "400": _ERR,
+                    "401": _ERR,
+                    "403": _ERR,
+                    "404": _ERR,
+                },
+            }
+        },
         "/v1/verdict": {
             "get": {
                 "summary": "verdict of the latest bake of a canary version",

@@ -140,6 +140,7 @@ class Service:
                 restore_source,
                 checkpoint_interval_s=s.checkpoint_interval_s,
                 observe_fold_s=self.metrics.fold_seconds.observe,
+                registry=self.follower.registry,
             )
             self._spawn("judge", self.judge.step, self.judge.checkpoint, src.close)
         if "api" in s.roles:

@@ -109,6 +109,7 @@ class BakeVerdict:
         self._decision_reason: str | None = None
         self._blast_alerted = False
         self._override: dict[str, Any] | None = None
+        self._override_source: dict[str, Any] | None = None
         self._increments = 0
 
     # -- properties ------------------------------------------------------------------------
@@ -280,7 +281,20 @@ class BakeVerdict:
         return reasons
 
     # -- operator actions ------------------------------------------------------------------
-    def override(self, status: Status, who: str, why: str, at_s: float) -> VerdictEvent:
+    @property
+    def applied_override(self) -> dict[str, Any] | None:
+        """The override request (as given) this engine has applied, if any."""
+        return self._override_source
+
+    def override(
+        self,
+        status: Status,
+        who: str,
+        why: str,
+        at_s: float,
+        *,
+        source: dict[str, Any] | None = None,
+    ) -> VerdictEvent:
         """Force a decision (audited). HALT cannot be overridden to PROMOTE by accident:
         the caller must pass ``status`` explicitly and the override shows in the document."""
         if status is Status.PENDING:
@@ -297,6 +311,7 @@ class BakeVerdict:
         self._decided_at_s = at_s
         self._decision_reason = f"operator override by {who}: {why}"
         self._resolution = None
+        self._override_source = source
         return VerdictEvent("override", self.spec.id, status, self._decision_reason, at_s)
 
     # -- read-out --------------------------------------------------------------------------
@@ -407,6 +422,7 @@ class BakeVerdict:
             "decision_reason": self._decision_reason,
             "blast_alerted": self._blast_alerted,
             "override": self._override,
+            "override_source": self._override_source,
             "increments": self._increments,
         }
 
@@ -429,5 +445,6 @@ class BakeVerdict:
         obj._decision_reason = state["decision_reason"]
         obj._blast_alerted = bool(state["blast_alerted"])
         obj._override = state["override"]
+        obj._override_source = state.get("override_source")
         obj._increments = int(state["increments"])
         return obj

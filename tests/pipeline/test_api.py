@@ -138,6 +138,39 @@ def test_pipelines_see_pending_then_decisions(service: Service, broker: Embedded
         == 0
     )
     assert main(["bake", "wait", "nope", "--url", url, "--timeout", "3s", "--interval", "1s"]) == 4
+    # An operator override is audited in the document and raises an alert.
+    body = orjson.dumps({"status": "PROMOTE", "by": "alice", "reason": "known flaky dependency"})
+    assert (
+        _req(
+            port,
+            "POST",
+            "/v1/bakes/checkout-v42/override",
+            body,
+            {"Content-Type": "application/json"},
+        )[0]
+        == 401
+    )
+    status, ack = _req(port, "POST", "/v1/bakes/checkout-v42/override", body, _auth())
+    assert status == 202 and ack["override"]["by"] == "alice"
+
+    def overridden() -> bool:
+        doc = _req(port, "GET", "/v1/bakes/checkout-v42")[1]
+        return doc["status"] == "PROMOTE" and (doc["override"] or {}).get("by") == "alice"
+
+    wait_until(overridden, 30, "the override to show in the document")
+    doc = _req(port, "GET", "/v1/bakes/checkout-v42")[1]
+    assert (
+        doc["override"]["previous"] == "HALT"
+        and doc["override"]["reason"] == "known flaky dependency"
+    )
+    wait_until(
+        lambda: any(
+            a["labels"]["alertname"] == "BakeOverride"
+            for a in _req(port, "GET", "/v1/alerts?bake=checkout-v42")[1]["alerts"]
+        ),
+        30,
+        "the override alert",
+    )
 
 
 def test_sse_resume_with_last_event_id_gets_exactly_the_missed_alerts(
@@ -240,6 +273,7 @@ def test_openapi_document_lists_every_route(service: Service) -> None:
         "/v1/bakes",
         "/v1/bakes/{id}",
         "/v1/bakes/{id}/cancel",
+        "/v1/bakes/{id}/override",
         "/v1/verdict",
         "/v1/gate/promote/{id}",
         "/v1/gate/rollback/{id}",
@@ -260,7 +294,7 @@ def test_openapi_document_lists_every_route(service: Service) -> None:
                 sock.sendall(f"GET {concrete} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
                 assert sock.recv(64).startswith(b"HTTP/1.1 200"), path
             continue
-        method = "POST" if path.endswith("/cancel") else "GET"
+        method = "POST" if path.endswith(("/cancel", "/override")) else "GET"
         status, body = _req(
             port,
             method,
