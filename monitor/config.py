@@ -51,6 +51,10 @@ class Settings:
     api_token: str | None = field(default=None, repr=False)
     api_protect_reads: bool = False
     stale_after_s: float = 120.0
+    alertmanager_url: str | None = None
+    alertmanager_resend_s: float = 60.0
+    alert_ttl_s: float = 3600.0
+    alerts_jsonl: str | None = None
 
     @property
     def layout(self) -> TopicLayout:
@@ -74,6 +78,10 @@ _SCALARS: dict[str, type] = {
     "api_token": str,
     "api_protect_reads": bool,
     "stale_after_s": float,
+    "alertmanager_url": str,
+    "alertmanager_resend_s": float,
+    "alert_ttl_s": float,
+    "alerts_jsonl": str,
 }
 _LISTS = ("topics", "roles")
 _TABLES = ("fields", "kafka", "bake", "discovery")

@@ -18,6 +18,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from monitor.alertmanager import AlertmanagerPusher, JsonLinesWriter
 from monitor.api import Api, ApiSettings
 from monitor.bake_store import BakeFollower
 from monitor.bakes import BakeSpec
@@ -80,6 +81,8 @@ class Service:
         self.alert_log: AlertLog | None = None
         self.api: Api | None = None
         self._started = False
+        self.pusher: AlertmanagerPusher | None = None
+        self.jsonl: JsonLinesWriter | None = None
 
     def _spec_for(self, bake_id: str, wait_s: float) -> BakeSpec | None:
         assert self.follower is not None
@@ -163,6 +166,15 @@ class Service:
                 healthy=self.healthy,
                 ready=self.ready,
             ).start()
+            if s.alertmanager_url:
+                self.pusher = AlertmanagerPusher(
+                    self.alert_log,
+                    s.alertmanager_url,
+                    resend_s=s.alertmanager_resend_s,
+                    ttl_s=s.alert_ttl_s,
+                ).start()
+            if s.alerts_jsonl:
+                self.jsonl = JsonLinesWriter(self.alert_log, s.alerts_jsonl).start()
         self._started = True
         log.info(
             "bakemon running: roles=%s topics=%s bootstrap=%s",
@@ -248,6 +260,9 @@ class Service:
         self._stop.set()
         if self.api is not None:
             self.api.stop()
+        for sink in (self.pusher, self.jsonl):
+            if sink is not None:
+                sink.stop()
         for f in (self.view, self.alert_log):
             if f is not None:
                 f.stop()

@@ -11,14 +11,14 @@ import time
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from monitor.follower import TopicFollower
 from monitor.kafka_io import TopicLayout
 
-__all__ = ["AlertLog", "StoredAlert", "VerdictView"]
+__all__ = ["AlertLog", "AlertSource", "StoredAlert", "VerdictView"]
 
 MAX_ALERTS = 10_000
 
@@ -73,6 +73,14 @@ class StoredAlert:
 
     id: int
     alert: dict[str, Any]
+
+
+class AlertSource(Protocol):
+    """What alert sinks read: the log in order, what came after an id, and a wake-up."""
+
+    def alerts(self) -> tuple[StoredAlert, ...]: ...
+    def after(self, last_id: int | None) -> list[StoredAlert]: ...
+    def wait(self, timeout_s: float) -> None: ...
 
 
 class AlertLog(TopicFollower):

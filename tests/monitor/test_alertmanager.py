@@ -1,0 +1,121 @@
+"""Tests of the Alertmanager push (against a real HTTP receiver) and the JSON-lines sink."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from monitor.alertmanager import AlertmanagerPusher, JsonLinesWriter
+from monitor.view import StoredAlert
+
+
+class FakeAlertLog:
+    """The AlertSource interface over a list (the real one follows a Kafka topic)."""
+
+    def __init__(self) -> None:
+        self.items: list[StoredAlert] = []
+        self.cond = threading.Condition()
+
+    def add(self, alert: dict[str, Any]) -> None:
+        with self.cond:
+            self.items.append(StoredAlert(len(self.items), alert))
+            self.cond.notify_all()
+
+    def alerts(self) -> tuple[StoredAlert, ...]:
+        return tuple(self.items)
+
+    def after(self, last_id: int | None) -> list[StoredAlert]:
+        return [a for a in self.items if last_id is None or a.id > last_id]
+
+    def wait(self, timeout_s: float) -> None:
+        with self.cond:
+            self.cond.wait(timeout_s)
+
+
+def _alert(name: str, severity: str) -> dict[str, Any]:
+    return {"labels": {"alertname": name, "bake": "b1", "service": "s", "severity": severity, "metric": ""},
+            "annotations": {"summary": "x", "description": "y"}, "startsAt": "2026-11-28T10:00:00.000Z",
+            "endsAt": None, "generatorURL": "/v1/bakes/b1", "fingerprint": name}
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[list[dict[str, Any]]]]]:
+    posts: list[list[dict[str, Any]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            assert self.path == "/api/v2/alerts"
+            posts.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", posts
+    server.shutdown()
+
+
+def test_pushes_resends_and_resolves(receiver: tuple[str, list[list[dict[str, Any]]]]) -> None:
+    """A warning/critical alert is pushed at once, re-sent while firing, resolved with endsAt."""
+    url, posts = receiver
+    now = [1000.0]
+    log = FakeAlertLog()
+    pusher = AlertmanagerPusher(log, url, resend_s=10, ttl_s=30, clock=lambda: now[0])
+    pusher.start()
+    pusher.stop()  # drive it by hand below (deterministic clock)
+    log.add(_alert("BakeHalted", "critical"))
+    log.add(_alert("BakePromoted", "info"))  # info alerts are not pushed
+    pusher.step()
+    assert len(posts) == 1 and [a["labels"]["alertname"] for a in posts[0]] == ["BakeHalted"]
+    assert "endsAt" not in posts[0][0]
+    now[0] += 5
+    pusher.step()
+    assert len(posts) == 1  # not due yet
+    now[0] += 6
+    pusher.step()
+    assert len(posts) == 2  # re-sent after resend_s
+    now[0] += 30
+    pusher.step()
+    assert posts[-1][0]["endsAt"] is not None  # resolved after ttl_s
+    now[0] += 60
+    pusher.step()
+    assert len(posts) == 3  # nothing firing: nothing sent
+
+
+def test_unreachable_alertmanager_is_retried_not_fatal() -> None:
+    """A receiver that is down counts a failure and is retried on the next step."""
+    from monitor.broker import free_port
+
+    log = FakeAlertLog()
+    pusher = AlertmanagerPusher(log, f"http://127.0.0.1:{free_port()}", resend_s=60, timeout_s=1)
+    log.add(_alert("BakeHalted", "critical"))
+    pusher.step()
+    pusher.step()
+    assert pusher.failures == 2 and pusher.pushes == 0
+
+
+def test_json_lines_writer_appends_new_alerts(tmp_path: Path) -> None:
+    """Alerts arriving after start are written as one JSON object per line."""
+    log = FakeAlertLog()
+    log.add(_alert("Old", "warning"))
+    out = tmp_path / "alerts.jsonl"
+    w = JsonLinesWriter(log, str(out)).start()
+    log.add(_alert("BakeHalted", "critical"))
+    log.add(_alert("BakeDrift", "warning"))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    w.stop()
+    lines = [orjson.loads(x) for x in out.read_text().splitlines()]
+    assert [a["labels"]["alertname"] for a in lines] == ["BakeHalted", "BakeDrift"]
