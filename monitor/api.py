@@ -128,27 +128,28 @@ class Api:
         docs, arrived = self.view.documents()
         registry = self.follower.registry()
         doc = docs.get(bake_id)
+        if doc is None and bake_id not in registry:
+            return None
         if doc is None:
-            if bake_id not in registry:
-                return None
-            spec = registry.get(bake_id)
-            engine = BakeVerdict(spec)
-            if spec.override is not None:
-                ov = spec.override
-                engine.override(
-                    Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov)
-                )
-                return {**engine.document(), "stale": False}
-            doc = engine.document()
-            doc["reasons"] = ["no traffic observed for this bake yet", *doc["reasons"][:1]]
-            return {**doc, "stale": False}
-        stale = (not doc.get("decided")) and self.clock() - arrived.get(
-            bake_id, 0.0
-        ) > self.settings.stale_after_s
-        out = {**doc, "stale": stale}
+            out = self._document_without_data(registry.get(bake_id))
+        else:
+            age_s = self.clock() - arrived.get(bake_id, 0.0)
+            out = {**doc, "stale": (not doc.get("decided")) and age_s > self.settings.stale_after_s}
         if bake_id in registry and (end := registry.get(bake_id).end_s) is not None:
             out["cancelled_at"] = iso(end)
         return out
+
+    @staticmethod
+    def _document_without_data(spec: BakeSpec) -> dict[str, Any]:
+        """No partial folded yet: PENDING (or the operator's override), never good news."""
+        engine = BakeVerdict(spec)
+        if spec.override is not None:
+            ov = spec.override
+            engine.override(Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov))
+            return {**engine.document(), "stale": False}
+        doc = engine.document()
+        doc["reasons"] = ["no traffic observed for this bake yet", *doc["reasons"][:1]]
+        return {**doc, "stale": False}
 
     def all_documents(self) -> list[dict[str, Any]]:
         registry = self.follower.registry()

@@ -40,9 +40,20 @@ class FakeAlertLog:
 
 
 def _alert(name: str, severity: str) -> dict[str, Any]:
-    return {"labels": {"alertname": name, "bake": "b1", "service": "s", "severity": severity, "metric": ""},
-            "annotations": {"summary": "x", "description": "y"}, "startsAt": "2026-11-28T10:00:00.000Z",
-            "endsAt": None, "generatorURL": "/v1/bakes/b1", "fingerprint": name}
+    return {
+        "labels": {
+            "alertname": name,
+            "bake": "b1",
+            "service": "s",
+            "severity": severity,
+            "metric": "",
+        },
+        "annotations": {"summary": "x", "description": "y"},
+        "startsAt": "2026-11-28T10:00:00.000Z",
+        "endsAt": None,
+        "generatorURL": "/v1/bakes/b1",
+        "fingerprint": name,
+    }
 
 
 @pytest.fixture
@@ -114,7 +125,9 @@ def test_json_lines_writer_appends_new_alerts(tmp_path: Path) -> None:
     log.add(_alert("BakeHalted", "critical"))
     log.add(_alert("BakeDrift", "warning"))
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 2):
+    while time.monotonic() < deadline and (
+        not out.exists() or len(out.read_text().splitlines()) < 2
+    ):
         time.sleep(0.05)
     w.stop()
     lines = [orjson.loads(x) for x in out.read_text().splitlines()]

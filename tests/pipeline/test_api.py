@@ -303,3 +303,56 @@ def test_openapi_document_lists_every_route(service: Service) -> None:
             _auth() if method == "POST" else None,
         )
         assert not (status == 404 and "no route" in str(body)), (path, status, body)
+
+
+def test_cli_client_create_get_list_cancel(
+    service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bakemon bake create|get|list|cancel` work against the API; errors exit 4 with a message."""
+    assert service.api is not None
+    url = f"http://127.0.0.1:{service.api.port}"
+    args = ["--url", url, "--token", TOKEN]
+    assert (
+        main(
+            [
+                "bake",
+                "create",
+                *args,
+                "--service",
+                "cart",
+                "--canary",
+                "v3",
+                "--baseline",
+                "v2",
+                "--policy",
+                '{"min_canary_requests": 500}',
+            ]
+        )
+        == 0
+    )
+    created = orjson.loads(capsys.readouterr().out)
+    assert created["id"] == "cart-v3" and created["status"] == "PENDING"
+    assert main(["bake", "get", "cart-v3", "--url", url]) == 0
+    assert orjson.loads(capsys.readouterr().out)["policy"]["min_canary_requests"] == 500
+    assert main(["bake", "list", "--url", url]) == 0
+    assert "cart-v3" in capsys.readouterr().out
+    assert main(["bake", "cancel", "cart-v3", *args]) == 0
+    assert orjson.loads(capsys.readouterr().out)["cancelled_at"] is not None
+    assert (
+        main(
+            [
+                "bake",
+                "create",
+                "--url",
+                url,
+                "--service",
+                "cart",
+                "--canary",
+                "v4",
+                "--baseline",
+                "v3",
+            ]
+        )
+        == 4
+    )
+    assert "HTTP 401: missing bearer token" in capsys.readouterr().err
