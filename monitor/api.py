@@ -161,7 +161,7 @@ class Api:
     def create(self, body: Any) -> tuple[int, dict[str, Any]]:
         if not isinstance(body, dict):
             raise HttpError(400, "request body must be a JSON object")
-        data = dict(body)
+        data = _from_flagger(body) if _is_flagger(body) else dict(body)
         now = self.clock()
         if (
             "id" not in data
@@ -486,6 +486,33 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 keepalive_at = time.monotonic() + api.settings.sse_keepalive_s
             api.alerts.wait(min(1.0, api.settings.sse_keepalive_s))
+
+
+_FLAGGER_KEYS = {"name", "namespace", "phase", "checksum", "metadata"}
+
+
+def _is_flagger(body: Mapping[str, Any]) -> bool:
+    return "phase" in body and "name" in body and set(body) <= _FLAGGER_KEYS
+
+
+def _from_flagger(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A bake spec from Flagger's pre-rollout webhook: the canary workload is ``<name>``, the
+    primary ``<name>-primary`` (Flagger's naming), unless ``metadata`` says otherwise; metadata
+    values are strings, so ``policy`` is JSON text."""
+    meta: dict[str, Any] = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
+    name, ns = str(body["name"]), str(body.get("namespace") or "default")
+    spec: dict[str, Any] = {
+        "id": meta.get("bake") or f"{ns}-{name}",
+        "service": meta.get("service") or name,
+        "canary": meta.get("canary") or name,
+        "baseline": meta.get("baseline") or f"{name}-primary",
+    }
+    if meta.get("policy"):
+        try:
+            spec["policy"] = orjson.loads(meta["policy"])
+        except orjson.JSONDecodeError as exc:
+            raise HttpError(400, f"Flagger metadata.policy is not JSON: {exc}") from None
+    return spec
 
 
 def _alert_matches(alert: Mapping[str, Any], query: Mapping[str, str]) -> bool:

@@ -8,6 +8,7 @@ bakes), ``cohort``, ``status``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -103,12 +104,14 @@ class _Collector(Collector):
             lag.add_metric([role], value)
         yield lag
         poll = GaugeMetricFamily(
-            "bakemon_poll_loop_last_seconds",
-            "Monotonic time of each loop's last poll (a stall detector).",
+            "bakemon_poll_loop_age_seconds",
+            "Seconds since each loop last polled Kafka (alert when it grows: a stalled loop).",
             labels=["role"],
         )
+        now = time.monotonic()
         for role, when in self._last_poll().items():
-            poll.add_metric([role], when)
+            if when:
+                poll.add_metric([role], max(now - when, 0.0))
         yield poll
         alerts = CounterMetricFamily("bakemon_alerts_emitted", "Alerts seen on the alerts topic.")
         alerts.add_metric([], self._alerts())

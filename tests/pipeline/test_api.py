@@ -356,3 +356,29 @@ def test_cli_client_create_get_list_cancel(
         == 4
     )
     assert "HTTP 401: missing bearer token" in capsys.readouterr().err
+
+
+def test_flagger_pre_rollout_webhook_creates_the_bake(service: Service) -> None:
+    """Flagger's pre-rollout payload creates `<namespace>-<name>`: canary `<name>` vs `<name>-primary`."""
+    assert service.api is not None
+    payload = {
+        "name": "checkout",
+        "namespace": "shop",
+        "phase": "Progressing",
+        "checksum": "6d5f",
+        "metadata": {"policy": '{"min_canary_requests": 1000}'},
+    }
+    status, doc = _req(service.api.port, "POST", "/v1/bakes", orjson.dumps(payload), _auth())
+    assert status == 201 and doc["id"] == "shop-checkout"
+    assert doc["canary"]["versions"] == ["checkout"] and doc["baseline"]["versions"] == [
+        "checkout-primary"
+    ]
+    assert doc["policy"]["min_canary_requests"] == 1000
+    # The promote gate finds it by name + namespace, and holds with 409 while PENDING.
+    gate = orjson.dumps({k: v for k, v in payload.items() if k != "metadata"})
+    assert (
+        _req(
+            service.api.port, "POST", "/v1/gate/promote", gate, {"Content-Type": "application/json"}
+        )[0]
+        == 409
+    )
