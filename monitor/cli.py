@@ -302,17 +302,6 @@ def _add_run(sub: Any) -> None:
 
 
 # -- entry point -------------------------------------------------------------------------------
-def _not_yet(name: str) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        print(
-            f"bakemon {name}: coming soon (the streaming service lands in the next issues)",
-            file=sys.stderr,
-        )
-        return 0
-
-    return run
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="bakemon", description="Streaming bake monitor for deployments.")
     parser.add_argument("--version", action="version", version=f"bakemon {__version__}")
@@ -327,9 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
     from monitor.client import add_client_commands
 
     add_client_commands(sub, _Parser)
-    for name, text in (("demo", "run the end-to-end demo"),):
-        p = sub.add_parser(name, help=f"{text} (coming)")
-        p.set_defaults(func=_not_yet(name))
+    from monitor.demo import add_demo_arguments, run_demo
+
+    demo = sub.add_parser(
+        "demo",
+        help="the whole system on this machine: embedded broker, bakemon, simulated traffic",
+        description="Start an embedded broker and bakemon, create two bakes through the API, "
+        "drive simulated traffic (checkout: regressed canary, search: healthy), show live progress "
+        "and exit 0 when the verdicts are HALT and PROMOTE.",
+    )
+    add_demo_arguments(demo)
+    demo.set_defaults(func=run_demo)
     return parser
 
 

@@ -62,7 +62,10 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+    # kafka-python's own warnings (slow event-loop tasks, reconnects) are noise at our levels.
+    logging.getLogger("kafka").setLevel(
+        logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
+    )
 
 
 class Service:

@@ -1,0 +1,297 @@
+"""``bakemon demo``: the whole system on one machine in a couple of minutes.
+
+Starts the embedded broker (unless ``--bootstrap-servers``), bakemon with all roles, creates two
+bakes through the HTTP API, and produces simulated traffic for a small fleet: ``checkout`` gets a
+regressed canary, ``search`` a healthy one. It shows live progress, prints the verdict URLs and
+the final verdicts, and exits 0 when they are what the scenario expects (HALT for checkout,
+PROMOTE for search). Simulated event time runs faster than the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.broker import EmbeddedBroker, free_port
+from monitor.client import ApiClient, ClientError
+from monitor.config import load_settings
+from monitor.simulate import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
+
+__all__ = ["SCENARIOS", "add_demo_arguments", "run_demo"]
+
+REQUEST_TOPIC = "requests"
+PARTITIONS = 4
+
+
+@dataclass(frozen=True)
+class DemoScenario:
+    description: str
+    regression: Regression
+
+
+SCENARIOS = {
+    "errors": DemoScenario(
+        "checkout canary with 2x the error rate", Regression(error_multiplier=2.0)
+    ),
+    "latency": DemoScenario("checkout canary 25% slower", Regression(latency_multiplier=1.25)),
+    "slow-tail": DemoScenario(
+        "5% of checkout canary requests +300 ms",
+        Regression(slow_tail_fraction=0.05, slow_tail_add_s=0.3),
+    ),
+}
+POLICY = {"min_canary_requests": 5000, "errors": {"tol": 0.5}, "latency": {"tol": 0.25}}
+EXPECTED = {"checkout": "HALT", "search": "PROMOTE"}
+_STATUS_COLOURS = {
+    "PROMOTE": "\033[32m",
+    "HALT": "\033[31m",
+    "INCONCLUSIVE": "\033[33m",
+    "PENDING": "\033[36m",
+}
+
+
+def add_demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--scenario",
+        choices=sorted(SCENARIOS),
+        default="errors",
+        help="the checkout canary's regression (default errors)",
+    )
+    p.add_argument("--bootstrap-servers", help="use this Kafka instead of the embedded broker")
+    p.add_argument(
+        "--port", type=int, default=8080, help="API port (default 8080; a free one if taken)"
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="records/s to produce (default: as fast as possible)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=170.0,
+        help="seconds to wait for both verdicts (default 170)",
+    )
+    p.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the API and metrics up after the verdicts",
+    )
+    p.add_argument("--seed", type=int, default=42)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class _Traffic(threading.Thread):
+    """Produces the fleet's simulated request logs until stopped."""
+
+    def __init__(self, bootstrap: str, regression: Regression, seed: int, rate: float) -> None:
+        super().__init__(name="demo-traffic", daemon=True)
+        self.bootstrap = bootstrap
+        self.scenario = Scenario(
+            services=(
+                ServiceSpec(name="checkout", canary_share=0.25, regression=regression),
+                ServiceSpec(
+                    name="search", baseline_version="v7", canary_version="v8", canary_share=0.25
+                ),
+            ),
+            mean_rps=2000.0,
+            start_s=time.time(),
+            seed=seed,
+        )
+        self.rate = rate
+        self.stop_event = threading.Event()
+        self.sent = 0
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        try:
+            producer = KafkaProducer(
+                bootstrap_servers=self.bootstrap, linger_ms=20, batch_size=512 * 1024, acks=1
+            )
+            t0 = time.monotonic()
+            for cols in iter_chunks(self.scenario, chunk_requests=5000):
+                for line in to_json_lines(cols):
+                    producer.send(REQUEST_TOPIC, line, partition=self.sent % PARTITIONS)
+                    self.sent += 1
+                if self.stop_event.is_set():
+                    break
+                if self.rate > 0:
+                    ahead = self.sent / self.rate - (time.monotonic() - t0)
+                    if ahead > 0:
+                        self.stop_event.wait(ahead)
+            producer.flush()
+            producer.close()
+        except BaseException as exc:
+            self.error = exc
+
+
+def _row(doc: dict[str, Any], colour: bool) -> str:
+    p = doc["progress"]
+    m = doc.get("metrics", {})
+    err = m.get("error_rate", {})
+    p99 = m.get("latency_p99_seconds", {})
+
+    def pct(x: Any) -> str:
+        return f"{100 * x:.2f}%" if isinstance(x, float) else "-"
+
+    def ms(x: Any) -> str:
+        return f"{1000 * x:.0f}ms" if isinstance(x, float) else "-"
+
+    need = p.get("estimated_requests_to_decision")
+    status = doc["status"]
+    shown = f"{_STATUS_COLOURS.get(status, '')}{status:<12}\033[0m" if colour else f"{status:<12}"
+    return (
+        f"{doc['id']:<14} {p['canary_requests']:>9,} {p['baseline_requests']:>10,} "
+        f"{pct(err.get('canary')) + '/' + pct(err.get('baseline')):>15} "
+        f"{ms(p99.get('canary')) + '/' + ms(p99.get('baseline')):>13} {shown} "
+        f"{'-' if need is None else f'{need:,}':>9}  {doc['reasons'][0][:70] if doc['reasons'] else ''}"
+    )
+
+
+HEADER = f"{'bake':<14} {'canary':>9} {'baseline':>10} {'errors c/b':>15} {'p99 c/b':>13} {'verdict':<12} {'to decide':>9}  reason"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from monitor.service import Service, configure_logging
+
+    out = sys.stdout
+    tty = out.isatty()
+    configure_logging("warning", "text")
+    scenario = SCENARIOS[args.scenario]
+    broker = None
+    service = None
+    traffic = None
+    try:
+        if args.bootstrap_servers:
+            bootstrap = args.bootstrap_servers
+        else:
+            print("starting the embedded Kafka-protocol broker (Tansu)…", file=out, flush=True)
+            broker = EmbeddedBroker().start()
+            bootstrap = broker.bootstrap_servers
+        port = args.port if args.port and _port_free(args.port) else free_port()
+        settings = load_settings(
+            None,
+            env={},
+            flags={
+                "bootstrap_servers": bootstrap,
+                "topics": REQUEST_TOPIC,
+                "api_host": "127.0.0.1",
+                "api_port": port,
+                "block_offsets": 20_000,
+                "flush_interval_s": 0.5,
+                "checkpoint_interval_s": 0.5,
+            },
+        )
+        from monitor.kafka_io import ensure_topics
+
+        ensure_topics(bootstrap, settings.layout, extra=[(REQUEST_TOPIC, PARTITIONS)])
+        print(f"starting bakemon (ingest, judge, api) on {bootstrap}…", file=out, flush=True)
+        service = Service(settings).start()
+        base = f"http://127.0.0.1:{port}"
+        client = ApiClient(base)
+        for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
+            client.post(
+                "/v1/bakes",
+                {
+                    "id": f"{svc}-{canary}",
+                    "service": svc,
+                    "canary": canary,
+                    "baseline": baseline,
+                    "policy": POLICY,
+                    "start": 0,
+                },
+            )
+        print(f"scenario {args.scenario}: {scenario.description}; search canary healthy", file=out)
+        print("verdict documents:", file=out)
+        for bake in ("checkout-v42", "search-v8"):
+            print(f"  {base}/v1/bakes/{bake}", file=out)
+        print(f"metrics: {base}/metrics   alerts: {base}/v1/alerts/stream\n", file=out, flush=True)
+        traffic = _Traffic(bootstrap, scenario.regression, args.seed, args.rate)
+        traffic.start()
+        docs = _watch(client, traffic, args.timeout, tty, out)
+        traffic.stop_event.set()
+        print("\nfinal verdicts:", file=out)
+        ok = True
+        for d in docs:
+            svc = d["service"]
+            want = EXPECTED[svc]
+            good = d["status"] == want
+            ok &= good
+            print(
+                f"  {d['id']}: {d['status']} ({'as expected' if good else f'expected {want}'}) — {d['reasons'][0]}",
+                file=out,
+            )
+        if args.keep_running:
+            print(
+                f"\nbakemon keeps running: {base}/v1/bakes  (Ctrl-C to stop)", file=out, flush=True
+            )
+            while True:
+                time.sleep(1)
+        return 0 if ok else 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping…", file=out, flush=True)
+        return 130
+    except ClientError as exc:
+        print(f"bakemon demo: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if traffic is not None:
+            traffic.stop_event.set()
+            traffic.join(timeout=10)
+        if service is not None:
+            with contextlib.suppress(Exception):
+                service.stop()
+        if broker is not None:
+            broker.stop()
+
+
+def _watch(
+    client: ApiClient, traffic: _Traffic, timeout_s: float, tty: bool, out: Any
+) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    next_line = 0.0
+    drawn = 0
+    docs: list[dict[str, Any]] = []
+    if tty:
+        print(HEADER, file=out)
+    while time.monotonic() < deadline:
+        docs = sorted(client.get("/v1/bakes")["bakes"], key=lambda d: d["id"])
+        if traffic.error is not None:
+            msg = f"traffic generator failed: {traffic.error}"
+            raise ClientError(msg, value=None)
+        if tty:
+            if drawn:
+                out.write(f"\033[{drawn}F")
+            for d in docs:
+                out.write("\033[2K" + _row(d, True) + "\n")
+            out.write(f"\033[2Kproduced {traffic.sent:,} records\n")
+            out.flush()
+            drawn = len(docs) + 1
+        elif time.monotonic() >= next_line:
+            for d in docs:
+                print(_row(d, False), file=out, flush=True)
+            next_line = time.monotonic() + 5.0
+        if docs and all(d["decided"] for d in docs):
+            if not tty:
+                for d in docs:
+                    print(_row(d, False), file=out, flush=True)
+            return docs
+        time.sleep(0.5)
+    print(f"timed out after {timeout_s:.0f}s before both bakes decided", file=out)
+    return docs
