@@ -26,7 +26,7 @@ def test_precedence_file_then_env_then_flags(tmp_path: Path) -> None:
     assert s.block_offsets == 2000
     assert s.topics == ("a",)
     assert s.field_map.time == "start_time"  # envoy preset from the file
-    assert s.flush_interval_s == 1.0 and s.roles == ("ingest", "judge")
+    assert s.flush_interval_s == 1.0 and s.roles == ("ingest", "judge", "api")
 
 
 def test_kafka_client_settings_pass_through(tmp_path: Path) -> None:
