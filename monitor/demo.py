@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import socket
 import sys
 import threading
@@ -167,11 +168,19 @@ def _row(doc: dict[str, Any], colour: bool) -> str:
 HEADER = f"{'bake':<14} {'canary':>9} {'baseline':>10} {'errors c/b':>15} {'p99 c/b':>13} {'verdict':<12} {'to decide':>9}  reason"
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(args: argparse.Namespace) -> int:
     from monitor.service import Service, configure_logging
 
     out = sys.stdout
     tty = out.isatty()
+    # Ctrl-C and SIGTERM both stop everything cleanly, broker included (a shell's background job
+    # may have inherited an ignored SIGINT, so install the handlers explicitly).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     configure_logging("warning", "text")
     scenario = SCENARIOS[args.scenario]
     broker = None
