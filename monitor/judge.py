@@ -85,6 +85,7 @@ class Judge:
         self.stats = JudgeStats()
         self._bakes: dict[str, _BakeState] = {}
         self._positions: dict[int, int] = {}
+        self._orphans: set[str] = set()
         self._next_checkpoint = clock() + checkpoint_interval_s
 
     @property
@@ -180,8 +181,12 @@ class Judge:
             return
         st = self._bakes.get(partial.bake)
         if st is None:
-            spec = self.spec_for(partial.bake, REGISTRY_WAIT_S)
+            # Wait for the registry only once per unknown bake (e.g. a deleted one), so a stream
+            # of its partials cannot stall the loop.
+            wait = 0.0 if partial.bake in self._orphans else REGISTRY_WAIT_S
+            spec = self.spec_for(partial.bake, wait)
             if spec is None:
+                self._orphans.add(partial.bake)
                 self.stats.orphans += 1
                 log.warning(
                     'partial for unknown bake "%s" at %d/%d skipped',
