@@ -70,21 +70,13 @@ class TopicFollower:
             source.seek_to_beginning((self.topic, p))
         deadline = time.monotonic() + timeout_s
         pending = set(self._partitions)
-        quiet = 0
         while pending:
             if time.monotonic() > deadline:
                 source.close()
                 msg = f'timed out reading topic "{self.topic}" to its end'
                 raise KafkaIOError(msg, value=self.topic)
-            got = self._poll(source)
-            for p in list(pending):
-                hw = source.highwater((self.topic, p))
-                pos = source.position((self.topic, p))
-                if (hw is not None and pos >= hw) or (
-                    not got and quiet >= 2 and hw in (None, 0) and pos == 0
-                ):
-                    pending.discard(p)
-            quiet = 0 if got else quiet + 1
+            self._poll(source)
+            pending = {p for p in pending if not source.caught_up((self.topic, p))}
         self.publish()
         self._ready.set()
         self._thread = threading.Thread(

@@ -113,13 +113,21 @@ class Ingest:
         batch = self.source.poll(timeout_s, MAX_POLL_RECORDS)
         self.stats.last_poll_s = self.clock()
         assigned, revoked = self.source.take_rebalance()
-        for tp in revoked:  # the new owner recomputes from our last commit
+        for tp in revoked | assigned:
+            # The owner, new or the same, recomputes the open block from the last commit (a
+            # block start): a kept partition's mid-block position must not start a new block.
             self._blocks.pop(tp, None)
+        for tp in assigned:
+            committed = self.source.committed(tp)
+            if committed is None:
+                self.source.seek_to_beginning(tp)
+            else:
+                self.source.seek(tp, committed)
         if assigned or revoked:
             log.info("ingest partitions: +%s -%s", _tps(assigned), _tps(revoked))
         n = 0
         for tp, recs in batch.items():
-            if recs:
+            if recs and tp not in assigned:  # records fetched before the seek are re-read
                 self._process(tp, recs)
                 n += len(recs)
         if self.clock() >= self._next_checkpoint or any(

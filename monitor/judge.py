@@ -122,24 +122,38 @@ class Judge:
             sum(1 for b in self._bakes.values() if b.partition == partition),
         )
 
-    def _handle_rebalance(self) -> None:
+    def _handle_rebalance(self) -> set[int]:
         assigned, revoked = self.source.take_rebalance()
         for _, p in revoked:
             for bake_id in [b for b, s in self._bakes.items() if s.partition == p]:
                 del self._bakes[bake_id]
             self._positions.pop(p, None)
         for _, p in sorted(assigned):
+            for bake_id in [b for b, s in self._bakes.items() if s.partition == p]:
+                del self._bakes[bake_id]
             self._restore(p)
+            # Resume at the committed offset: the snapshots cover everything before it, and
+            # per-bake offsets skip what a snapshot written after the commit already holds.
+            tp = (self.layout.partials, p)
+            committed = self.source.committed(tp)
+            if committed is None:
+                self.source.seek_to_beginning(tp)
+            else:
+                self.source.seek(tp, committed)
+            self._positions.pop(p, None)
+        return {p for _, p in assigned}
 
     # -- the loop --------------------------------------------------------------------------
     def step(self, timeout_s: float = 0.2) -> int:
         """Poll once, fold the partials, checkpoint when due; returns partials processed."""
         batch = self.source.poll(timeout_s, MAX_POLL_RECORDS)
         self.stats.last_poll_s = self.clock()
-        self._handle_rebalance()
+        reset = self._handle_rebalance()
         self._apply_overrides()
         n = 0
         for (_, p), recs in batch.items():
+            if p in reset:  # fetched before the seek: re-read from the committed offset
+                continue
             for r in recs:
                 self._fold(p, r.offset, r.value)
                 self._positions[p] = r.offset + 1

@@ -63,6 +63,7 @@ class Source(Protocol):
     def assignment(self) -> set[TP]: ...
     def take_rebalance(self) -> tuple[set[TP], set[TP]]: ...
     def committed(self, tp: TP) -> int | None: ...
+    def seek_to_beginning(self, tp: TP) -> None: ...
     def lag(self) -> dict[TP, int]: ...
     def close(self) -> None: ...
 
@@ -183,6 +184,10 @@ class _Listener:
     def __init__(self) -> None:
         self.assigned: set[TP] = set()
         self.revoked: set[TP] = set()
+        # Every partition named in an assign/revoke callback since the poll loop last looked:
+        # a partition kept through an eager rebalance shows up in both.
+        self.events_assigned: set[TP] = set()
+        self.events_revoked: set[TP] = set()
 
     def as_kafka_listener(self) -> Any:
         from kafka import ConsumerRebalanceListener
@@ -203,12 +208,14 @@ class _Listener:
             t = (tp.topic, tp.partition)
             self.revoked.add(t)
             self.assigned.discard(t)
+            self.events_revoked.add(t)
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
         for tp in assigned:
             t = (tp.topic, tp.partition)
             self.assigned.add(t)
             self.revoked.discard(t)
+            self.events_assigned.add(t)
 
 
 # Fetch settings for throughput: big fetches, few round trips.
@@ -258,14 +265,12 @@ class KafkaSource:
             msg = f"cannot reach Kafka at {bootstrap_servers}: {exc}"
             raise KafkaIOError(msg, value=bootstrap_servers) from exc
         self._listener = _Listener()
-        self._pending_assigned: set[TP] = set()
-        self._pending_revoked: set[TP] = set()
-        self._known: set[TP] = set()
         if group_id:
             self._c.subscribe(list(topics), listener=self._listener.as_kafka_listener())
         else:
             self._c.assign([TopicPartition(t, p) for t, p in partitions])
             self._listener.assigned = set(partitions)
+            self._listener.events_assigned = set(partitions)
 
     @property
     def consumer(self) -> Any:
@@ -276,10 +281,12 @@ class KafkaSource:
         return {(tp.topic, tp.partition): recs for tp, recs in raw.items()}
 
     def take_rebalance(self) -> tuple[set[TP], set[TP]]:
-        """(newly assigned, revoked) since the last call."""
-        now = set(self._listener.assigned)
-        assigned, revoked = now - self._known, self._known - now
-        self._known = now
+        """(assigned, revoked) in rebalance callbacks since the last call. A partition kept
+        through an (eager) rebalance is in both: its owner must treat it as newly assigned."""
+        lst = self._listener
+        assigned, revoked = set(lst.events_assigned), set(lst.events_revoked)
+        lst.events_assigned.clear()
+        lst.events_revoked.clear()
         return assigned, revoked
 
     def assignment(self) -> set[TP]:
@@ -306,6 +313,20 @@ class KafkaSource:
     def position(self, tp: TP) -> int:
         p: int = self._c.position(self._tp_cls(*tp))
         return p
+
+    def reported_end(self, tp: TP) -> int:
+        """ListOffsets "latest". Only trusted to tell an empty partition (0) from a non-empty
+        one: some brokers answer the last batch's base offset + 1 instead of the true end."""
+        ends = self._c.end_offsets([self._tp_cls(*tp)])
+        return int(next(iter(ends.values()), 0) or 0)
+
+    def caught_up(self, tp: TP) -> bool:
+        """Position at the fetch high watermark, or the partition is empty."""
+        hw = self.highwater(tp)
+        pos = self.position(tp)
+        if hw is not None:
+            return pos >= hw
+        return pos == 0 and self.reported_end(tp) == 0
 
     def highwater(self, tp: TP) -> int | None:
         h: int | None = self._c.highwater(self._tp_cls(*tp))
@@ -399,7 +420,6 @@ def read_to_end(
         source.seek_to_beginning((topic, p))
     deadline = time.monotonic() + timeout_s
     done: set[int] = set()
-    empty_polls = 0
     while done != parts:
         if time.monotonic() > deadline:
             msg = f'timed out reading topic "{topic}" to its end'
@@ -411,15 +431,7 @@ def read_to_end(
                     snap.values[r.key] = r.value
                     snap.offsets[r.key] = (p, r.offset)
         for p in parts - done:
-            hw = source.highwater((topic, p))
-            if hw is not None and source.position((topic, p)) >= hw:
+            if source.caught_up((topic, p)):
                 done.add(p)
-                snap.ends[p] = hw
-        empty_polls = 0 if batch else empty_polls + 1
-        if not batch and empty_polls >= 3:
-            # Empty partitions may never report a high watermark before a fetch returns.
-            for p in parts - done:
-                if source.highwater((topic, p)) in (None, 0) and source.position((topic, p)) == 0:
-                    done.add(p)
-                    snap.ends[p] = 0
+                snap.ends[p] = source.position((topic, p))
     return snap
