@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import datetime
 from typing import IO, Any
 
 import orjson
@@ -28,6 +29,15 @@ __all__ = ["AlertmanagerPusher", "JsonLinesWriter"]
 log = logging.getLogger("bakemon.alerts")
 
 PUSHED_SEVERITIES = ("warning", "critical")
+
+
+def _epoch(text: Any) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 class AlertmanagerPusher:
@@ -59,20 +69,22 @@ class AlertmanagerPusher:
 
     def start(self) -> AlertmanagerPusher:
         known = self.alerts.alerts()
-        # Alerts that were already in the topic at start-up: only those still within their TTL.
+        # Alerts already in the topic at start-up: only those still within their TTL, aged from
+        # when they started (a restart must not re-fire last week's alerts).
         now = self.clock()
         for a in known:
-            self._track(a.alert, now)
+            started = _epoch(a.alert.get("startsAt"))
+            if started is not None and now - started < self.ttl_s:
+                self._track(a.alert, started)
         self._last_id = known[-1].id if known else None
         self._thread = threading.Thread(target=self._run, name="alertmanager", daemon=True)
         self._thread.start()
         return self
 
-    def _track(self, alert: dict[str, Any], now: float) -> bool:
+    def _track(self, alert: dict[str, Any], started: float) -> bool:
         if alert.get("labels", {}).get("severity") not in PUSHED_SEVERITIES:
             return False
         fp = str(alert.get("fingerprint") or orjson.dumps(alert.get("labels", {})).decode())
-        started = now
         self._firing[fp] = (started, alert)
         return True
 

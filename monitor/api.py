@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -252,7 +253,13 @@ class Api:
         name, ns = body.get("name"), body.get("namespace")
         if not isinstance(name, str):
             raise HttpError(400, 'Flagger payload needs "name" (or metadata.bake)')
-        for candidate in (f"{ns}-{name}" if isinstance(ns, str) else None, name):
+        checksum = str(body.get("checksum") or "")[:10]
+        exact = (
+            _SAFE_ID.sub("-", f"{ns}-{name}-{checksum}")[:128]
+            if checksum and isinstance(ns, str)
+            else None
+        )
+        for candidate in (exact, f"{ns}-{name}" if isinstance(ns, str) else None, name):
             if candidate and candidate in registry:
                 return candidate
         by_service = [b for b in registry.bakes if b.service == name]
@@ -282,6 +289,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _error(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
+        if status in (401, 403, 411):  # a body we did not read must not parse as a next request
+            self.close_connection = True
         payload = {"error": message, "status": status}
         if body:
             payload = {"reason": message, **body}
@@ -306,7 +315,10 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             length = int(length_text)
         except ValueError:
-            raise HttpError(400, "invalid Content-Length") from None
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            raise HttpError(400, "invalid Content-Length")
         if length > self.api.settings.max_body_bytes:
             self.close_connection = True
             raise HttpError(
@@ -488,6 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
             api.alerts.wait(min(1.0, api.settings.sse_keepalive_s))
 
 
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _FLAGGER_KEYS = {"name", "namespace", "phase", "checksum", "metadata"}
 
 
@@ -501,8 +514,12 @@ def _from_flagger(body: Mapping[str, Any]) -> dict[str, Any]:
     values are strings, so ``policy`` is JSON text."""
     meta: dict[str, Any] = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
     name, ns = str(body["name"]), str(body.get("namespace") or "default")
+    # One bake per rollout: the checksum names the revision, so a later rollout never reuses an
+    # earlier (sticky) verdict.
+    checksum = str(body.get("checksum") or "")[:10]
+    default_id = f"{ns}-{name}-{checksum}" if checksum else f"{ns}-{name}"
     spec: dict[str, Any] = {
-        "id": meta.get("bake") or f"{ns}-{name}",
+        "id": meta.get("bake") or _SAFE_ID.sub("-", default_id)[:128],
         "service": meta.get("service") or name,
         "canary": meta.get("canary") or name,
         "baseline": meta.get("baseline") or f"{name}-primary",

@@ -29,7 +29,7 @@ from monitor.bakes import Registry, summarise, tag
 from monitor.batch import Rejection
 from monitor.discovery import Discovery
 from monitor.fieldmap import FieldMap
-from monitor.kafka_io import TP, Record, Sink, Source, TopicLayout, partition_for
+from monitor.kafka_io import TP, Record, Sink, Source, TopicLayout, partition_for, transient_errors
 from monitor.partials import Partial
 from monitor.records import decode_batch
 
@@ -225,7 +225,16 @@ class Ingest:
                     )
                     self.stats.partials += 1
                 b.dirty = False
-        self.sink.flush(30.0)
+        try:
+            self.sink.flush(30.0)
+        except transient_errors() as exc:
+            # Nothing is committed: the partials are published again at the next checkpoint.
+            log.warning("ingest checkpoint failed, retrying: %s", exc)
+            for blocks in self._blocks.values():
+                for b in blocks:
+                    b.dirty = True
+            self._next_checkpoint = self.clock() + self.flush_interval_s
+            return
         commits: dict[TP, int] = {}
         for tp, blocks in list(self._blocks.items()):
             remaining = [b for b in blocks if not b.complete]
@@ -238,7 +247,10 @@ class Ingest:
         owned = self.source.assignment()
         commits = {tp: o for tp, o in commits.items() if tp in owned}
         if commits:
-            self.source.commit(commits)
+            try:
+                self.source.commit(commits)
+            except transient_errors() as exc:  # a later commit covers it; re-reading is safe
+                log.warning("ingest commit failed, retrying at the next checkpoint: %s", exc)
         self.stats.checkpoints += 1
         if self.observe_flush_s is not None:
             self.observe_flush_s(time.perf_counter() - t0)

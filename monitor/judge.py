@@ -21,7 +21,7 @@ import orjson
 from monitor.alerts import alert_from_event
 from monitor.bakes import BakeSpec, Registry
 from monitor.errors import BakeError
-from monitor.kafka_io import TP, KafkaSource, Sink, TopicLayout, read_to_end
+from monitor.kafka_io import TP, KafkaSource, Sink, TopicLayout, read_to_end, transient_errors
 from monitor.partials import BlockFold, Partial, PartialError
 from monitor.verdict import BakeVerdict, Status, VerdictEvent
 
@@ -210,6 +210,12 @@ class Judge:
                 )
                 return
             st = _BakeState(BakeVerdict(spec), BlockFold(), partition)
+            if spec.override is not None:  # an operator decided before any traffic
+                ov = spec.override
+                ev = st.verdict.override(
+                    Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov)
+                )
+                self._alert(ev, spec)
             self._bakes[partial.bake] = st
         if offset <= st.last_offset:
             self.stats.skipped += 1
@@ -227,9 +233,11 @@ class Judge:
 
     def checkpoint(self) -> None:
         """Write documents + state of changed bakes, wait for acks, commit partials offsets."""
+        written: list[_BakeState] = []
         for bake_id, st in self._bakes.items():
             if not st.dirty:
                 continue
+            written.append(st)
             doc = st.verdict.document()
             value = {
                 "document": doc,
@@ -247,7 +255,15 @@ class Judge:
                 partition=st.partition,
             )
             st.dirty = False
-        self.sink.flush(30.0)
+        try:
+            self.sink.flush(30.0)
+        except transient_errors() as exc:
+            # No commit: the snapshots are written again at the next checkpoint.
+            log.warning("judge checkpoint failed, retrying: %s", exc)
+            for st in written:
+                st.dirty = True
+            self._next_checkpoint = self.clock() + self.checkpoint_interval_s
+            return
         owned = self.source.assignment()
         commits = {
             (self.layout.partials, p): o
@@ -255,7 +271,12 @@ class Judge:
             if (self.layout.partials, p) in owned
         }
         if commits:
-            self.source.commit(commits)
+            try:
+                self.source.commit(commits)
+            except (
+                transient_errors()
+            ) as exc:  # snapshots hold the offsets; a later commit covers it
+                log.warning("judge commit failed, retrying at the next checkpoint: %s", exc)
         self.stats.checkpoints += 1
         self._next_checkpoint = self.clock() + self.checkpoint_interval_s
 

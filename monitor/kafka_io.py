@@ -35,6 +35,7 @@ __all__ = [
 log = logging.getLogger("bakemon.kafka")
 
 TP = tuple[str, int]
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class KafkaIOError(MonitorError):
@@ -84,6 +85,14 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Errors a checkpoint survives by retrying at the next interval (broker restarts,
+    coordinator moves, produce timeouts): skipping a commit is always safe here."""
+    from kafka.errors import KafkaError
+
+    return (KafkaIOError, KafkaError)
+
+
 def partition_for(key: str, partitions: int) -> int:
     """Stable key → partition (CRC-32), independent of any client's default partitioner."""
     return zlib.crc32(key.encode()) % partitions
@@ -122,14 +131,20 @@ class TopicLayout:
         """(name, partitions, configs) of every owned topic. Verdicts are co-partitioned with
         partials (the judge of partials partition p restores from verdicts partition p)."""
         week_ms = str(7 * 24 * 3600 * 1000)
+        # A judge snapshot holds two summaries per open source block: allow more than 1 MB.
+        big = str(MAX_MESSAGE_BYTES)
         out = [
             (self.bakes, 1, {"cleanup.policy": "compact"}),
             (
                 self.partials,
                 self.partials_partitions,
-                {"cleanup.policy": "delete", "retention.ms": week_ms},
+                {"cleanup.policy": "delete", "retention.ms": week_ms, "max.message.bytes": big},
             ),
-            (self.verdicts, self.partials_partitions, {"cleanup.policy": "compact"}),
+            (
+                self.verdicts,
+                self.partials_partitions,
+                {"cleanup.policy": "compact", "max.message.bytes": big},
+            ),
             (
                 self.alerts,
                 self.alerts_partitions,
@@ -360,7 +375,8 @@ class KafkaSink:
                 acks="all",
                 linger_ms=5,
                 batch_size=512 * 1024,
-                max_request_size=16 * 1024 * 1024,
+                max_request_size=MAX_MESSAGE_BYTES,
+                compression_type="gzip",
                 **_client_config(client or {}),
             )
         except KafkaError as exc:

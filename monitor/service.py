@@ -68,6 +68,14 @@ def configure_logging(level: str, fmt: str) -> None:
     )
 
 
+def _closer(*things: KafkaSource | KafkaSink) -> Callable[[], None]:
+    def close() -> None:
+        for t in things:
+            t.close()
+
+    return close
+
+
 class Service:
     """The roles of one ``bakemon run`` process."""
 
@@ -116,9 +124,11 @@ class Service:
             src = KafkaSource(
                 s.bootstrap_servers, group_id=INGEST_GROUP, topics=s.topics, client=client
             )
+            # Each role has its own producer, so one role's flush never takes another's futures.
+            ingest_sink = KafkaSink(s.bootstrap_servers, client=client)
             self.ingest = Ingest(
                 src,
-                self.sink,
+                ingest_sink,
                 layout,
                 self.follower.registry,
                 s.field_map,
@@ -127,7 +137,9 @@ class Service:
                 discovery=Discovery(s.discovery) if s.discovery.enabled else None,
                 observe_flush_s=self.metrics.flush_seconds.observe,
             )
-            self._spawn("ingest", self.ingest.step, self.ingest.checkpoint, src.close)
+            self._spawn(
+                "ingest", self.ingest.step, self.ingest.checkpoint, _closer(src, ingest_sink)
+            )
         if "judge" in s.roles:
             src = KafkaSource(
                 s.bootstrap_servers, group_id=JUDGE_GROUP, topics=[layout.partials], client=client
@@ -138,9 +150,10 @@ class Service:
                     s.bootstrap_servers, partitions=[(layout.verdicts, p)], client=client
                 )
 
+            judge_sink = KafkaSink(s.bootstrap_servers, client=client)
             self.judge = Judge(
                 src,
-                self.sink,
+                judge_sink,
                 layout,
                 self._spec_for,
                 restore_source,
@@ -148,7 +161,7 @@ class Service:
                 observe_fold_s=self.metrics.fold_seconds.observe,
                 registry=self.follower.registry,
             )
-            self._spawn("judge", self.judge.step, self.judge.checkpoint, src.close)
+            self._spawn("judge", self.judge.step, self.judge.checkpoint, _closer(src, judge_sink))
         if "api" in s.roles:
             self.view = VerdictView(s.bootstrap_servers, layout, client=client).start()
             self.alert_log = AlertLog(s.bootstrap_servers, layout, client=client).start()

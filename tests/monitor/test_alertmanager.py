@@ -104,6 +104,22 @@ def test_pushes_resends_and_resolves(receiver: tuple[str, list[list[dict[str, An
     assert len(posts) == 3  # nothing firing: nothing sent
 
 
+def test_restart_does_not_refire_expired_alerts(
+    receiver: tuple[str, list[list[dict[str, Any]]]],
+) -> None:
+    """At start-up only alerts still within their TTL (by startsAt) are tracked again."""
+    url, posts = receiver
+    log = FakeAlertLog()
+    log.add(_alert("Old", "critical"))  # startsAt 2026-11-28T10:00:00Z
+    log.add({**_alert("Recent", "critical"), "startsAt": "2026-11-28T10:50:00.000Z"})
+    now = 1795864200.0  # 2026-11-28T11:10:00Z
+    pusher = AlertmanagerPusher(log, url, resend_s=10, ttl_s=1800, clock=lambda: now)
+    pusher.start()
+    pusher.stop()
+    pusher.step()
+    assert [a["labels"]["alertname"] for a in posts[-1]] == ["Recent"]
+
+
 def test_unreachable_alertmanager_is_retried_not_fatal() -> None:
     """A receiver that is down counts a failure and is retried on the next step."""
     from monitor.broker import free_port

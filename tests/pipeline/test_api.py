@@ -254,6 +254,8 @@ def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(service: Se
         assert status == want, (message, status, doc)
         assert message in doc["error"], (message, doc)
         assert "Traceback" not in str(doc)
+    status, doc = _req(port, "POST", "/v1/gate/promote", b"{}", {"Content-Length": "-1"})
+    assert status == 400 and "invalid Content-Length" in doc["error"]
     assert _req(port, "GET", "/v1/nothing-here")[0] == 404
     assert _req(port, "DELETE", "/v1/bakes")[0] == 405
     assert _req(port, "GET", "/v1/bakes/unknown")[0] == 404
@@ -359,8 +361,10 @@ def test_cli_client_create_get_list_cancel(
 
 
 def test_flagger_pre_rollout_webhook_creates_the_bake(service: Service) -> None:
-    """Flagger's pre-rollout payload creates `<namespace>-<name>`: canary `<name>` vs `<name>-primary`."""
+    """Flagger's pre-rollout payload creates `<namespace>-<name>-<checksum>`: canary `<name>` vs
+    `<name>-primary`; a later rollout (new checksum) gets a bake of its own."""
     assert service.api is not None
+    port = service.api.port
     payload = {
         "name": "checkout",
         "namespace": "shop",
@@ -368,17 +372,23 @@ def test_flagger_pre_rollout_webhook_creates_the_bake(service: Service) -> None:
         "checksum": "6d5f",
         "metadata": {"policy": '{"min_canary_requests": 1000}'},
     }
-    status, doc = _req(service.api.port, "POST", "/v1/bakes", orjson.dumps(payload), _auth())
-    assert status == 201 and doc["id"] == "shop-checkout"
-    assert doc["canary"]["versions"] == ["checkout"] and doc["baseline"]["versions"] == [
-        "checkout-primary"
-    ]
+    status, doc = _req(port, "POST", "/v1/bakes", orjson.dumps(payload), _auth())
+    assert status == 201 and doc["id"] == "shop-checkout-6d5f"
+    assert doc["canary"]["versions"] == ["checkout"]
+    assert doc["baseline"]["versions"] == ["checkout-primary"]
     assert doc["policy"]["min_canary_requests"] == 1000
-    # The promote gate finds it by name + namespace, and holds with 409 while PENDING.
+    # The promote gate finds it by name + namespace + checksum, and holds with 409 while PENDING.
     gate = orjson.dumps({k: v for k, v in payload.items() if k != "metadata"})
+    json_ct = {"Content-Type": "application/json"}
+    status, body = _req(port, "POST", "/v1/gate/promote", gate, json_ct)
+    assert status == 409 and body["id"] == "shop-checkout-6d5f"
+    status, doc = _req(
+        port, "POST", "/v1/bakes", orjson.dumps({**payload, "checksum": "99aa"}), _auth()
+    )
+    assert status == 201 and doc["id"] == "shop-checkout-99aa"
+    next_gate = orjson.dumps(
+        {"name": "checkout", "namespace": "shop", "phase": "Progressing", "checksum": "99aa"}
+    )
     assert (
-        _req(
-            service.api.port, "POST", "/v1/gate/promote", gate, {"Content-Type": "application/json"}
-        )[0]
-        == 409
+        _req(port, "POST", "/v1/gate/promote", next_gate, json_ct)[1]["id"] == "shop-checkout-99aa"
     )
