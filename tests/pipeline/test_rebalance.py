@@ -1,0 +1,100 @@
+"""A partition an ingest worker keeps through a rebalance is recomputed, never half-counted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from _pipeline import LAYOUT, REQUESTS, create_topics, expected_counts, produce, two_service_log
+
+from monitor.bakes import BakeSpec, Registry
+from monitor.broker import EmbeddedBroker
+from monitor.fieldmap import PRESETS
+from monitor.ingest import Ingest
+from monitor.kafka_io import KafkaSink, KafkaSource
+from monitor.partials import BlockFold, Partial
+
+REGISTRY = Registry(
+    [
+        BakeSpec.from_dict(
+            {"id": "checkout-v42", "service": "checkout", "canary": "v42", "baseline": "v41"}
+        ),
+        BakeSpec.from_dict(
+            {"id": "search-v8", "service": "search", "canary": "v8", "baseline": "v7"}
+        ),
+    ]
+)
+
+
+def _worker(bs: str) -> Ingest:
+    src = KafkaSource(bs, group_id="bakemon-ingest", topics=[REQUESTS])
+    return Ingest(
+        src,
+        KafkaSink(bs),
+        LAYOUT,
+        lambda: REGISTRY,
+        PRESETS["plain"],
+        block_offsets=2000,
+        flush_interval_s=0.2,
+    )
+
+
+def _folded_totals(bs: str) -> dict[str, tuple[int, int]]:
+    src = KafkaSource(bs, partitions=[(LAYOUT.partials, p) for p in range(4)])
+    folds: dict[str, BlockFold] = {}
+    totals: dict[str, list[int]] = {}
+    try:
+        for p in range(4):
+            src.seek_to_beginning((LAYOUT.partials, p))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            batch = src.poll(0.3, 50_000)
+            for recs in batch.values():
+                for r in recs:
+                    part = Partial.decode(r.value or b"")
+                    inc = folds.setdefault(part.bake, BlockFold()).fold(part)
+                    if inc is not None:
+                        t = totals.setdefault(part.bake, [0, 0])
+                        t[0] += inc[0].requests
+                        t[1] += inc[1].requests
+            if not batch and all(src.caught_up((LAYOUT.partials, p)) for p in range(4)):
+                break
+    finally:
+        src.close()
+    return {k: (v[0], v[1]) for k, v in totals.items()}
+
+
+def test_kept_partition_mid_block_is_recomputed(broker: EmbeddedBroker, tmp_path: Path) -> None:
+    """Worker A is mid-block on every partition when B joins; after the rebalance the totals
+    folded from the partials topic equal the exact counts."""
+    bs = broker.bootstrap_servers
+    lines = two_service_log(40_000, seed=9)
+    want = expected_counts(lines)
+    create_topics(bs)
+    produce(bs, lines[:20_000])  # 5,000 per partition: block 2 (4,000-5,999) is open
+    a = _worker(bs)
+    deadline = time.monotonic() + 60
+    while a.stats.records < 20_000 and time.monotonic() < deadline:
+        a.step(0.2)
+    a.checkpoint()
+    assert a.stats.records == 20_000
+    b = _worker(bs)
+    deadline = time.monotonic() + 60
+    while not (a.source.assignment() and b.source.assignment()) and time.monotonic() < deadline:
+        a.step(0.1)
+        b.step(0.1)
+    assert a.source.assignment() and b.source.assignment(), "the group did not split the partitions"
+    produce(bs, lines[20_000:])
+    for _ in range(3):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and sum(sum(w.source.lag().values()) for w in (a, b)) > 0:
+            a.step(0.1)
+            b.step(0.1)
+        for w in (a, b):
+            w.step(0.1)
+            w.checkpoint()
+        if _folded_totals(bs) == want:
+            break
+    assert _folded_totals(bs) == want
+    for w in (a, b):
+        w.source.close()
