@@ -195,10 +195,6 @@ class Registry:
             msg = f'bake "{bake_id}" is not registered'
             raise BakeError(msg, value=bake_id) from None
 
-    def index_of(self, bake_id: str) -> int:
-        self.get(bake_id)
-        return self._index[bake_id]
-
     def add(self, spec: BakeSpec) -> int:
         """Register (or replace, same id) a bake; returns its index."""
         if spec.id in self._index:

@@ -21,7 +21,7 @@ import orjson
 from monitor.alerts import alert_from_event
 from monitor.bakes import BakeSpec, Registry
 from monitor.errors import BakeError
-from monitor.kafka_io import TP, KafkaSource, Sink, TopicLayout, read_to_end, transient_errors
+from monitor.kafka_io import KafkaSource, Sink, TopicLayout, read_to_end, transient_errors
 from monitor.partials import BlockFold, Partial, PartialError
 from monitor.verdict import BakeVerdict, Status, VerdictEvent
 
@@ -279,6 +279,3 @@ class Judge:
                 log.warning("judge commit failed, retrying at the next checkpoint: %s", exc)
         self.stats.checkpoints += 1
         self._next_checkpoint = self.clock() + self.checkpoint_interval_s
-
-    def lag(self) -> dict[TP, int]:
-        return self.source.lag()

@@ -355,9 +355,6 @@ class KafkaSource:
                 out[(tp.topic, tp.partition)] = max(hw - self._c.position(tp), 0)
         return out
 
-    def partitions_for(self, topic: str) -> set[int]:
-        return set(self._c.partitions_for_topic(topic) or ())
-
     def close(self) -> None:
         self._c.close(autocommit=False)
 
@@ -416,11 +413,9 @@ class KafkaSink:
 
 @dataclass
 class TopicSnapshot:
-    """Latest value per key of a topic read to its end, plus the end offsets read."""
+    """Latest value per key of a topic read to its end."""
 
     values: dict[bytes, bytes | None] = field(default_factory=dict)
-    offsets: dict[bytes, tuple[int, int]] = field(default_factory=dict)
-    ends: dict[int, int] = field(default_factory=dict)
 
 
 def read_to_end(
@@ -428,7 +423,7 @@ def read_to_end(
 ) -> TopicSnapshot:
     """Read partitions of ``topic`` from the beginning to the fetch high watermark.
 
-    Returns the latest value per key (None = tombstone) and (partition, offset) of it.
+    Returns the latest value per key (None = tombstone).
     """
     snap = TopicSnapshot()
     parts = set(partitions)
@@ -441,13 +436,11 @@ def read_to_end(
             msg = f'timed out reading topic "{topic}" to its end'
             raise KafkaIOError(msg, value=topic)
         batch = source.poll(0.2, 50_000)
-        for (_, p), recs in batch.items():
+        for recs in batch.values():
             for r in recs:
                 if r.key is not None:
                     snap.values[r.key] = r.value
-                    snap.offsets[r.key] = (p, r.offset)
         for p in parts - done:
             if source.caught_up((topic, p)):
                 done.add(p)
-                snap.ends[p] = source.position((topic, p))
     return snap

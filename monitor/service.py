@@ -220,7 +220,7 @@ class Service:
         out: dict[str, int] = {}
         for role, r in (("ingest", self.ingest), ("judge", self.judge)):
             if r is not None:
-                out[role] = sum(r.source.lag().values()) if hasattr(r.source, "lag") else 0
+                out[role] = sum(r.source.lag().values())
         return out
 
     def healthy(self) -> tuple[bool, str]:

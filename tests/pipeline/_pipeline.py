@@ -57,24 +57,12 @@ def expected_counts(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
     return {k: (v[0], v[1]) for k, v in out.items()}
 
 
-BAKES_TOML = """
+_BAKE_TOML = """
 [[bake]]
-id = "checkout-v42"
-service = "checkout"
-canary = "v42"
-baseline = "v41"
-[bake.policy]
-min_canary_requests = 2000
-[bake.policy.errors]
-tol = 0.5
-[bake.policy.latency]
-tol = 0.3
-
-[[bake]]
-id = "search-v8"
-service = "search"
-canary = "v8"
-baseline = "v7"
+id = "{service}-{canary}"
+service = "{service}"
+canary = "{canary}"
+baseline = "{baseline}"
 [bake.policy]
 min_canary_requests = 2000
 [bake.policy.errors]
@@ -82,6 +70,24 @@ tol = 0.5
 [bake.policy.latency]
 tol = 0.3
 """
+BAKES_TOML = "".join(
+    _BAKE_TOML.format(service=s, canary=c, baseline=b)
+    for s, c, b in (("checkout", "v42", "v41"), ("search", "v8", "v7"))
+)
+
+
+def judge_totals(judge: Any) -> dict[str, tuple[int, int]]:
+    """(canary, baseline) requests the judge has folded, per bake."""
+    return {
+        k: (st.verdict.canary.requests, st.verdict.baseline.requests)
+        for k, st in judge.bakes.items()
+    }
+
+
+def judge_has(judge: Any, want: dict[str, tuple[int, int]]) -> bool:
+    """The judge's totals equal ``want`` for every bake in it."""
+    got = judge_totals(judge)
+    return all(got.get(k) == v for k, v in want.items())
 
 
 def write_config(path: Path, bootstrap: str, **extra: Any) -> Path:

@@ -9,6 +9,7 @@ from _pipeline import (
     LAYOUT,
     create_topics,
     expected_counts,
+    judge_has,
     produce,
     totals,
     two_service_log,
@@ -44,14 +45,7 @@ def test_streaming_verdicts_match_replay_with_exact_totals(
         assert svc.judge is not None
         judge = svc.judge
 
-        def done() -> bool:
-            b = judge.bakes
-            return all(
-                k in b and (b[k].verdict.canary.requests, b[k].verdict.baseline.requests) == v
-                for k, v in want.items()
-            )
-
-        wait_until(done, 90, "the judge to fold every record")
+        wait_until(lambda: judge_has(judge, want), 90, "the judge to fold every record")
     finally:
         svc.stop()
     docs = verdict_documents(broker.bootstrap_servers)
@@ -139,19 +133,7 @@ def test_malformed_messages_are_dead_lettered_and_the_rest_counted(
     try:
         assert svc.judge is not None and svc.ingest is not None
         judge, ingest = svc.judge, svc.ingest
-        wait_until(
-            lambda: all(
-                k in judge.bakes
-                and (
-                    judge.bakes[k].verdict.canary.requests,
-                    judge.bakes[k].verdict.baseline.requests,
-                )
-                == v
-                for k, v in want.items()
-            ),
-            60,
-            "every valid record",
-        )
+        wait_until(lambda: judge_has(judge, want), 60, "every valid record")
         assert sum(ingest.stats.rejected.values()) == len(garbage)
         assert (
             ingest.stats.rejected["invalid_json"] == 2
