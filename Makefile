@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(VENV)/bin/bakemon demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check monitor detectors tests benchmarks
-	$(VENV)/bin/ruff format --check monitor detectors tests benchmarks
+	$(VENV)/bin/ruff check monitor detectors bakesim tests benchmarks
+	$(VENV)/bin/ruff format --check monitor detectors bakesim tests benchmarks
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

@@ -46,8 +46,8 @@ import numpy.typing as npt
 from scipy import integrate, stats
 
 from detectors.summary import CohortSummary
-from monitor.bakes import BakeSpec
-from monitor.verdict import BakeVerdict
+from monitor.bakes.spec import BakeSpec
+from monitor.verdict.engine import BakeVerdict
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

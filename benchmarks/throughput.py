@@ -29,12 +29,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from monitor.bakes import BakeSpec, Registry
-from monitor.broker import EmbeddedBroker
-from monitor.fieldmap import PRESETS
-from monitor.ingest import Ingest
-from monitor.kafka_io import KafkaSink, KafkaSource, TopicLayout, ensure_topics
-from monitor.simulate import Scenario, ServiceSpec, iter_chunks, to_json_lines
+from bakesim.scenario import Scenario, ServiceSpec, iter_chunks, to_json_lines
+from monitor.bakes.spec import BakeSpec, Registry
+from monitor.kafka.broker import EmbeddedBroker
+from monitor.kafka.io import KafkaSink, KafkaSource
+from monitor.kafka.topics import TopicLayout, ensure_topics
+from monitor.pipeline.ingest import Ingest
+from monitor.records.fieldmap import PRESETS
 
 TARGET_RATIO = 0.80
 

@@ -12,11 +12,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
-from monitor.bakes import BakeSpec
-from monitor.discovery import DiscoverySettings
+from monitor.bakes.discovery import DiscoverySettings
+from monitor.bakes.spec import BakeSpec
 from monitor.errors import ConfigError
-from monitor.fieldmap import PRESETS, FieldMap
-from monitor.kafka_io import TopicLayout
+from monitor.kafka.topics import TopicLayout
+from monitor.records.fieldmap import PRESETS, FieldMap
 
 __all__ = ["ROLES", "Settings", "load_settings"]
 

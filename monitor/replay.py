@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import IO
 
 from detectors.summary import CohortSummary
-from monitor.bakes import BASELINE, CANARY, Registry, summarise, tag
+from monitor.bakes.spec import Registry
+from monitor.bakes.tagging import BASELINE, CANARY, summarise, tag
 from monitor.errors import InputError
-from monitor.records import FieldMap, decode_batch
-from monitor.verdict import BakeVerdict, VerdictEvent
+from monitor.records.decode import decode_batch
+from monitor.records.fieldmap import FieldMap
+from monitor.verdict.engine import BakeVerdict, VerdictEvent
 
 __all__ = ["ReplayResult", "TimelineRow", "iter_line_batches", "open_log", "replay"]
 

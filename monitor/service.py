@@ -18,17 +18,18 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from monitor.alertmanager import AlertmanagerPusher, JsonLinesWriter
-from monitor.api import Api, ApiSettings
-from monitor.bake_store import BakeFollower
-from monitor.bakes import BakeSpec
+from monitor.bakes.discovery import Discovery
+from monitor.bakes.spec import BakeSpec
+from monitor.bakes.store import BakeFollower
 from monitor.config import Settings
-from monitor.discovery import Discovery
-from monitor.ingest import Ingest
-from monitor.judge import Judge
-from monitor.kafka_io import KafkaSink, KafkaSource, ensure_topics
-from monitor.metrics import Metrics
-from monitor.view import AlertLog, VerdictView
+from monitor.kafka.io import KafkaSink, KafkaSource
+from monitor.kafka.topics import ensure_topics
+from monitor.pipeline.ingest import Ingest
+from monitor.pipeline.judge import Judge
+from monitor.surfaces.alert_sinks import AlertmanagerPusher, JsonLinesWriter
+from monitor.surfaces.api import Api, ApiSettings
+from monitor.surfaces.metrics import Metrics
+from monitor.surfaces.views import AlertLog, VerdictView
 
 __all__ = ["Service", "configure_logging"]
 

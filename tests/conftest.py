@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from monitor.broker import EmbeddedBroker
+from monitor.kafka.broker import EmbeddedBroker
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from monitor.bakes.policy import Policy
 from monitor.config import ROLES, SETTING_NAMES
-from monitor.policy import Policy
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -52,11 +52,11 @@ def test_bake_toml_example_replays(tmp_path: Path) -> None:
     cfg = tmp_path / "bake.toml"
     cfg.write_text(toml_blocks[0])
     tomllib.loads(toml_blocks[0])
-    from monitor.simulate import scenario_preset, write_jsonl
+    from bakesim.scenario import scenario_preset, write_jsonl
 
     log = tmp_path / "e2x.jsonl"
     write_jsonl(log, scenario_preset("errors-2x", seed=3), total_requests=250_000)
-    from monitor.cli import main
+    from monitor.cli.main import main
 
     assert main(["replay", str(log), "--config", str(cfg), "--quiet"]) == 1
 

@@ -18,8 +18,9 @@ from typing import Any
 
 import orjson
 
-from monitor.bakes import Registry
-from monitor.cli import _bakes_and_fields, build_parser
+from monitor.bakes.spec import Registry
+from monitor.cli.main import build_parser
+from monitor.cli.replay_cmd import _bakes_and_fields
 from monitor.replay import iter_line_batches, open_log, replay
 
 HERE = Path(__file__).resolve().parent

@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 import pytest
 
-from monitor.alertmanager import AlertmanagerPusher, JsonLinesWriter
-from monitor.view import StoredAlert
+from monitor.surfaces.alert_sinks import AlertmanagerPusher, JsonLinesWriter
+from monitor.surfaces.views import StoredAlert
 
 
 class FakeAlertLog:
@@ -122,7 +122,7 @@ def test_restart_does_not_refire_expired_alerts(
 
 def test_unreachable_alertmanager_is_retried_not_fatal() -> None:
     """A receiver that is down counts a failure and is retried on the next step."""
-    from monitor.broker import free_port
+    from monitor.kafka.broker import free_port
 
     log = FakeAlertLog()
     pusher = AlertmanagerPusher(log, f"http://127.0.0.1:{free_port()}", resend_s=60, timeout_s=1)

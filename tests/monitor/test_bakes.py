@@ -7,9 +7,11 @@ import orjson
 import pytest
 
 from detectors.summary import CohortSummary
-from monitor.bakes import BASELINE, CANARY, BakeSpec, Registry, summarise, tag
+from monitor.bakes.spec import BakeSpec, Registry
+from monitor.bakes.tagging import BASELINE, CANARY, summarise, tag
 from monitor.errors import BakeError, ConfigError
-from monitor.records import PRESETS, decode_batch
+from monitor.records.decode import decode_batch
+from monitor.records.fieldmap import PRESETS
 
 
 def _lines(rows: list[dict[str, object]]) -> list[bytes]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.cli import main
+from monitor.cli.main import main
 from monitor.config import load_settings
 from monitor.errors import ConfigError
 
@@ -74,7 +74,7 @@ def test_run_with_bad_config_exits_4_with_message(
 
 def test_run_without_a_reachable_broker_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
     """With nothing listening, `bakemon run` exits 4 saying it cannot reach Kafka."""
-    from monitor.broker import free_port
+    from monitor.kafka.broker import free_port
 
     code = main(["run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--log-level", "error"])
     assert code == 4

@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 from prometheus_client import CollectorRegistry
 
-from monitor.ingest import IngestStats
-from monitor.judge import JudgeStats
-from monitor.metrics import Metrics
-from monitor.openapi import OPENAPI
+from monitor.pipeline.ingest import IngestStats
+from monitor.pipeline.judge import JudgeStats
+from monitor.surfaces.metrics import Metrics
+from monitor.surfaces.openapi import OPENAPI
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DOC = {

@@ -5,10 +5,11 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from monitor.bakes import BakeSpec, Registry
-from monitor.discovery import Discovery, DiscoverySettings
+from monitor.bakes.discovery import Discovery, DiscoverySettings
+from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
-from monitor.records import PRESETS, decode_batch
+from monitor.records.decode import decode_batch
+from monitor.records.fieldmap import PRESETS
 
 
 def _batch(rows: list[tuple[float, str, str]]):  # type: ignore[no-untyped-def]

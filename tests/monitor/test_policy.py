@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from monitor.bakes.policy import Policy
 from monitor.errors import ConfigError
-from monitor.policy import Policy
 
 
 def test_defaults_and_round_trip() -> None:

@@ -12,8 +12,8 @@ import orjson
 import pytest
 
 from monitor.errors import ConfigError
-from monitor.records import (
-    PRESETS,
+from monitor.records.columns import Categorical, DecodeResult, RecordBatch
+from monitor.records.decode import (
     REASON_BAD_COHORT,
     REASON_BAD_LATENCY,
     REASON_BAD_STATUS,
@@ -23,12 +23,9 @@ from monitor.records import (
     REASON_MISSING_FIELD,
     REASON_NOT_AN_OBJECT,
     REJECTION_REASONS,
-    Categorical,
-    DecodeResult,
-    FieldMap,
-    RecordBatch,
     decode_batch,
 )
+from monitor.records.fieldmap import PRESETS, FieldMap
 
 PLAIN = PRESETS["plain"]
 T0 = 1764323000.123  # 2025-11-28T09:43:20.123Z

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from monitor.cli import main
-from monitor.simulate import scenario_preset, write_jsonl
+from bakesim.scenario import scenario_preset, write_jsonl
+from monitor.cli.main import main
 
 BAKE = ["--service", "checkout", "--canary", "v42", "--baseline", "v41"]
 

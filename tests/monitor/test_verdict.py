@@ -10,8 +10,8 @@ import orjson
 import pytest
 
 from detectors.summary import CohortSummary
-from monitor.bakes import BakeSpec
-from monitor.verdict import BakeVerdict, Status
+from monitor.bakes.spec import BakeSpec
+from monitor.verdict.engine import BakeVerdict, Status
 
 T0 = 1795428000.0  # Monday 2026-11-23 10:00 UTC
 

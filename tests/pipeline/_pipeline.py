@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
-from monitor.kafka_io import KafkaSource, TopicLayout, ensure_topics, read_to_end
-from monitor.simulate import Regression, Scenario, ServiceSpec, generate, to_json_lines
+from bakesim.scenario import Regression, Scenario, ServiceSpec, generate, to_json_lines
+from monitor.kafka.io import KafkaSource, read_to_end
+from monitor.kafka.topics import TopicLayout, ensure_topics
 
 REQUESTS = "requests"
 PREFIX = "t."

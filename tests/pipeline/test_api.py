@@ -13,10 +13,10 @@ import pytest
 from _pipeline import LAYOUT, create_topics, produce, two_service_log, wait_until, write_config
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.broker import EmbeddedBroker
-from monitor.cli import main
-from monitor.client import ApiClient
+from monitor.cli.client import ApiClient
+from monitor.cli.main import main
 from monitor.config import load_settings
+from monitor.kafka.broker import EmbeddedBroker
 from monitor.service import Service
 
 TOKEN = "test-token-0123456789"

@@ -22,8 +22,8 @@ from _pipeline import (
     write_config,
 )
 
-from monitor.broker import EmbeddedBroker
 from monitor.config import load_settings
+from monitor.kafka.broker import EmbeddedBroker
 from monitor.service import Service
 
 
@@ -97,8 +97,8 @@ def test_judge_killed_restores_snapshot_and_ends_identically(
     assert docs["search-v8"]["status"] == "PROMOTE"
     # An uninterrupted judge on the same partials (fresh group and topics state would differ,
     # so compare with the in-process replay of the same records instead).
-    from monitor.bakes import Registry
-    from monitor.fieldmap import PRESETS
+    from monitor.bakes.spec import Registry
+    from monitor.records.fieldmap import PRESETS
     from monitor.replay import replay
 
     result = replay(

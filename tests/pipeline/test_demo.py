@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.cli import main
+from monitor.cli.main import main
 
 
 @pytest.mark.parametrize("scenario", ["errors", "slow-tail"])

@@ -18,15 +18,15 @@ from _pipeline import (
     write_config,
 )
 
-from monitor.bakes import Registry
-from monitor.broker import EmbeddedBroker
+from monitor.bakes.spec import Registry
 from monitor.config import load_settings
-from monitor.fieldmap import PRESETS
-from monitor.kafka_io import KafkaSource, read_to_end
-from monitor.partials import BlockFold, Partial
+from monitor.kafka.broker import EmbeddedBroker
+from monitor.kafka.io import KafkaSource, read_to_end
+from monitor.pipeline.partials import BlockFold, Partial
+from monitor.records.fieldmap import PRESETS
 from monitor.replay import replay
 from monitor.service import Service
-from monitor.verdict import BakeVerdict
+from monitor.verdict.engine import BakeVerdict
 
 
 def test_streaming_verdicts_match_replay_with_exact_totals(

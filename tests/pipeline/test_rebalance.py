@@ -7,12 +7,12 @@ from pathlib import Path
 
 from _pipeline import LAYOUT, REQUESTS, create_topics, expected_counts, produce, two_service_log
 
-from monitor.bakes import BakeSpec, Registry
-from monitor.broker import EmbeddedBroker
-from monitor.fieldmap import PRESETS
-from monitor.ingest import Ingest
-from monitor.kafka_io import KafkaSink, KafkaSource
-from monitor.partials import BlockFold, Partial
+from monitor.bakes.spec import BakeSpec, Registry
+from monitor.kafka.broker import EmbeddedBroker
+from monitor.kafka.io import KafkaSink, KafkaSource
+from monitor.pipeline.ingest import Ingest
+from monitor.pipeline.partials import BlockFold, Partial
+from monitor.records.fieldmap import PRESETS
 
 REGISTRY = Registry(
     [

@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from monitor.bakes import BakeSpec
-from monitor.verdict import Status, VerdictEvent, iso
+from monitor.bakes.spec import BakeSpec
+from monitor.verdict.engine import Status, VerdictEvent, iso
 
 __all__ = ["alert_from_event"]
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
+from monitor.cli.durations import parse_duration_s
 from monitor.errors import MonitorError
-from monitor.simulate_cli import parse_duration_s
 
 __all__ = ["ApiClient", "add_client_commands"]
 

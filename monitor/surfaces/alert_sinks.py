@@ -21,8 +21,8 @@ from typing import IO, Any
 
 import orjson
 
-from monitor.verdict import iso
-from monitor.view import AlertSource
+from monitor.surfaces.views import AlertSource
+from monitor.verdict.engine import iso
 
 __all__ = ["AlertmanagerPusher", "JsonLinesWriter"]
 

@@ -15,8 +15,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from monitor.follower import TopicFollower
-from monitor.kafka_io import TopicLayout
+from monitor.kafka.follower import TopicFollower
+from monitor.kafka.topics import TopicLayout
 
 __all__ = ["AlertLog", "AlertSource", "StoredAlert", "VerdictView"]
 

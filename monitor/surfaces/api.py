@@ -23,12 +23,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from monitor.bake_store import BakeFollower, publish_bake
-from monitor.bakes import BakeSpec
+from monitor.bakes.spec import BakeSpec
+from monitor.bakes.store import BakeFollower, publish_bake
 from monitor.errors import ConfigError
-from monitor.kafka_io import Sink, TopicLayout
-from monitor.verdict import BakeVerdict, Status, iso
-from monitor.view import AlertLog, VerdictView
+from monitor.kafka.io import Sink
+from monitor.kafka.topics import TopicLayout
+from monitor.surfaces.views import AlertLog, VerdictView
+from monitor.verdict.engine import BakeVerdict, Status, iso
 
 __all__ = ["Api", "ApiSettings"]
 
@@ -379,7 +380,7 @@ class _Handler(BaseHTTPRequestHandler):
                 200, api.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8"
             )
         if parts == ["openapi.json"]:
-            from monitor.openapi import OPENAPI
+            from monitor.surfaces.openapi import OPENAPI
 
             return self._send(200, OPENAPI)
         if not parts or parts[0] != "v1":

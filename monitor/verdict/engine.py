@@ -29,7 +29,7 @@ from detectors.drift import DriftEvent, DriftMonitor
 from detectors.error_rate import ErrorRateTest
 from detectors.latency import LatencyTest
 from detectors.summary import CohortSummary
-from monitor.bakes import BakeSpec
+from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
 
 __all__ = ["BakeVerdict", "Status", "VerdictEvent", "iso"]

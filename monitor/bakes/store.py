@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 
-from monitor.bakes import BakeSpec, Registry
+from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
-from monitor.follower import TopicFollower
-from monitor.kafka_io import Sink, TopicLayout
+from monitor.kafka.follower import TopicFollower
+from monitor.kafka.io import Sink
+from monitor.kafka.topics import TopicLayout
 
 __all__ = ["BakeFollower", "publish_bake"]
 

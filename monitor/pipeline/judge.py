@@ -18,12 +18,13 @@ from dataclasses import dataclass
 
 import orjson
 
-from monitor.alerts import alert_from_event
-from monitor.bakes import BakeSpec, Registry
+from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import BakeError
-from monitor.kafka_io import KafkaSource, Sink, TopicLayout, read_to_end, transient_errors
-from monitor.partials import BlockFold, Partial, PartialError
-from monitor.verdict import BakeVerdict, Status, VerdictEvent
+from monitor.kafka.io import KafkaSource, Sink, read_to_end, transient_errors
+from monitor.kafka.topics import TopicLayout
+from monitor.pipeline.partials import BlockFold, Partial, PartialError
+from monitor.verdict.alerts import alert_from_event
+from monitor.verdict.engine import BakeVerdict, Status, VerdictEvent
 
 __all__ = ["Judge", "JudgeStats"]
 

@@ -15,9 +15,7 @@ import numpy as np
 import orjson
 import pytest
 
-from monitor import simulate
-from monitor.errors import ConfigError
-from monitor.simulate import (
+from bakesim.scenario import (
     DEFAULT_START_S,
     ERROR_STATUSES,
     OK_STATUSES,
@@ -33,7 +31,10 @@ from monitor.simulate import (
     to_json_lines,
     write_jsonl,
 )
-from monitor.simulate_cli import add_simulate_arguments, parse_duration_s, run_simulate
+from bakesim import scenario as simulate
+from monitor.cli.durations import parse_duration_s
+from monitor.cli.simulate import add_simulate_arguments, run_simulate
+from monitor.errors import ConfigError
 
 N_STAT = 200_000  # records per statistical test
 SIGMAS = 4.0

@@ -33,13 +33,12 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from monitor.batch import Categorical, DecodeResult, RecordBatch, Rejection
-from monitor.fieldmap import PRESETS, UNIT_DIVISOR, FieldMap, show_value
+from monitor.records.columns import Categorical, DecodeResult, RecordBatch, Rejection
+from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, show_value
 
 __all__ = [
     "COHORTS",
     "MAX_EPOCH_S",
-    "PRESETS",
     "REASON_BAD_COHORT",
     "REASON_BAD_LATENCY",
     "REASON_BAD_STATUS",
@@ -49,11 +48,6 @@ __all__ = [
     "REASON_MISSING_FIELD",
     "REASON_NOT_AN_OBJECT",
     "REJECTION_REASONS",
-    "Categorical",
-    "DecodeResult",
-    "FieldMap",
-    "RecordBatch",
-    "Rejection",
     "decode_batch",
 ]
 

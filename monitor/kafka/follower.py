@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
-from monitor.kafka_io import KafkaIOError, KafkaSource
+from monitor.kafka.io import KafkaIOError, KafkaSource
 
 __all__ = ["TopicFollower"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from monitor.bakes import BakeSpec, Registry
-from monitor.batch import RecordBatch
+from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
+from monitor.records.columns import RecordBatch
 
 __all__ = ["Discovery", "DiscoverySettings"]
 

@@ -14,7 +14,7 @@ whatever the chunk size, a ``total_requests`` run is a prefix of a longer one, a
 draws the same random numbers whatever the regression (common random numbers: baseline records
 do not change when only the regression changes). No wall clock is read.
 
->>> from monitor.simulate import generate, scenario_preset, to_json_lines
+>>> from bakesim.scenario import generate, scenario_preset, to_json_lines
 >>> cols = generate(scenario_preset("errors-2x", seed=7), total_requests=1000)
 >>> len(cols), cols.version_names
 (1000, ('v41', 'v42'))

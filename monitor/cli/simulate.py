@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import math
 import os
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -14,8 +13,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from monitor.errors import ConfigError
-from monitor.simulate import (
+from bakesim.scenario import (
     SCENARIO_NAMES,
     Columns,
     Regression,
@@ -26,26 +24,16 @@ from monitor.simulate import (
     scenario_preset,
     write_jsonl,
 )
+from monitor.cli.durations import parse_duration_s
+from monitor.errors import ConfigError
 
-__all__ = ["add_simulate_arguments", "parse_duration_s", "run_simulate"]
+__all__ = ["add_simulate_arguments", "run_simulate"]
 
 EXIT_OK: Final = 0
 EXIT_USAGE: Final = 4
 DEFAULT_CLI_DURATION_S: Final = 1200.0  # 20 minutes of event time
 _PROGRESS_INTERVAL_S: Final = 0.5
 _NO_REGRESSION: Final = Regression()
-
-
-_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S: Final = {"ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_duration_s(text: str, *, name: str = "duration") -> float:
-    """Seconds in ``text`` such as "90", "90s", "20m", "1.5h", "500ms", "1d"."""
-    match = _DURATION_RE.match(text)
-    if match is None:
-        raise ConfigError(f'{name} must look like 90s, 20m or 2h, got "{text}"', value=text)
-    return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]
 
 
 def _parse_number(text: str, flag: str, kind: type[int] | type[float] = float) -> float:

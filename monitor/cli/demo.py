@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.broker import EmbeddedBroker, free_port
-from monitor.client import ApiClient, ClientError
+from bakesim.scenario import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
+from monitor.cli.client import ApiClient, ClientError
 from monitor.config import load_settings
-from monitor.simulate import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
+from monitor.kafka.broker import EmbeddedBroker, free_port
 
 __all__ = ["SCENARIOS", "add_demo_arguments", "run_demo"]
 
@@ -207,7 +207,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 "checkpoint_interval_s": 0.5,
             },
         )
-        from monitor.kafka_io import ensure_topics
+        from monitor.kafka.topics import ensure_topics
 
         ensure_topics(bootstrap, settings.layout, extra=[(REQUEST_TOPIC, PARTITIONS)])
         print(f"starting bakemon (ingest, judge, api) on {bootstrap}…", file=out, flush=True)

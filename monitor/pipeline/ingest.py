@@ -24,14 +24,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detectors.summary import CohortSummary
-from monitor.bake_store import publish_bake
-from monitor.bakes import Registry, summarise, tag
-from monitor.batch import Rejection
-from monitor.discovery import Discovery
-from monitor.fieldmap import FieldMap
-from monitor.kafka_io import TP, Record, Sink, Source, TopicLayout, partition_for, transient_errors
-from monitor.partials import Partial
-from monitor.records import decode_batch
+from monitor.bakes.discovery import Discovery
+from monitor.bakes.spec import Registry
+from monitor.bakes.store import publish_bake
+from monitor.bakes.tagging import summarise, tag
+from monitor.kafka.io import TP, Record, Sink, Source, transient_errors
+from monitor.kafka.topics import TopicLayout, partition_for
+from monitor.pipeline.partials import Partial
+from monitor.records.columns import Rejection
+from monitor.records.decode import decode_batch
+from monitor.records.fieldmap import FieldMap
 
 __all__ = ["Ingest", "IngestStats"]
 

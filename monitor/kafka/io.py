@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,9 +25,6 @@ __all__ = [
     "Record",
     "Sink",
     "Source",
-    "TopicLayout",
-    "ensure_topics",
-    "partition_for",
     "read_to_end",
 ]
 
@@ -93,104 +89,9 @@ def transient_errors() -> tuple[type[BaseException], ...]:
     return (KafkaIOError, KafkaError)
 
 
-def partition_for(key: str, partitions: int) -> int:
-    """Stable key → partition (CRC-32), independent of any client's default partitioner."""
-    return zlib.crc32(key.encode()) % partitions
-
-
-@dataclass(frozen=True)
-class TopicLayout:
-    """Names and sizes of the topics bakemon owns."""
-
-    prefix: str = "bakemon."
-    partials_partitions: int = 8
-    alerts_partitions: int = 1
-    dead_letter: bool = True
-
-    @property
-    def bakes(self) -> str:
-        return f"{self.prefix}bakes"
-
-    @property
-    def partials(self) -> str:
-        return f"{self.prefix}partials"
-
-    @property
-    def verdicts(self) -> str:
-        return f"{self.prefix}verdicts"
-
-    @property
-    def alerts(self) -> str:
-        return f"{self.prefix}alerts"
-
-    @property
-    def dead_letter_topic(self) -> str:
-        return f"{self.prefix}deadletter"
-
-    def specs(self) -> list[tuple[str, int, dict[str, str]]]:
-        """(name, partitions, configs) of every owned topic. Verdicts are co-partitioned with
-        partials (the judge of partials partition p restores from verdicts partition p)."""
-        week_ms = str(7 * 24 * 3600 * 1000)
-        # A judge snapshot holds two summaries per open source block: allow more than 1 MB.
-        big = str(MAX_MESSAGE_BYTES)
-        out = [
-            (self.bakes, 1, {"cleanup.policy": "compact"}),
-            (
-                self.partials,
-                self.partials_partitions,
-                {"cleanup.policy": "delete", "retention.ms": week_ms, "max.message.bytes": big},
-            ),
-            (
-                self.verdicts,
-                self.partials_partitions,
-                {"cleanup.policy": "compact", "max.message.bytes": big},
-            ),
-            (
-                self.alerts,
-                self.alerts_partitions,
-                {"cleanup.policy": "delete", "retention.ms": week_ms},
-            ),
-        ]
-        if self.dead_letter:
-            out.append(
-                (self.dead_letter_topic, 1, {"cleanup.policy": "delete", "retention.ms": week_ms})
-            )
-        return out
-
-
-def _client_config(config: Mapping[str, Any]) -> dict[str, Any]:
+def client_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Client settings without the unset (None) ones."""
     return {k: v for k, v in config.items() if v is not None}
-
-
-def ensure_topics(
-    bootstrap_servers: str,
-    layout: TopicLayout,
-    client: Mapping[str, Any] | None = None,
-    extra: Iterable[tuple[str, int]] = (),
-) -> None:
-    """Create the owned topics (and ``extra`` (name, partitions)) if missing."""
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap_servers, **_client_config(client or {})
-        )
-    except KafkaError as exc:
-        msg = f"cannot reach Kafka at {bootstrap_servers}: {exc}"
-        raise KafkaIOError(msg, value=bootstrap_servers) from exc
-    try:
-        existing = set(admin.list_topics())
-        wanted = [(n, p, c) for n, p, c in layout.specs() if n not in existing]
-        wanted += [(n, p, {}) for n, p in extra if n not in existing]
-        for name, parts, configs in wanted:
-            try:
-                admin.create_topics([NewTopic(name, parts, 1, topic_configs=configs)])
-                log.info("created topic %s (%d partitions, %s)", name, parts, configs)
-            except TopicAlreadyExistsError:
-                pass
-    finally:
-        admin.close()
 
 
 class _Listener:
@@ -272,7 +173,7 @@ class KafkaSource:
             "auto_offset_reset": auto_offset_reset,
             **THROUGHPUT_CONSUMER,
             **(GROUP_TIMING if group_id else {}),
-            **_client_config(client or {}),
+            **client_config(client or {}),
         }
         try:
             self._c = KafkaConsumer(group_id=group_id, **cfg)
@@ -374,7 +275,7 @@ class KafkaSink:
                 batch_size=512 * 1024,
                 max_request_size=MAX_MESSAGE_BYTES,
                 compression_type="gzip",
-                **_client_config(client or {}),
+                **client_config(client or {}),
             )
         except KafkaError as exc:
             msg = f"cannot reach Kafka at {bootstrap_servers}: {exc}"

@@ -16,9 +16,9 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitor.ingest import IngestStats
-from monitor.judge import JudgeStats
-from monitor.records import REJECTION_REASONS
+from monitor.pipeline.ingest import IngestStats
+from monitor.pipeline.judge import JudgeStats
+from monitor.records.decode import REJECTION_REASONS
 
 __all__ = ["Metrics"]
 

@@ -1,0 +1,7 @@
+"""The ``bakemon`` command line."""
+
+from __future__ import annotations
+
+from monitor.cli.main import main
+
+__all__ = ["main"]
