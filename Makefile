@@ -28,7 +28,7 @@ test: $(STAMP) lint typecheck
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) benchmarks/detection.py
+	$(PY) -m benchmarks.detection
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

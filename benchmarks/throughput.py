@@ -10,7 +10,7 @@ a fresh topic, then alternately measures, ``--repeats`` times each:
 
 * ``bare poll``: a kafka-python consumer in a fresh group polling the topic until it has seen N
   records (the ceiling: what the client itself can deliver);
-* ``bakemon ingest``: :class:`monitor.ingest.Ingest` on the same topic, fresh group: decode,
+* ``bakemon ingest``: :class:`monitor.pipeline.ingest.Ingest` on the same topic, fresh group: decode,
   tag, summarise, publish partials and commit, until N records are processed.
 
 Both are timed from the first record received to the last processed (group joins excluded).
@@ -108,6 +108,7 @@ def _ingest(bootstrap: str, topic: str, n: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Produce the topic, measure both loops alternately, print the table, write the results."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=300_000)
     ap.add_argument("--partitions", type=int, default=4)
@@ -118,35 +119,15 @@ def main(argv: list[str] | None = None) -> int:
     broker = None if args.bootstrap_servers else EmbeddedBroker().start()
     bootstrap = args.bootstrap_servers or broker.bootstrap_servers  # type: ignore[union-attr]
     try:
-        topic = f"bench-requests-{uuid.uuid4().hex[:6]}"
-        ensure_topics(bootstrap, TopicLayout("benchsetup."), extra=[(topic, args.partitions)])
-        _produce(bootstrap, topic, args.records, args.partitions)
-        bare: list[float] = []
-        ingest: list[float] = []
-        for r in range(args.repeats):
-            bare.append(_bare(bootstrap, topic, args.records))
-            print(f"  run {r + 1}: bare poll {bare[-1]:,.0f} records/s", file=sys.stderr)
-            ingest.append(_ingest(bootstrap, topic, args.records))
-            print(f"  run {r + 1}: bakemon ingest {ingest[-1]:,.0f} records/s", file=sys.stderr)
+        bare, ingest = _measure(bootstrap, args.records, args.partitions, args.repeats)
     finally:
         if broker is not None:
             broker.stop()
     b, i = statistics.median(bare), statistics.median(ingest)
     ratio = i / b
     rows = [("bare kafka-python poll", bare, b), ("bakemon ingest (kafka-python)", ingest, i)]
-    lines = [
-        "# Ingest throughput",
-        "",
-        f"{args.records:,} records (plain JSON, ~165 B), {args.partitions} partitions, "
-        f"{'embedded Tansu' if broker else bootstrap}, {args.repeats} alternating runs each, one process.",
-        "",
-        "| loop | runs (records/s) | median records/s |",
-        "|---|---|---|",
-        *[f"| {name} | {', '.join(f'{x:,.0f}' for x in xs)} | {m:,.0f} |" for name, xs, m in rows],
-        "",
-        f"**ingest / bare = {ratio:.2f}** (target ≥ {TARGET_RATIO:.2f}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})",
-    ]
-    table = "\n".join(lines)
+    where = "embedded Tansu" if broker else bootstrap
+    table = _table(args.records, args.partitions, args.repeats, where, rows, ratio)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -158,6 +139,50 @@ def main(argv: list[str] | None = None) -> int:
         "ratio": ratio,
     }
     (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
+    _plot(rows, ratio, out / "throughput.png")
+    return 0
+
+
+def _measure(
+    bootstrap: str, records: int, partitions: int, repeats: int
+) -> tuple[list[float], list[float]]:
+    """(bare poll, bakemon ingest) records/s of each run, the two loops alternating."""
+    topic = f"bench-requests-{uuid.uuid4().hex[:6]}"
+    ensure_topics(bootstrap, TopicLayout("benchsetup."), extra=[(topic, partitions)])
+    _produce(bootstrap, topic, records, partitions)
+    bare: list[float] = []
+    ingest: list[float] = []
+    for r in range(repeats):
+        bare.append(_bare(bootstrap, topic, records))
+        print(f"  run {r + 1}: bare poll {bare[-1]:,.0f} records/s", file=sys.stderr)
+        ingest.append(_ingest(bootstrap, topic, records))
+        print(f"  run {r + 1}: bakemon ingest {ingest[-1]:,.0f} records/s", file=sys.stderr)
+    return bare, ingest
+
+
+Row = tuple[str, list[float], float]
+
+
+def _table(
+    records: int, partitions: int, repeats: int, where: str, rows: list[Row], ratio: float
+) -> str:
+    met = "met" if ratio >= TARGET_RATIO else "NOT met"
+    lines = [
+        "# Ingest throughput",
+        "",
+        f"{records:,} records (plain JSON, ~165 B), {partitions} partitions, "
+        f"{where}, {repeats} alternating runs each, one process.",
+        "",
+        "| loop | runs (records/s) | median records/s |",
+        "|---|---|---|",
+        *[f"| {name} | {', '.join(f'{x:,.0f}' for x in xs)} | {m:,.0f} |" for name, xs, m in rows],
+        "",
+        f"**ingest / bare = {ratio:.2f}** (target ≥ {TARGET_RATIO:.2f}: {met})",
+    ]
+    return "\n".join(lines)
+
+
+def _plot(rows: list[Row], ratio: float, path: Path) -> None:
     try:
         import matplotlib
 
@@ -171,10 +196,9 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_xlabel("records/s (median; ticks = runs)")
         ax.set_title(f"ingest / bare poll = {ratio:.2f} (target ≥ {TARGET_RATIO:.2f})")
         fig.tight_layout()
-        fig.savefig(out / "throughput.png", dpi=120)
+        fig.savefig(path, dpi=120)
     except ImportError:
         print("matplotlib not installed: no plot", file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":

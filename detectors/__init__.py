@@ -5,7 +5,9 @@ from __future__ import annotations
 from detectors.base import Assessment, Detector, Finding
 from detectors.drift import DriftEvent, DriftMonitor
 from detectors.error_rate import ErrorRateTest
+from detectors.errors import DetectorError, ParameterError, StateError
 from detectors.latency import LatencyTest
+from detectors.page_hinkley import PageHinkley
 from detectors.rate_ratio import RateRatioTest
 from detectors.summary import CohortSummary
 
@@ -13,10 +15,14 @@ __all__ = [
     "Assessment",
     "CohortSummary",
     "Detector",
+    "DetectorError",
     "DriftEvent",
     "DriftMonitor",
     "ErrorRateTest",
     "Finding",
     "LatencyTest",
+    "PageHinkley",
+    "ParameterError",
     "RateRatioTest",
+    "StateError",
 ]

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 
+from detectors.errors import ParameterError
+
 __all__ = ["beta_binomial_upper"]
 
 _BISECTION_STEPS = 60
@@ -32,10 +34,10 @@ def beta_binomial_upper(
     """Largest rate p not rejected by the beta-binomial mixture test at level ``alpha``."""
     if not 0.0 < alpha < 1.0:
         msg = f"alpha must be in (0, 1), got {alpha}"
-        raise ValueError(msg)
+        raise ParameterError(msg, value=alpha)
     if trials < 0 or not 0 <= successes <= trials:
         msg = f"need 0 <= successes <= trials, got successes={successes}, trials={trials}"
-        raise ValueError(msg)
+        raise ParameterError(msg, value=(successes, trials))
     if trials == 0:
         return 1.0
     failures = trials - successes

@@ -1,7 +1,7 @@
-"""Advisory drift alerts within a bake, on river's Page-Hinkley detector (STATISTICS.md §4).
+"""Advisory drift alerts within a bake, on one-sided Page-Hinkley tests (STATISTICS.md §4).
 
 Per increment with enough requests in both cohorts, two signals are fed to one-sided
-(``mode="up"``) Page-Hinkley detectors:
+:class:`~detectors.page_hinkley.PageHinkley` tests (an increase is what matters):
 
 * ``error_z``: the canary-minus-baseline error-rate difference of the increment, standardised
   by its binomial standard error (mean 0, variance about 1 in an A/A bake);
@@ -29,17 +29,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from river import drift
-
+from detectors.errors import ParameterError, StateError
+from detectors.page_hinkley import PageHinkley
 from detectors.summary import CohortSummary
 
 __all__ = ["DriftEvent", "DriftMonitor"]
 
-STATE_VERSION = 1
+# v1 stored river's private PageHinkley attributes; it is still read, v2 is written.
+STATE_VERSION = 2
 _SIGNALS = ("error_z", "latency_p90_log_ratio")
 # (delta, threshold) per signal: error_z is unit-variance; the log ratio's noise is ~0.05.
 _PH_SETTINGS = {"error_z": (0.25, 15.0), "latency_p90_log_ratio": (0.02, 1.0)}
-_PH_STATE = ("_sum_increase", "_sum_decrease", "_min_increase", "_max_decrease")
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,9 @@ class DriftEvent:
     value: float
 
 
-def _make_detector(signal: str, min_instances: int) -> drift.PageHinkley:
+def _make_detector(signal: str, min_instances: int) -> PageHinkley:
     delta, threshold = _PH_SETTINGS[signal]
-    return drift.PageHinkley(
-        min_instances=min_instances, delta=delta, threshold=threshold, mode="up"
-    )
+    return PageHinkley(min_instances=min_instances, delta=delta, threshold=threshold)
 
 
 class DriftMonitor:
@@ -72,10 +70,10 @@ class DriftMonitor:
     def __init__(self, min_requests: int = 200, min_instances: int = 30) -> None:
         if min_requests < 1:
             msg = f"min_requests must be >= 1, got {min_requests}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=min_requests)
         if min_instances < 1:
             msg = f"min_instances must be >= 1, got {min_instances}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=min_instances)
         self.min_requests = min_requests
         self.min_instances = min_instances
         self._reset()
@@ -104,44 +102,48 @@ class DriftMonitor:
             return []
         events: list[DriftEvent] = []
         for signal, value in self._signals(canary, baseline).items():
-            det = self._detectors[signal]
-            det.update(value)  # type: ignore[no-untyped-call]  # river is untyped
-            if det.drift_detected:
+            if self._detectors[signal].update(value):
                 events.append(DriftEvent(signal, self._increments, value))
         return events
 
     def state_dict(self) -> dict[str, Any]:
-        """JSON-able state (Page-Hinkley's running sums and mean)."""
-        dets: dict[str, Any] = {}
-        for signal, det in self._detectors.items():
-            # JSON has no infinity: an untouched running minimum (inf) is stored as None.
-            d: dict[str, Any] = {
-                k: (v if math.isfinite(v := float(getattr(det, k))) else None) for k in _PH_STATE
-            }
-            d["mean_n"] = float(det._x_mean.n)
-            d["mean"] = float(det._x_mean._mean)
-            d["detected"] = bool(det.drift_detected)
-            dets[signal] = d
+        """JSON-able state: the increment count and each signal's Page-Hinkley state."""
         return {
             "v": STATE_VERSION,
             "params": {"min_requests": self.min_requests, "min_instances": self.min_instances},
             "increments": self._increments,
-            "detectors": dets,
+            "detectors": {s: d.state_dict() for s, d in self._detectors.items()},
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> DriftMonitor:
-        """Rebuild from :meth:`state_dict` output."""
-        if state.get("v") != STATE_VERSION:
-            msg = f"unsupported drift state version {state.get('v')!r}"
-            raise ValueError(msg)
-        obj = cls(**dict(state["params"]))
-        obj._increments = int(state["increments"])
-        for signal, d in state["detectors"].items():
-            det = obj._detectors[signal]
-            for k in _PH_STATE:
-                setattr(det, k, math.inf if d[k] is None else float(d[k]))
-            det._x_mean.n = float(d["mean_n"])
-            det._x_mean._mean = float(d["mean"])
-            det._drift_detected = bool(d["detected"])
+        """Rebuild from :meth:`state_dict` output (or the v1 form); StateError on a bad one."""
+        version = state.get("v")
+        if version not in (1, STATE_VERSION):
+            msg = f"unsupported drift state version {version!r}"
+            raise StateError(msg, value=version)
+        try:
+            obj = cls(**dict(state["params"]))
+            obj._increments = int(state["increments"])
+            for signal, d in state["detectors"].items():
+                if version == 1:
+                    obj._detectors[signal] = _from_v1(obj._detectors[signal], d)
+                else:
+                    obj._detectors[signal] = PageHinkley.from_state(d)
+        except (KeyError, TypeError) as exc:
+            msg = f"malformed drift state: {exc!r}"
+            raise StateError(msg, value=dict(state)) from exc
         return obj
+
+
+def _from_v1(fresh: PageHinkley, d: Mapping[str, Any]) -> PageHinkley:
+    """A v1 signal state (river's running mean and increase sums) as a PageHinkley state."""
+    state = fresh.state_dict()
+    state.update(
+        n=int(d["mean_n"]),
+        mean=float(d["mean"]),
+        sum=float(d["_sum_increase"]),
+        min_sum=d["_min_increase"],
+        detected=bool(d["detected"]),
+    )
+    return PageHinkley.from_state(state)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from detectors.base import Assessment, Finding
+from detectors.errors import StateError
 from detectors.rate_ratio import RateRatioTest
 from detectors.summary import CohortSummary
 
@@ -89,7 +90,7 @@ class ErrorRateTest:
         """Rebuild from :meth:`state_dict` output."""
         if state.get("v") != STATE_VERSION:
             msg = f"unsupported error-rate state version {state.get('v')!r}"
-            raise ValueError(msg)
+            raise StateError(msg, value=state.get("v"))
         obj = cls.__new__(cls)
         obj._test = RateRatioTest.from_state(state["test"])
         return obj

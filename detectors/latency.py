@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from detectors.base import Assessment, Finding
+from detectors.errors import ParameterError, StateError
 from detectors.rate_ratio import RateRatioAssessment, RateRatioTest
 from detectors.summary import GAMMA, CohortSummary, bucket_index, bucket_upper_edge_s
 
@@ -106,34 +107,34 @@ class LatencyTest:
     ) -> None:
         if not 0.0 < alpha < 1.0:
             msg = f"alpha must be in (0, 1), got {alpha}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=alpha)
         for q in quantiles:
             if not 0.0 < q < 1.0:
                 msg = f"quantiles must be in (0, 1), got {q}"
-                raise ValueError(msg)
+                raise ParameterError(msg, value=q)
         for s in slo_thresholds_s:
             if not 0.0 < s < 3600.0:
                 msg = f"slo_thresholds_s must be in (0, 3600), got {s}"
-                raise ValueError(msg)
+                raise ParameterError(msg, value=s)
         if not quantiles and not slo_thresholds_s:
             msg = "quantiles and slo_thresholds_s must not both be empty"
-            raise ValueError(msg)
+            raise ParameterError(msg)
         if warmup_exceedances < 1:
             msg = f"warmup_exceedances must be >= 1, got {warmup_exceedances}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=warmup_exceedances)
         if min_warmup_requests < 1:
             msg = f"min_warmup_requests must be >= 1, got {min_warmup_requests}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=min_warmup_requests)
         self.alpha = alpha
         self.alpha_promote = alpha if alpha_promote is None else alpha_promote
         self.quantiles = tuple(float(q) for q in quantiles)
         self.slo_thresholds_s = tuple(float(s) for s in slo_thresholds_s)
         if not 0.0 <= tol <= 1.0:
             msg = f"tol must be in [0, 1], got {tol}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=tol)
         if not 0.0 <= halt_margin <= 1.0:
             msg = f"halt_margin must be in [0, 1], got {halt_margin}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=halt_margin)
         self.tol = tol
         self.halt_margin = halt_margin
         self.slo_tol = slo_tol
@@ -346,7 +347,7 @@ class LatencyTest:
         """Rebuild from :meth:`state_dict` output."""
         if state.get("v") != STATE_VERSION:
             msg = f"unsupported latency state version {state.get('v')!r}"
-            raise ValueError(msg)
+            raise StateError(msg, value=state.get("v"))
         obj = cls(**dict(state["params"]))
         obj._canary = CohortSummary.from_dict(state["canary"])
         obj._baseline = CohortSummary.from_dict(state["baseline"])
@@ -354,7 +355,7 @@ class LatencyTest:
         saved = state["thresholds"]
         if len(saved) != len(obj._thresholds):
             msg = f"latency state has {len(saved)} thresholds, expected {len(obj._thresholds)}"
-            raise ValueError(msg)
+            raise StateError(msg, value=len(saved))
         for th, s in zip(obj._thresholds, saved, strict=True):
             th.bucket = None if s["bucket"] is None else int(s["bucket"])
             th.test = RateRatioTest.from_state(s["test"])

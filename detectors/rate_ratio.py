@@ -43,6 +43,7 @@ import numpy.typing as npt
 
 from detectors.base import Finding
 from detectors.binomial_bound import beta_binomial_upper
+from detectors.errors import ParameterError, StateError
 
 __all__ = ["RateRatioAssessment", "RateRatioTest", "Trace"]
 
@@ -50,7 +51,7 @@ FloatArray = npt.NDArray[np.float64]
 
 STATE_VERSION = 1
 # Prior scales (standard deviations of the mixing normals on θ), tuned with
-# benchmarks/detection.py: HALT detects a 2x error rate near the fixed-horizon z-test's sample
+# benchmarks/detection/: HALT detects a 2x error rate near the fixed-horizon z-test's sample
 # size; PROMOTE concludes an A/A bake at tolerance 1.2 well inside the 60k budget.
 DEFAULT_HALT_PRIOR_SCALE = math.log(2.0)
 DEFAULT_PROMOTE_PRIOR_SCALE = 0.1
@@ -182,19 +183,19 @@ class RateRatioTest:
     ) -> None:
         if not 0.0 < alpha < 1.0:
             msg = f"alpha must be in (0, 1), got {alpha}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=alpha)
         if alpha_promote is not None and not 0.0 < alpha_promote < 1.0:
             msg = f"alpha_promote must be in (0, 1), got {alpha_promote}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=alpha_promote)
         if not 0.0 <= tol < math.expm1(grid_limit):
             msg = f"tol must be in [0, {math.expm1(grid_limit):.1f}), got {tol}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=tol)
         if not 0.0 <= halt_margin < math.expm1(grid_limit):
             msg = f"halt_margin must be in [0, {math.expm1(grid_limit):.1f}), got {halt_margin}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=halt_margin)
         if abs_tol is not None and not 0.0 < abs_tol < 1.0:
             msg = f"abs_tol must be in (0, 1), got {abs_tol}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=abs_tol)
         for name, value in (
             ("halt_prior_scale", halt_prior_scale),
             ("promote_prior_scale", promote_prior_scale),
@@ -203,10 +204,10 @@ class RateRatioTest:
         ):
             if not value > 0.0:
                 msg = f"{name} must be > 0, got {value}"
-                raise ValueError(msg)
+                raise ParameterError(msg, value=value)
         if not 1.0 <= grid_limit <= 10.0:
             msg = f"grid_limit must be in [1, 10], got {grid_limit}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=grid_limit)
         self.alpha = alpha
         self.alpha_promote = alpha if alpha_promote is None else alpha_promote
         self.tol = tol
@@ -272,7 +273,7 @@ class RateRatioTest:
     def _check_counts(self, x_c: int, n_c: int, x_b: int, n_b: int) -> None:
         if min(x_c, n_c, x_b, n_b) < 0 or x_c > n_c or x_b > n_b:
             msg = f"need 0 <= events <= requests, got x_c={x_c}, n_c={n_c}, x_b={x_b}, n_b={n_b}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=(x_c, n_c, x_b, n_b))
 
     def _log_e(self, loglik: FloatArray) -> tuple[FloatArray, FloatArray]:
         loglik2 = np.atleast_2d(loglik)
@@ -309,10 +310,10 @@ class RateRatioTest:
         )
         if not xc.shape == nc.shape == xb.shape == nb.shape or xc.ndim != 1:
             msg = "x_c, n_c, x_b and n_b must be 1-d arrays of one length"
-            raise ValueError(msg)
+            raise ParameterError(msg)
         if xc.size and (min(xc.min(), xb.min()) < 0 or np.any(xc > nc) or np.any(xb > nb)):
             msg = "need 0 <= events <= requests in every increment"
-            raise ValueError(msg)
+            raise ParameterError(msg)
         halts: list[FloatArray] = []
         promotes: list[FloatArray] = []
         for start in range(0, xc.size, _CHUNK_INCREMENTS):
@@ -473,15 +474,15 @@ class RateRatioTest:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RateRatioTest:
-        """Rebuild a test from :meth:`state_dict` output; ValueError on a bad document."""
+        """Rebuild a test from :meth:`state_dict` output; StateError on a bad document."""
         if state.get("v") != STATE_VERSION:
             msg = f"unsupported rate-ratio state version {state.get('v')!r}"
-            raise ValueError(msg)
+            raise StateError(msg, value=state.get("v"))
         test = cls(**dict(state["params"]))
         loglik = np.asarray(state["loglik"], dtype=np.float64)
         if loglik.shape != test._theta.shape:
             msg = f"rate-ratio state has {loglik.size} grid values, expected {test._theta.size}"
-            raise ValueError(msg)
+            raise StateError(msg, value=loglik.size)
         test._loglik = loglik
         test._x_c, test._n_c, test._x_b, test._n_b = (int(v) for v in state["counts"])
         test._halted = bool(state["halted"])

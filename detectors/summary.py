@@ -20,11 +20,13 @@ count.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from detectors.errors import ParameterError, StateError
 
 __all__ = [
     "GAMMA",
@@ -108,10 +110,10 @@ class CohortSummary:
     ) -> None:
         if requests < 0 or errors < 0:
             msg = f"counts must be >= 0, got requests={requests}, errors={errors}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=(requests, errors))
         if errors > requests:
             msg = f"errors must be <= requests, got errors={errors} > requests={requests}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=(errors, requests))
         self.requests = int(requests)
         self.errors = int(errors)
         if hist is None:
@@ -120,11 +122,60 @@ class CohortSummary:
             h = np.array(hist, dtype=np.int64)
             if h.shape != (NUM_BUCKETS,):
                 msg = f"hist must have shape ({NUM_BUCKETS},), got {h.shape}"
-                raise ValueError(msg)
+                raise ParameterError(msg, value=h.shape)
             self.hist = h
         self.segments: dict[str, dict[str, int]] = {
             dim: dict(vals) for dim, vals in (segments or {}).items()
         }
+
+    # -- building from a batch -------------------------------------------------------------
+    @classmethod
+    def from_groups(
+        cls,
+        group: npt.ArrayLike,
+        n_groups: int,
+        latency_s: npt.ArrayLike,
+        error: npt.ArrayLike,
+        segments: Mapping[str, tuple[npt.ArrayLike, Sequence[str]]] | None = None,
+    ) -> list[CohortSummary]:
+        """One summary per group of a batch of requests, for groups ``0 .. n_groups - 1``.
+
+        ``group[i]`` is request ``i``'s group; ``segments`` maps a dimension to
+        ``(codes, categories)`` with ``categories[codes[i]]`` request ``i``'s value, where ``""``
+        means absent and is not counted. Each column is one ``np.bincount`` over group-major
+        keys, so there is no per-request Python work. This is the one place summaries are built
+        from requests; :meth:`update` and the monitor's tagging both use it.
+        """
+        g = np.asarray(group, dtype=np.int64)
+        lat = np.asarray(latency_s, dtype=np.float64)
+        err = np.asarray(error, dtype=bool)
+        if not (g.shape == lat.shape == err.shape and g.ndim == 1):
+            shapes = f"{g.shape}, {lat.shape}, {err.shape}"
+            msg = f"group, latency_s and error must be 1-d of one length, got {shapes}"
+            raise ParameterError(msg, value=(g.shape, lat.shape, err.shape))
+        if n_groups < 0:
+            msg = f"n_groups must be >= 0, got {n_groups}"
+            raise ParameterError(msg, value=n_groups)
+        if g.size and (int(g.min()) < 0 or int(g.max()) >= n_groups):
+            msg = f"group codes must be in [0, {n_groups}), got {g.min()}..{g.max()}"
+            raise ParameterError(msg, value=(int(g.min()), int(g.max())))
+        hist = np.bincount(
+            g * NUM_BUCKETS + bucket_index(lat), minlength=n_groups * NUM_BUCKETS
+        ).reshape(n_groups, NUM_BUCKETS)
+        requests = np.bincount(g, minlength=n_groups)
+        errors = np.bincount(g, weights=err.astype(np.float64), minlength=n_groups)
+        seg_counts = {
+            dim: (_group_counts(g, n_groups, codes, len(cats)), cats)
+            for dim, (codes, cats) in (segments or {}).items()
+        }
+        out: list[CohortSummary] = []
+        for j in range(n_groups):
+            s = cls(int(requests[j]), round(errors[j]), hist[j])
+            for dim, (counts, cats) in seg_counts.items():
+                nz = np.flatnonzero(counts[j]).tolist()
+                s.add_segment_counts(dim, {cats[c]: int(counts[j, c]) for c in nz if cats[c] != ""})
+            out.append(s)
+        return out
 
     # -- updates ---------------------------------------------------------------------------
     def update(
@@ -133,18 +184,22 @@ class CohortSummary:
         error: npt.ArrayLike,
         segments: Mapping[str, npt.ArrayLike] | None = None,
     ) -> None:
-        """Add a batch of requests given as arrays of latencies (seconds) and error flags."""
+        """Add a batch of requests given as arrays of latencies (seconds) and error flags.
+
+        ``segments`` maps a dimension to the requests' values (``""`` = absent, not counted).
+        """
         lat = np.asarray(latency_s, dtype=np.float64)
         err = np.asarray(error, dtype=bool)
         if lat.shape != err.shape:
             msg = f"latency_s and error must have the same shape, got {lat.shape} and {err.shape}"
-            raise ValueError(msg)
-        self.requests += int(lat.size)
-        self.errors += int(np.count_nonzero(err))
-        self.hist += np.bincount(bucket_index(lat), minlength=NUM_BUCKETS)
+            raise ParameterError(msg, value=(lat.shape, err.shape))
+        coded: dict[str, tuple[npt.ArrayLike, Sequence[str]]] = {}
         for dim, values in (segments or {}).items():
-            uniq, counts = np.unique(np.asarray(values).astype(str), return_counts=True)
-            self.add_segment_counts(dim, dict(zip(uniq.tolist(), counts.tolist(), strict=True)))
+            cats, codes = np.unique(np.asarray(values).astype(str), return_inverse=True)
+            coded[dim] = (codes.ravel(), cats.tolist())
+        group = np.zeros(lat.size, dtype=np.int64)
+        (batch,) = CohortSummary.from_groups(group, 1, lat.ravel(), err.ravel(), coded)
+        self.merge(batch)
 
     def add_segment_counts(self, dim: str, counts: Mapping[str, int]) -> None:
         """Add per-value request counts for one segment dimension (bounded, see module doc)."""
@@ -178,7 +233,7 @@ class CohortSummary:
         hist = self.hist - other.hist
         if np.any(hist < 0) or other.requests > self.requests or other.errors > self.errors:
             msg = "cannot subtract a summary that is not contained in this one"
-            raise ValueError(msg)
+            raise ParameterError(msg)
         segments: dict[str, dict[str, int]] = {}
         for dim, counts in self.segments.items():
             prev = other.segments.get(dim, {})
@@ -214,7 +269,7 @@ class CohortSummary:
         """The ``q``-quantile of latency in seconds (rank ``q (n-1)``), or None when empty."""
         if not 0.0 <= q <= 1.0:
             msg = f"q must be in [0, 1], got {q}"
-            raise ValueError(msg)
+            raise ParameterError(msg, value=q)
         n = int(self.hist.sum())
         if n == 0:
             return None
@@ -249,11 +304,11 @@ class CohortSummary:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CohortSummary:
-        """Rebuild a summary written by :meth:`to_dict`; raises ValueError on a bad document."""
+        """Rebuild a summary written by :meth:`to_dict`; raises StateError on a bad document."""
         version = data.get("v")
         if version != SUMMARY_FORMAT_VERSION:
             msg = f"unsupported summary format version {version!r}"
-            raise ValueError(msg)
+            raise StateError(msg, value=version)
         try:
             idx = np.asarray(data["hi"], dtype=np.int64)
             cnt = np.asarray(data["hc"], dtype=np.int64)
@@ -261,13 +316,23 @@ class CohortSummary:
             segments = data.get("s") or {}
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"malformed summary document: {exc}"
-            raise ValueError(msg) from exc
+            raise StateError(msg, value=data) from exc
         if idx.shape != cnt.shape or (idx.size and (idx.min() < 0 or idx.max() >= NUM_BUCKETS)):
             msg = "malformed summary document: histogram indices out of range"
-            raise ValueError(msg)
+            raise StateError(msg, value=idx.tolist())
         if cnt.size and cnt.min() < 0:
             msg = "malformed summary document: negative histogram count"
-            raise ValueError(msg)
+            raise StateError(msg, value=cnt.tolist())
         hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
         hist[idx] = cnt
         return cls(requests, errors, hist, segments)
+
+
+def _group_counts(group: IntArray, n_groups: int, codes: npt.ArrayLike, k: int) -> IntArray:
+    """``counts[j, c]``: requests of group ``j`` whose segment code is ``c`` (of ``k``)."""
+    c = np.asarray(codes, dtype=np.int64)
+    if c.shape != group.shape:
+        msg = f"segment codes must have the requests' shape {group.shape}, got {c.shape}"
+        raise ParameterError(msg, value=c.shape)
+    counts: IntArray = np.bincount(group * k + c, minlength=n_groups * k).reshape(n_groups, k)
+    return counts

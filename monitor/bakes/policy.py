@@ -19,15 +19,18 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-def _fail(path: str, msg: str, value: Any) -> ConfigError:
-    return ConfigError(f'policy field "{path}": {msg}, got {value!r}', value=value)
+def _fail(path: str, problem: str, value: Any) -> ConfigError:
+    """The error for a bad field: ``policy field "errors.tol": must be <= 50.0, got 80``."""
+    msg = f'policy field "{path}": {problem}, got {value!r}'
+    return ConfigError(msg, value=value)
 
 
 def _check_keys(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
         where = f'"{path}"' if path else "policy"
-        msg = f"unknown field(s) {', '.join(repr(k) for k in unknown)} in {where}; valid: {', '.join(sorted(allowed))}"
+        names = ", ".join(f'"{k}"' for k in unknown)
+        msg = f"unknown field(s) {names} in {where}; valid: {', '.join(sorted(allowed))}"
         raise ConfigError(msg, value=unknown)
 
 
@@ -233,7 +236,7 @@ class Coverage:
 
 
 # Errors get the larger share of the HALT budget: they are the commonest and most visible canary
-# failure, and the latency family already pools its thresholds (benchmarks/detection.py).
+# failure, and the latency family already pools its thresholds (benchmarks/detection/).
 DEFAULT_ERRORS = MetricPolicy(tol=0.2, abs_tol=0.001, weight=0.6)
 # Latency tolerances are latency ratios (0.1 = canary up to 10 % slower at each quantile).
 DEFAULT_LATENCY = MetricPolicy(tol=0.1, abs_tol=0.005, weight=0.4, quantiles=(0.5, 0.9, 0.99))
@@ -263,37 +266,9 @@ class Policy:
         data = data or {}
         if not isinstance(data, Mapping):
             raise _fail("policy", "must be a table/object", data)
-        _check_keys(
-            data,
-            {
-                "alpha",
-                "min_canary_requests",
-                "max_canary_requests",
-                "min_duration_s",
-                "max_duration_s",
-                "errors",
-                "latency",
-                "on_inconclusive",
-                "promotion_windows",
-                "blast_radius",
-                "coverage",
-                "drift_alerts",
-            },
-            "",
-        )
+        _check_keys(data, _POLICY_FIELDS, "")
         alpha = float(_num(data, "alpha", "", 0.01, 0.0, 0.5, lo_open=True))
-        min_req = int(_num(data, "min_canary_requests", "", 10_000, 0, None, integer=True))
-        max_req = int(
-            _num(data, "max_canary_requests", "", max(500_000, min_req), 1, None, integer=True)
-        )
-        if max_req < min_req:
-            raise _fail(
-                "max_canary_requests", f"must be >= min_canary_requests ({min_req})", max_req
-            )
-        min_dur = float(_num(data, "min_duration_s", "", 0.0, 0.0, None))
-        max_dur = _num(data, "max_duration_s", "", None, 0.0, None, lo_open=True)
-        if max_dur is not None and max_dur < min_dur:
-            raise _fail("max_duration_s", f"must be >= min_duration_s ({min_dur})", max_dur)
+        min_req, max_req, min_dur, max_dur = _bounds(data)
         errors = MetricPolicy.from_dict(data.get("errors", {}), "errors", DEFAULT_ERRORS)
         latency = MetricPolicy.from_dict(data.get("latency", {}), "latency", DEFAULT_LATENCY)
         if not errors.enabled and not latency.enabled:
@@ -303,30 +278,19 @@ class Policy:
         on_inc = data.get("on_inconclusive", "halt")
         if on_inc not in ("halt", "promote"):
             raise _fail("on_inconclusive", 'must be "halt" or "promote"', on_inc)
-        windows_raw = data.get("promotion_windows", [])
-        if not isinstance(windows_raw, list):
-            raise _fail("promotion_windows", "must be a list", windows_raw)
-        windows = tuple(
-            PromotionWindow.from_dict(w, f"promotion_windows[{i}]")
-            for i, w in enumerate(windows_raw)
-        )
-        blast = data.get("blast_radius")
-        coverage = data.get("coverage")
-        drift_alerts = data.get("drift_alerts", True)
-        if not isinstance(drift_alerts, bool):
-            raise _fail("drift_alerts", "must be true or false", drift_alerts)
+        windows, blast, coverage, drift_alerts = _gates(data)
         return cls(
             alpha=alpha,
             min_canary_requests=min_req,
             max_canary_requests=max_req,
             min_duration_s=min_dur,
-            max_duration_s=None if max_dur is None else float(max_dur),
+            max_duration_s=max_dur,
             errors=errors,
             latency=latency,
             on_inconclusive=on_inc,
             promotion_windows=windows,
-            blast_radius=None if blast is None else BlastRadius.from_dict(blast, "blast_radius"),
-            coverage=None if coverage is None else Coverage.from_dict(coverage, "coverage"),
+            blast_radius=blast,
+            coverage=coverage,
             drift_alerts=drift_alerts,
         )
 
@@ -351,3 +315,56 @@ class Policy:
         }
         total = sum(m.weight for m in enabled.values())
         return {k: self.alpha * m.weight / total for k, m in enabled.items()}
+
+
+_POLICY_FIELDS = {
+    "alpha",
+    "min_canary_requests",
+    "max_canary_requests",
+    "min_duration_s",
+    "max_duration_s",
+    "errors",
+    "latency",
+    "on_inconclusive",
+    "promotion_windows",
+    "blast_radius",
+    "coverage",
+    "drift_alerts",
+}
+
+
+def _bounds(data: Mapping[str, Any]) -> tuple[int, int, float, float | None]:
+    """(min, max canary requests, min, max duration in s), each max checked against its min."""
+    min_req = int(_num(data, "min_canary_requests", "", 10_000, 0, None, integer=True))
+    max_req = int(
+        _num(data, "max_canary_requests", "", max(500_000, min_req), 1, None, integer=True)
+    )
+    if max_req < min_req:
+        raise _fail("max_canary_requests", f"must be >= min_canary_requests ({min_req})", max_req)
+    min_dur = float(_num(data, "min_duration_s", "", 0.0, 0.0, None))
+    max_dur = _num(data, "max_duration_s", "", None, 0.0, None, lo_open=True)
+    if max_dur is not None and max_dur < min_dur:
+        raise _fail("max_duration_s", f"must be >= min_duration_s ({min_dur})", max_dur)
+    return min_req, max_req, min_dur, None if max_dur is None else float(max_dur)
+
+
+def _gates(
+    data: Mapping[str, Any],
+) -> tuple[tuple[PromotionWindow, ...], BlastRadius | None, Coverage | None, bool]:
+    """The operational gates: promotion windows, blast radius, coverage, drift alerts."""
+    windows_raw = data.get("promotion_windows", [])
+    if not isinstance(windows_raw, list):
+        raise _fail("promotion_windows", "must be a list", windows_raw)
+    windows = tuple(
+        PromotionWindow.from_dict(w, f"promotion_windows[{i}]") for i, w in enumerate(windows_raw)
+    )
+    drift_alerts = data.get("drift_alerts", True)
+    if not isinstance(drift_alerts, bool):
+        raise _fail("drift_alerts", "must be true or false", drift_alerts)
+    blast, coverage = data.get("blast_radius"), data.get("coverage")
+    return (
+        windows,
+        None if blast is None else BlastRadius.from_dict(blast, "blast_radius"),
+        None if coverage is None else Coverage.from_dict(coverage, "coverage"),
+        drift_alerts,
+    )

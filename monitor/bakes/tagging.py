@@ -13,19 +13,23 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from detectors.summary import NUM_BUCKETS, CohortSummary, bucket_index
+from detectors.summary import CohortSummary
 from monitor.bakes.spec import BASELINE, CANARY, COHORT_NAMES, Registry
-from monitor.records.columns import RecordBatch
+from monitor.records.columns import Categorical, RecordBatch
 
 __all__ = ["BASELINE", "CANARY", "COHORT_NAMES", "Tags", "summarise", "tag"]
+
+BoolArray = npt.NDArray[np.bool_]
+Int8Array = npt.NDArray[np.int8]
+Int32Array = npt.NDArray[np.int32]
 
 
 @dataclass(frozen=True)
 class Tags:
     """Per-row bake index (-1 = not in any bake) and cohort (BASELINE/CANARY)."""
 
-    bake: npt.NDArray[np.int32]
-    cohort: npt.NDArray[np.int8]
+    bake: Int32Array
+    cohort: Int8Array
 
 
 def tag(batch: RecordBatch, registry: Registry) -> Tags:
@@ -37,76 +41,89 @@ def tag(batch: RecordBatch, registry: Registry) -> Tags:
         return Tags(bake, cohort)
     labelled = np.zeros(n, dtype=bool)
     if batch.cohort is not None:
-        cats = batch.cohort.categories
-        cohort_of_cat = np.array(
-            [COHORT_NAMES.index(c) if c in COHORT_NAMES else -1 for c in cats] or [-1],
-            dtype=np.int8,
-        )
-        row_cohort = cohort_of_cat[batch.cohort.codes]
-        labelled = row_cohort >= 0
-        if labelled.any():
-            if batch.bake is not None:
-                bake_of_cat = np.array(
-                    [registry._index.get(c, -1) for c in batch.bake.categories] or [-1],
-                    dtype=np.int32,
-                )
-                row_bake = bake_of_cat[batch.bake.codes]
-                explicit = labelled & (row_bake >= 0)
-                bake[explicit] = row_bake[explicit]
-                cohort[explicit] = row_cohort[explicit]
-                labelled_no_bake = (
-                    labelled
-                    & ~explicit
-                    & (
-                        np.array([c == "" for c in batch.bake.categories] or [True])[
-                            batch.bake.codes
-                        ]
-                    )
-                )
-            else:
-                labelled_no_bake = labelled
-            if labelled_no_bake.any():
-                svc_bake = np.array(
-                    [
-                        -1 if (j := registry.latest_for_service(s)) is None else j
-                        for s in batch.service.categories
-                    ],
-                    dtype=np.int32,
-                )
-                rb = svc_bake[batch.service.codes]
-                m = labelled_no_bake & (rb >= 0)
-                bake[m] = rb[m]
-                cohort[m] = row_cohort[m]
-    # Version lookup for rows without a cohort label.
-    rest = ~labelled
-    if rest.any():
-        n_ver = max(len(batch.version.categories), 1)
-        key = batch.service.codes.astype(np.int64) * n_ver + batch.version.codes
-        uniq = np.unique(key[rest])
-        for k in uniq.tolist():
-            service = batch.service.categories[k // n_ver]
-            version = batch.version.categories[k % n_ver] if batch.version.categories else ""
-            cands = registry.candidates(service, version)
-            if not cands:
-                continue
-            rows = rest & (key == k)
-            starts = np.array([c[0] for c in cands])
-            pos = np.searchsorted(starts, batch.time_s[rows], side="right") - 1
-            ok = pos >= 0
-            idx = np.flatnonzero(rows)[ok]
-            chosen = pos[ok]
-            bake[idx] = np.array([cands[p][1] for p in range(len(cands))], dtype=np.int32)[chosen]
-            cohort[idx] = np.array([cands[p][2] for p in range(len(cands))], dtype=np.int8)[chosen]
-    # Event-time window of each bake.
-    tagged = bake >= 0
-    if tagged.any():
-        starts = np.array([b.start_s for b in registry.bakes])
-        ends = np.array([math.inf if b.end_s is None else b.end_s for b in registry.bakes])
-        t = batch.time_s[tagged]
-        b = bake[tagged]
-        outside = (t < starts[b]) | (t >= ends[b])
-        bake[np.flatnonzero(tagged)[outside]] = -1
+        labelled = _tag_labelled(batch, batch.cohort, registry, bake, cohort)
+    if not labelled.all():
+        _tag_by_version(batch, registry, ~labelled, bake, cohort)
+    _untag_outside_windows(batch, registry, bake)
     return Tags(bake, cohort)
+
+
+def _tag_labelled(
+    batch: RecordBatch,
+    labels: Categorical,
+    registry: Registry,
+    bake: Int32Array,
+    cohort: Int8Array,
+) -> BoolArray:
+    """Rules 1 and 2 (rows with a cohort label), in place; returns the mask of those rows."""
+    cohort_of_cat = np.array(
+        [COHORT_NAMES.index(c) if c in COHORT_NAMES else -1 for c in labels.categories] or [-1],
+        dtype=np.int8,
+    )
+    row_cohort = cohort_of_cat[labels.codes]
+    labelled: BoolArray = row_cohort >= 0
+    if not labelled.any():
+        return labelled
+    if batch.bake is not None:
+        bake_of_cat = np.array(
+            [registry._index.get(c, -1) for c in batch.bake.categories] or [-1], dtype=np.int32
+        )
+        row_bake = bake_of_cat[batch.bake.codes]
+        explicit = labelled & (row_bake >= 0)
+        bake[explicit] = row_bake[explicit]
+        cohort[explicit] = row_cohort[explicit]
+        no_bake_label = np.array([c == "" for c in batch.bake.categories] or [True])
+        labelled_no_bake = labelled & ~explicit & no_bake_label[batch.bake.codes]
+    else:
+        labelled_no_bake = labelled
+    if labelled_no_bake.any():
+        svc_bake = np.array(
+            [
+                -1 if (j := registry.latest_for_service(s)) is None else j
+                for s in batch.service.categories
+            ],
+            dtype=np.int32,
+        )
+        rb = svc_bake[batch.service.codes]
+        m = labelled_no_bake & (rb >= 0)
+        bake[m] = rb[m]
+        cohort[m] = row_cohort[m]
+    return labelled
+
+
+def _tag_by_version(
+    batch: RecordBatch, registry: Registry, rest: BoolArray, bake: Int32Array, cohort: Int8Array
+) -> None:
+    """Rule 3 (rows without a cohort label), in place: one lookup per (service, version)."""
+    n_ver = max(len(batch.version.categories), 1)
+    key = batch.service.codes.astype(np.int64) * n_ver + batch.version.codes
+    for k in np.unique(key[rest]).tolist():
+        service = batch.service.categories[k // n_ver]
+        version = batch.version.categories[k % n_ver] if batch.version.categories else ""
+        cands = registry.candidates(service, version)
+        if not cands:
+            continue
+        rows = rest & (key == k)
+        starts = np.array([c[0] for c in cands])
+        pos = np.searchsorted(starts, batch.time_s[rows], side="right") - 1
+        ok = pos >= 0
+        idx = np.flatnonzero(rows)[ok]
+        chosen = pos[ok]
+        bake[idx] = np.array([c[1] for c in cands], dtype=np.int32)[chosen]
+        cohort[idx] = np.array([c[2] for c in cands], dtype=np.int8)[chosen]
+
+
+def _untag_outside_windows(batch: RecordBatch, registry: Registry, bake: Int32Array) -> None:
+    """Rows outside their bake's event-time window [start, end) belong to no bake, in place."""
+    tagged = bake >= 0
+    if not tagged.any():
+        return
+    starts = np.array([b.start_s for b in registry.bakes])
+    ends = np.array([math.inf if b.end_s is None else b.end_s for b in registry.bakes])
+    t = batch.time_s[tagged]
+    b = bake[tagged]
+    outside = (t < starts[b]) | (t >= ends[b])
+    bake[np.flatnonzero(tagged)[outside]] = -1
 
 
 def summarise(
@@ -114,37 +131,25 @@ def summarise(
 ) -> dict[tuple[int, int], tuple[CohortSummary, float]]:
     """Summaries per (bake index, cohort) of the tagged rows, with each group's max event time.
 
-    One ``np.bincount`` per column over group-major keys: no per-record Python work.
+    The summaries come from :meth:`CohortSummary.from_groups` over group-major keys: no
+    per-record Python work.
     """
     sel = np.flatnonzero(tags.bake >= 0)
     if sel.size == 0:
         return {}
     group = tags.bake[sel].astype(np.int64) * 2 + tags.cohort[sel]
     groups, ginv = np.unique(group, return_inverse=True)
-    g = groups.size
-    buckets = bucket_index(batch.latency_s[sel])
-    hist = np.bincount(ginv * NUM_BUCKETS + buckets, minlength=g * NUM_BUCKETS).reshape(
-        g, NUM_BUCKETS
-    )
-    requests = np.bincount(ginv, minlength=g)
-    errors = np.bincount(ginv, weights=batch.error[sel].astype(np.float64), minlength=g)
-    max_time = np.full(g, -np.inf)
+    max_time = np.full(groups.size, -np.inf)
     np.maximum.at(max_time, ginv, batch.time_s[sel])
-    seg_counts: dict[str, tuple[npt.NDArray[np.int64], tuple[str, ...]]] = {}
-    for dim in segment_dims:
-        col = batch.segments.get(dim)
-        if col is None or not col.categories:
-            continue
-        k = len(col.categories)
-        counts = np.bincount(ginv * k + col.codes[sel], minlength=g * k).reshape(g, k)
-        seg_counts[dim] = (counts, col.categories)
-    out: dict[tuple[int, int], tuple[CohortSummary, float]] = {}
-    for j, grp in enumerate(groups.tolist()):
-        s = CohortSummary(int(requests[j]), round(errors[j]), hist[j])
-        for dim, (counts, cats) in seg_counts.items():
-            nz = np.flatnonzero(counts[j])
-            s.add_segment_counts(
-                dim, {cats[c]: int(counts[j, c]) for c in nz.tolist() if cats[c] != ""}
-            )
-        out[(grp // 2, grp % 2)] = (s, float(max_time[j]))
-    return out
+    segments = {
+        dim: (col.codes[sel], col.categories)
+        for dim in segment_dims
+        if (col := batch.segments.get(dim)) is not None and col.categories
+    }
+    summaries = CohortSummary.from_groups(
+        ginv, groups.size, batch.latency_s[sel], batch.error[sel], segments
+    )
+    return {
+        (grp // 2, grp % 2): (s, float(max_time[j]))
+        for j, (grp, s) in enumerate(zip(groups.tolist(), summaries, strict=True))
+    }

@@ -17,12 +17,15 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bakesim.scenario import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
+from bakesim import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
 from monitor.cli.client import ApiClient, ClientError
 from monitor.config import load_settings
 from monitor.kafka.broker import EmbeddedBroker, free_port
+
+if TYPE_CHECKING:
+    from monitor.service import Service
 
 __all__ = ["SCENARIOS", "add_demo_arguments", "run_demo"]
 
@@ -173,79 +176,31 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from monitor.service import Service, configure_logging
+    """``bakemon demo``: 0 when both verdicts are the expected ones, 1 if not, 130 on Ctrl-C."""
+    from monitor.service import configure_logging
 
     out = sys.stdout
-    tty = out.isatty()
     # Ctrl-C and SIGTERM both stop everything cleanly, broker included (a shell's background job
     # may have inherited an ignored SIGINT, so install the handlers explicitly).
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     configure_logging("warning", "text")
     scenario = SCENARIOS[args.scenario]
-    broker = None
-    service = None
-    traffic = None
+    stack = _Stack()
     try:
-        if args.bootstrap_servers:
-            bootstrap = args.bootstrap_servers
-        else:
-            print("starting the embedded Kafka-protocol broker (Tansu)…", file=out, flush=True)
-            broker = EmbeddedBroker().start()
-            bootstrap = broker.bootstrap_servers
-        port = args.port if args.port and _port_free(args.port) else free_port()
-        settings = load_settings(
-            None,
-            env={},
-            flags={
-                "bootstrap_servers": bootstrap,
-                "topics": REQUEST_TOPIC,
-                "api_host": "127.0.0.1",
-                "api_port": port,
-                "block_offsets": 20_000,
-                "flush_interval_s": 0.5,
-                "checkpoint_interval_s": 0.5,
-            },
-        )
-        from monitor.kafka.topics import ensure_topics
-
-        ensure_topics(bootstrap, settings.layout, extra=[(REQUEST_TOPIC, PARTITIONS)])
-        print(f"starting bakemon (ingest, judge, api) on {bootstrap}…", file=out, flush=True)
-        service = Service(settings).start()
-        base = f"http://127.0.0.1:{port}"
+        base, bootstrap = stack.start(args, out)
         client = ApiClient(base)
-        for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
-            client.post(
-                "/v1/bakes",
-                {
-                    "id": f"{svc}-{canary}",
-                    "service": svc,
-                    "canary": canary,
-                    "baseline": baseline,
-                    "policy": POLICY,
-                    "start": 0,
-                },
-            )
+        _create_bakes(client)
         print(f"scenario {args.scenario}: {scenario.description}; search canary healthy", file=out)
         print("verdict documents:", file=out)
         for bake in ("checkout-v42", "search-v8"):
             print(f"  {base}/v1/bakes/{bake}", file=out)
         print(f"metrics: {base}/metrics   alerts: {base}/v1/alerts/stream\n", file=out, flush=True)
-        traffic = _Traffic(bootstrap, scenario.regression, args.seed, args.rate)
-        traffic.start()
-        docs = _watch(client, traffic, args.timeout, tty, out)
-        traffic.stop_event.set()
-        print("\nfinal verdicts:", file=out)
-        ok = True
-        for d in docs:
-            svc = d["service"]
-            want = EXPECTED[svc]
-            good = d["status"] == want
-            ok &= good
-            print(
-                f"  {d['id']}: {d['status']} ({'as expected' if good else f'expected {want}'}) — {d['reasons'][0]}",
-                file=out,
-            )
+        stack.traffic = _Traffic(bootstrap, scenario.regression, args.seed, args.rate)
+        stack.traffic.start()
+        docs = _watch(client, stack.traffic, args.timeout, out.isatty(), out)
+        stack.traffic.stop_event.set()
+        ok = _print_verdicts(docs, out)
         if args.keep_running:
             print(
                 f"\nbakemon keeps running: {base}/v1/bakes  (Ctrl-C to stop)", file=out, flush=True
@@ -260,14 +215,87 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"bakemon demo: {exc}", file=sys.stderr)
         return 1
     finally:
-        if traffic is not None:
-            traffic.stop_event.set()
-            traffic.join(timeout=10)
-        if service is not None:
+        stack.stop()
+
+
+class _Stack:
+    """What the demo starts (broker, bakemon, traffic), stopped in reverse order."""
+
+    def __init__(self) -> None:
+        self.broker: EmbeddedBroker | None = None
+        self.service: Service | None = None
+        self.traffic: _Traffic | None = None
+
+    def start(self, args: argparse.Namespace, out: Any) -> tuple[str, str]:
+        """Start the broker (unless given) and bakemon with all roles: (API URL, bootstrap)."""
+        from monitor.kafka.topics import ensure_topics
+        from monitor.service import Service
+
+        bootstrap: str
+        if args.bootstrap_servers:
+            bootstrap = args.bootstrap_servers
+        else:
+            print("starting the embedded Kafka-protocol broker (Tansu)…", file=out, flush=True)
+            self.broker = EmbeddedBroker().start()
+            bootstrap = self.broker.bootstrap_servers
+        port = args.port if args.port and _port_free(args.port) else free_port()
+        settings = load_settings(
+            None,
+            env={},
+            flags={
+                "bootstrap_servers": bootstrap,
+                "topics": REQUEST_TOPIC,
+                "api_host": "127.0.0.1",
+                "api_port": port,
+                "block_offsets": 20_000,
+                "flush_interval_s": 0.5,
+                "checkpoint_interval_s": 0.5,
+            },
+        )
+        ensure_topics(bootstrap, settings.layout, extra=[(REQUEST_TOPIC, PARTITIONS)])
+        print(f"starting bakemon (ingest, judge, api) on {bootstrap}…", file=out, flush=True)
+        self.service = Service(settings).start()
+        return f"http://127.0.0.1:{port}", bootstrap
+
+    def stop(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop_event.set()
+            self.traffic.join(timeout=10)
+        if self.service is not None:
             with contextlib.suppress(Exception):
-                service.stop()
-        if broker is not None:
-            broker.stop()
+                self.service.stop()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def _create_bakes(client: ApiClient) -> None:
+    for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
+        client.post(
+            "/v1/bakes",
+            {
+                "id": f"{svc}-{canary}",
+                "service": svc,
+                "canary": canary,
+                "baseline": baseline,
+                "policy": POLICY,
+                "start": 0,
+            },
+        )
+
+
+def _print_verdicts(docs: list[dict[str, Any]], out: Any) -> bool:
+    """Print the final verdicts; whether each is the one the scenario expects."""
+    print("\nfinal verdicts:", file=out)
+    ok = True
+    for d in docs:
+        want = EXPECTED[d["service"]]
+        good = d["status"] == want
+        ok &= good
+        print(
+            f"  {d['id']}: {d['status']} ({'as expected' if good else f'expected {want}'}) — {d['reasons'][0]}",
+            file=out,
+        )
+    return ok
 
 
 def _watch(

@@ -17,5 +17,6 @@ def parse_duration_s(text: str, *, name: str = "duration") -> float:
     """Seconds in ``text`` such as "90", "90s", "20m", "1.5h", "500ms", "1d"."""
     match = _DURATION_RE.match(text)
     if match is None:
-        raise ConfigError(f'{name} must look like 90s, 20m or 2h, got "{text}"', value=text)
+        msg = f'{name} must look like 90s, 20m or 2h, got "{text}"'
+        raise ConfigError(msg, value=text)
     return float(match.group(1)) * _UNIT_S[match.group(2) or "s"]

@@ -1,4 +1,4 @@
-"""``bakemon simulate``: command-line front end of :mod:`monitor.simulate`."""
+"""``bakemon simulate``: command-line front end of the :mod:`bakesim` traffic simulator."""
 
 from __future__ import annotations
 
@@ -13,17 +13,18 @@ from typing import Any, Final
 
 import numpy as np
 
-from bakesim.scenario import (
+from bakesim import (
     SCENARIO_NAMES,
     Columns,
     Regression,
     Scenario,
-    _require,
-    _write_chunks,
+    SimulationError,
     iter_chunks,
     scenario_preset,
     write_jsonl,
+    write_lines,
 )
+from bakesim.validation import require
 from monitor.cli.durations import parse_duration_s
 from monitor.errors import ConfigError
 
@@ -41,9 +42,11 @@ def _parse_number(text: str, flag: str, kind: type[int] | type[float] = float) -
         value = kind(text.strip())
     except ValueError:
         word = "an integer" if kind is int else "a number"
-        raise ConfigError(f'{flag} must be {word}, got "{text}"', value=text) from None
+        msg = f'{flag} must be {word}, got "{text}"'
+        raise ConfigError(msg, value=text) from None
     if not math.isfinite(value):
-        raise ConfigError(f'{flag} must be finite, got "{text}"', value=text)
+        msg = f'{flag} must be finite, got "{text}"'
+        raise ConfigError(msg, value=text)
     return value
 
 
@@ -89,12 +92,12 @@ def _scenario_from_args(args: argparse.Namespace) -> tuple[Scenario, float | Non
     scenario = scenario_preset(str(args.scenario), seed=int(seed))
     total = None if args.requests is None else int(_parse_number(args.requests, "--requests", int))
     if total is not None:
-        _require("--requests", total, 1, integer=True)
+        require("--requests", total, 1, integer=True)
     duration_s = (
         None if args.duration is None else parse_duration_s(args.duration, name="--duration")
     )
     if duration_s is not None:
-        _require("--duration", duration_s, 0, open_lo=True)
+        require("--duration", duration_s, 0, open_lo=True)
     elif total is None:
         duration_s = DEFAULT_CLI_DURATION_S
     fields: dict[str, dict[str, Any]] = {"scenario": {}, "service": {}, "regression": {}}
@@ -161,7 +164,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     """``bakemon simulate``: write a scenario's records; 0 on success, 4 on a usage error."""
     try:
         scenario, duration_s, total = _scenario_from_args(args)
-    except ConfigError as exc:
+    except (ConfigError, SimulationError) as exc:
         print(f"bakemon simulate: {exc}", file=sys.stderr)
         return EXIT_USAGE
     tally = _Tally(scenario.start_s, progress=sys.stderr.isatty())
@@ -169,7 +172,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     try:
         if out == "-":
             chunks = iter_chunks(scenario, duration_s=duration_s, total_requests=total)
-            _write_chunks(sys.stdout.buffer, chunks, tally)
+            write_lines(sys.stdout.buffer, chunks, tally)
             sys.stdout.buffer.flush()
         else:
             write_jsonl(out, scenario, duration_s=duration_s, total_requests=total, on_chunk=tally)

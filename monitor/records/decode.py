@@ -7,11 +7,10 @@ bad row, counted under a small fixed set of reasons (a bounded Prometheus label)
 
 The design is column-at-a-time, because per-record Python work is what limits ingest: parse every
 message with orjson, pull each field out as a list (one C-level ``map`` for flat keys), then
-validate and convert each column with numpy when all its values have the expected type (one
-``set(map(type, col))`` decides). Columns holding odd values (numeric strings, ``"-"``, offsets
-other than UTC, garbage) fall back to a per-value path that is the reference for what is accepted.
-String fields become :class:`Categorical` columns (codes + sorted categories), so no per-record
-Python objects survive the batch. A bad record never raises and never affects its neighbours.
+validate and convert each column with numpy (:mod:`monitor.records.convert`), with a per-value
+fallback for odd values that is the reference for what is accepted. String fields become
+:class:`Categorical` columns (codes + sorted categories), so no per-record Python objects survive
+the batch. A bad record never raises and never affects its neighbours.
 
 Conventions: ``null``, ``""`` and ``"-"`` (the access-log convention for "unset") all mean absent.
 Times are epoch numbers in ``FieldMap.time_unit`` (numbers or numeric strings) or ISO-8601 strings
@@ -21,11 +20,7 @@ milliseconds configured as seconds. Latencies must be finite and non-negative.
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any, Literal, get_args
 
@@ -33,7 +28,19 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from monitor.records.columns import Categorical, DecodeResult, RecordBatch, Rejection
+from monitor.records.columns import DecodeResult, RecordBatch, Rejection
+from monitor.records.convert import (
+    BAD_STATUS,
+    Labels,
+    encode_labels,
+    error_flags,
+    frozen,
+    number_one,
+    numbers,
+    statuses,
+    time_one,
+    time_strings,
+)
 from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, show_value
 
 __all__ = [
@@ -75,13 +82,6 @@ COHORTS: tuple[str, ...] = get_args(Cohort)
 
 # Epoch seconds at or beyond this (year ~5138) are almost surely ms/us/ns configured as "s".
 MAX_EPOCH_S = 1e11
-_ABSENT = frozenset({"", "-"})
-_DETAIL_VALUE_CHARS = 80
-# A batch of ISO times in this exact UTC shape is parsed by numpy in one call; anything else
-# goes through datetime.fromisoformat one value at a time.
-_ISO_UTC_LINES = re.compile(
-    r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?\n)*"
-)
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -104,6 +104,7 @@ def decode_batch(
     absent; a non-finite or negative default counts as absent. Without it, an absent time is a
     rejection.
 
+    >>> from monitor.records.fieldmap import PRESETS
     >>> ok = b'{"ts": 1764323000.5, "service": "checkout", "version": "v42", "status": 503, '
     >>> r = decode_batch([ok + b'"latency_ms": 12.5}', b"oops"], PRESETS["plain"])
     >>> r.batch.index.tolist(), r.batch.latency_s.tolist(), r.batch.error.tolist()
@@ -111,7 +112,6 @@ def decode_batch(
     >>> r.rejected_by_reason
     {'invalid_json': 1}
     """
-    fm = field_map
     defaults: FloatArray | None = None
     if default_time_s is not None:
         defaults = np.asarray(default_time_s, dtype=np.float64)
@@ -120,97 +120,28 @@ def decode_batch(
             msg = f"default_time_s has shape {defaults.shape}, expected ({len(messages)},)"
             raise ValueError(msg)
     objs, pos, rejections = _parse(messages)
-    m = len(objs)
-    cols: dict[str, list[Any]] = {}
-
-    def col(path: str) -> list[Any]:
-        if path not in cols:
-            cols[path] = _column(objs, path)
-        return cols[path]
-
-    checks = _Checks(m)
-
-    # Time.
-    tcol = col(fm.time)
-    time_s, t_absent = _numbers(tcol, UNIT_DIVISOR[fm.time_unit], _time_strings, _time_one)
-    if defaults is not None and t_absent.any():
-        time_s[t_absent] = defaults[pos[t_absent]]
-        t_absent &= ~(np.isfinite(time_s) & (time_s >= 0.0))
-    checks.flag(t_absent, REASON_MISSING_FIELD, fm.time, tcol)
-    with np.errstate(invalid="ignore"):
-        t_ok = (time_s >= 0.0) & (time_s < MAX_EPOCH_S)
-    checks.flag(~t_ok & ~t_absent, REASON_BAD_TIME, fm.time, tcol)
-
-    # Labels: service, cohort, version, bake.
-    if fm.service is None:
-        service = _Labels(np.zeros(m, np.int32), [fm.service_default or ""], None)
-    else:
-        service = _labels(col(fm.service), default=fm.service_default or "")
-        checks.flag(service.bad, REASON_BAD_TYPE, fm.service, col(fm.service))
-        checks.flag(service.is_("", m), REASON_MISSING_FIELD, fm.service, col(fm.service))
-    cohort = None
-    c_absent = np.ones(m, bool)
-    if fm.cohort is not None:
-        cohort = _labels(col(fm.cohort), lower=True)
-        bad = cohort.not_in(("", *COHORTS), m)
-        if cohort.bad is not None:
-            bad |= cohort.bad
-        checks.flag(bad, REASON_BAD_COHORT, fm.cohort, col(fm.cohort))
-        c_absent = cohort.is_("", m)
-    if fm.version is None:
-        version = _Labels(np.zeros(m, np.int32), [""], None)
-    else:
-        version = _labels(col(fm.version))
-        checks.flag(version.bad, REASON_BAD_TYPE, fm.version, col(fm.version))
-        v_absent = version.is_("", m) & c_absent
-        checks.flag(v_absent, REASON_MISSING_FIELD, fm.version, col(fm.version))
-    bake = None
-    if fm.bake is not None:
-        bake = _labels(col(fm.bake))
-        checks.flag(bake.bad, REASON_BAD_TYPE, fm.bake, col(fm.bake))
-
-    # Status and error.
-    has_flag = np.zeros(m, bool)
-    flag = np.zeros(m, bool)
-    if fm.error is not None:
-        has_flag, flag = _error_flags(col(fm.error))
-    status = np.full(m, -1, np.int64)
-    if fm.status is not None:
-        scol = col(fm.status)
-        status = _statuses(scol)
-        checks.flag(status == _BAD_STATUS, REASON_BAD_STATUS, fm.status, scol)
-        checks.flag((status == -1) & ~has_flag, REASON_MISSING_FIELD, fm.status, scol)
-    err_status = status >= fm.error_status_min
-    if fm.error_statuses:
-        err_status |= np.isin(status, np.fromiter(fm.error_statuses, np.int64))
-    error = np.where(has_flag, flag, err_status)
-
-    # Latency.
-    lcol = col(fm.latency)
-    latency_s, l_absent = _numbers(lcol, UNIT_DIVISOR[fm.latency_unit], None, _number_one)
-    checks.flag(l_absent, REASON_MISSING_FIELD, fm.latency, lcol)
-    with np.errstate(invalid="ignore"):
-        l_ok = np.isfinite(latency_s) & (latency_s >= 0.0)
-    checks.flag(~l_ok & ~l_absent, REASON_BAD_LATENCY, fm.latency, lcol)
-
-    # Segments: absent is fine, only a container is rejected.
-    segments: dict[str, _Labels] = {}
-    for name, path in fm.segments.items():
-        segments[name] = _labels(col(path))
-        checks.flag(segments[name].bad, REASON_BAD_TYPE, path, col(path))
-
-    # Assemble the accepted rows.
-    for row, reason, detail in checks.failures():
+    cols = _Fields(objs)
+    # The checks are flagged in this order; a row is rejected for the first one it fails.
+    time_s = _decode_time(cols, field_map, None if defaults is None else defaults[pos])
+    labels = _decode_labels(cols, field_map)
+    status, error = _decode_status(cols, field_map)
+    latency_s = _decode_latency(cols, field_map)
+    segments: dict[str, Labels] = {}
+    for name, path in field_map.segments.items():  # absent is fine, only a container is bad
+        segments[name] = encode_labels(cols.get(path))
+        cols.checks.flag(segments[name].bad, REASON_BAD_TYPE, path, cols.get(path))
+    for row, reason, detail in cols.checks.failures():
         rejections.append(_rejection(messages, int(pos[row]), reason, detail))
     rejections.sort(key=lambda r: r.index)
-    keep = checks.ok
+    keep = cols.checks.ok
     sel: slice | Int64Array = slice(None) if keep.all() else np.flatnonzero(keep)
+    service, version, cohort, bake = labels
     batch = RecordBatch(
-        index=_frozen(pos[sel]),
-        time_s=_frozen(time_s[sel]),
-        latency_s=_frozen(latency_s[sel]),
-        error=_frozen(error[sel]),
-        status=_frozen(status[sel].astype(np.int32)),
+        index=frozen(pos[sel]),
+        time_s=frozen(time_s[sel]),
+        latency_s=frozen(latency_s[sel]),
+        error=frozen(error[sel]),
+        status=frozen(status[sel].astype(np.int32)),
         service=service.categorical(sel),
         version=version.categorical(sel),
         cohort=None if cohort is None else cohort.categorical(sel),
@@ -221,6 +152,103 @@ def decode_batch(
     for r in rejections:
         by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
     return DecodeResult(batch, rejections, by_reason)
+
+
+class _Fields:
+    """The parsed objects' fields, each pulled out once as a column, and the checks on them."""
+
+    def __init__(self, objs: list[dict[str, Any]]) -> None:
+        self.objs = objs
+        self.m = len(objs)
+        self.checks = _Checks(self.m)
+        self._cols: dict[str, list[Any]] = {}
+
+    def get(self, path: str) -> list[Any]:
+        if path not in self._cols:
+            self._cols[path] = _column(self.objs, path)
+        return self._cols[path]
+
+
+def _decode_time(cols: _Fields, fm: FieldMap, defaults: FloatArray | None) -> FloatArray:
+    """Event times in s; ``defaults`` (per parsed row) fill absent ones."""
+    tcol = cols.get(fm.time)
+    divisor = UNIT_DIVISOR[fm.time_unit]
+    time_s, t_absent = numbers(tcol, divisor, time_strings, time_one)
+    if defaults is not None and t_absent.any():
+        time_s[t_absent] = defaults[t_absent]
+        t_absent &= ~(np.isfinite(time_s) & (time_s >= 0.0))
+    cols.checks.flag(t_absent, REASON_MISSING_FIELD, fm.time, tcol)
+    with np.errstate(invalid="ignore"):
+        t_ok = (time_s >= 0.0) & (time_s < MAX_EPOCH_S)
+    cols.checks.flag(~t_ok & ~t_absent, REASON_BAD_TIME, fm.time, tcol)
+    return time_s
+
+
+_LabelColumns = tuple[Labels, Labels, Labels | None, Labels | None]
+
+
+def _decode_labels(cols: _Fields, fm: FieldMap) -> _LabelColumns:
+    """(service, version, cohort, bake) label columns; cohort and bake only when mapped."""
+    m, checks = cols.m, cols.checks
+    if fm.service is None:
+        service = Labels(np.zeros(m, np.int32), [fm.service_default or ""], None)
+    else:
+        service = encode_labels(cols.get(fm.service), default=fm.service_default or "")
+        checks.flag(service.bad, REASON_BAD_TYPE, fm.service, cols.get(fm.service))
+        checks.flag(service.is_("", m), REASON_MISSING_FIELD, fm.service, cols.get(fm.service))
+    cohort = None
+    c_absent = np.ones(m, bool)
+    if fm.cohort is not None:
+        cohort = encode_labels(cols.get(fm.cohort), lower=True)
+        bad = cohort.not_in(("", *COHORTS), m)
+        if cohort.bad is not None:
+            bad |= cohort.bad
+        checks.flag(bad, REASON_BAD_COHORT, fm.cohort, cols.get(fm.cohort))
+        c_absent = cohort.is_("", m)
+    if fm.version is None:
+        version = Labels(np.zeros(m, np.int32), [""], None)
+    else:
+        version = encode_labels(cols.get(fm.version))
+        checks.flag(version.bad, REASON_BAD_TYPE, fm.version, cols.get(fm.version))
+        v_absent = version.is_("", m) & c_absent
+        checks.flag(v_absent, REASON_MISSING_FIELD, fm.version, cols.get(fm.version))
+    bake = None
+    if fm.bake is not None:
+        bake = encode_labels(cols.get(fm.bake))
+        checks.flag(bake.bad, REASON_BAD_TYPE, fm.bake, cols.get(fm.bake))
+    return service, version, cohort, bake
+
+
+def _decode_status(cols: _Fields, fm: FieldMap) -> tuple[Int64Array, BoolArray]:
+    """(status, error): a bool error flag overrides the status rule."""
+    m = cols.m
+    has_flag = np.zeros(m, bool)
+    flag = np.zeros(m, bool)
+    if fm.error is not None:
+        has_flag, flag = error_flags(cols.get(fm.error))
+    status = np.full(m, -1, np.int64)
+    if fm.status is not None:
+        scol = cols.get(fm.status)
+        status = statuses(scol)
+        cols.checks.flag(status == BAD_STATUS, REASON_BAD_STATUS, fm.status, scol)
+        cols.checks.flag((status == -1) & ~has_flag, REASON_MISSING_FIELD, fm.status, scol)
+    err_status = status >= fm.error_status_min
+    if fm.error_statuses:
+        err_status |= np.isin(status, np.fromiter(fm.error_statuses, np.int64))
+    error: BoolArray = np.where(has_flag, flag, err_status)
+    return status, error
+
+
+def _decode_latency(cols: _Fields, fm: FieldMap) -> FloatArray:
+    """Latencies in s; finite and non-negative."""
+    lcol = cols.get(fm.latency)
+    divisor = UNIT_DIVISOR[fm.latency_unit]
+    latency_s, l_absent = numbers(lcol, divisor, None, number_one)
+    cols.checks.flag(l_absent, REASON_MISSING_FIELD, fm.latency, lcol)
+    with np.errstate(invalid="ignore"):
+        l_ok = np.isfinite(latency_s) & (latency_s >= 0.0)
+    cols.checks.flag(~l_ok & ~l_absent, REASON_BAD_LATENCY, fm.latency, lcol)
+    return latency_s
 
 
 def _parse(
@@ -336,209 +364,7 @@ def _rejection(messages: Sequence[bytes | str], i: int, reason: str, detail: str
     return Rejection(i, reason, data, detail)
 
 
-# ---------------------------------------------------------------------------- numeric columns
-
-_NumberOne = Callable[[Any, float], float]
-_StringsFast = Callable[[list[Any], float], "FloatArray | None"]
-
-
-def _numbers(
-    col: list[Any], divisor: float, strings_fast: _StringsFast | None, one: _NumberOne
-) -> tuple[FloatArray, BoolArray]:
-    """Column of floats divided by ``divisor`` (NaN where invalid), and the absent mask."""
-    m = len(col)
-    types = set(map(type, col))
-    if types <= {int, float}:
-        return np.array(col, dtype=np.float64) / divisor, np.zeros(m, bool)
-    if types == {str}:
-        fast = strings_fast(col, divisor) if strings_fast is not None else None
-        if fast is not None:
-            return fast, np.zeros(m, bool)
-        try:  # numeric strings, e.g. Envoy json_format renders "duration": "12"
-            return np.array(col, dtype=np.float64) / divisor, np.zeros(m, bool)
-        except ValueError:
-            pass
-    absent = np.fromiter(map(_is_absent, col), bool, m)
-    values = np.fromiter((one(v, divisor) for v in col), np.float64, m)
-    return values, absent
-
-
-def _is_absent(v: Any) -> bool:
-    return v is None or (type(v) is str and v.strip() in _ABSENT)
-
-
-def _number_one(v: Any, divisor: float) -> float:
-    t = type(v)
-    if t is float or t is int:
-        return float(v / divisor)
-    if t is str:
-        try:
-            return float(v) / divisor
-        except ValueError:
-            return math.nan
-    return math.nan
-
-
-def _time_one(v: Any, divisor: float) -> float:
-    number = _number_one(v, divisor)
-    if number == number or type(v) is not str:
-        return number
-    try:
-        dt = datetime.fromisoformat(v.strip())
-    except ValueError:
-        return math.nan
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def _time_strings(col: list[Any], divisor: float) -> FloatArray | None:
-    """Vectorised parse of UTC ISO-8601 strings; None when some string has another shape."""
-    joined = ("\n".join(col) + "\n").replace("Z\n", "\n").replace("+00:00\n", "\n")
-    if joined.count("\n") != len(col) or _ISO_UTC_LINES.fullmatch(joined) is None:
-        return None
-    try:
-        # [us], not [ns]: numpy silently wraps ns timestamps outside 1678-2262.
-        us = np.array(joined.split("\n")[:-1], dtype="datetime64[us]").astype(np.int64)
-    except ValueError:  # e.g. day 30 of February
-        return None
-    # Whole seconds and the fraction separately, so the float keeps microsecond precision.
-    return (us // 1_000_000).astype(np.float64) + (us % 1_000_000) / 1e6
-
-
-_BAD_STATUS = -2
-
-
-def _statuses(col: list[Any]) -> Int64Array:
-    """Status codes; -1 where absent, ``_BAD_STATUS`` where invalid."""
-    types = set(map(type, col))
-    if types == {int} or types == {str}:
-        try:
-            st = np.array(col, dtype=np.int64)
-        except (ValueError, OverflowError):
-            pass
-        else:
-            st[(st < 0) | (st > 999)] = _BAD_STATUS
-            return st
-    return np.fromiter(map(_status_one, col), np.int64, len(col))
-
-
-def _status_one(v: Any) -> int:
-    t = type(v)
-    if v is None or (t is str and v.strip() in _ABSENT):
-        return -1
-    if t is int:
-        s = v
-    elif t is float and v.is_integer():
-        s = int(v)
-    elif t is str:
-        try:
-            s = int(v)
-        except ValueError:
-            return _BAD_STATUS
-    else:
-        return _BAD_STATUS
-    return int(s) if 0 <= s <= 999 else _BAD_STATUS
-
-
-def _error_flags(col: list[Any]) -> tuple[BoolArray, BoolArray]:
-    """(has a boolean error flag, its value) per row."""
-    m = len(col)
-    types = set(map(type, col))
-    if types == {bool}:
-        return np.ones(m, bool), np.array(col, dtype=bool)
-    if bool not in types:
-        return np.zeros(m, bool), np.zeros(m, bool)
-    has = np.fromiter((type(v) is bool for v in col), bool, m)
-    return has, np.fromiter((v is True for v in col), bool, m)
-
-
-# ---------------------------------------------------------------------------- label columns
-
-_BAD = object()
-
-
-@dataclass(frozen=True, eq=False)
-class _Labels:
-    """A label column over all parsed rows: codes into ``names`` (unsorted, may be unused)."""
-
-    codes: Int32Array
-    names: list[str]
-    bad: BoolArray | None
-
-    def is_(self, name: str, m: int) -> BoolArray:
-        return _codes_in(self, {name}, m)
-
-    def not_in(self, names: Iterable[str], m: int) -> BoolArray:
-        allowed = set(names)
-        return _codes_in(self, {n for n in self.names if n not in allowed}, m)
-
-    def categorical(self, sel: slice | Int64Array) -> Categorical:
-        """The selected rows, with unused categories dropped and the rest sorted."""
-        codes = self.codes[sel]
-        k = len(self.names)
-        used = np.bincount(codes, minlength=k) > 0
-        order = sorted(np.flatnonzero(used).tolist(), key=self.names.__getitem__)
-        if order == list(range(k)):
-            return Categorical(_frozen(codes), tuple(self.names))
-        remap = np.full(k, -1, np.int32)
-        remap[order] = np.arange(len(order), dtype=np.int32)
-        return Categorical(_frozen(remap[codes]), tuple(self.names[i] for i in order))
-
-
-def _codes_in(labels: _Labels, names: set[str], m: int) -> BoolArray:
-    codes = [i for i, n in enumerate(labels.names) if n in names]
-    if not codes:
-        return np.zeros(m, bool)
-    if len(codes) == 1:
-        eq: BoolArray = labels.codes == codes[0]
-        return eq
-    return np.isin(labels.codes, np.asarray(codes, dtype=np.int32))
-
-
-def _labels(col: list[Any], *, default: str = "", lower: bool = False) -> _Labels:
-    """Encode a string column; absent values become ``default``, containers are bad."""
-    m = len(col)
-    bad: BoolArray | None = None
-    if not set(map(type, col)) <= {str, type(None)}:
-        conv = [_label_one(v) for v in col]
-        bad = np.fromiter((c is _BAD for c in conv), bool, m)
-        col = [None if c is _BAD else c for c in conv]
-    keys = dict.fromkeys(col)
-    names: list[str] = []
-    code_of: dict[str, int] = {}
-    for key in keys:
-        name = default if key is None else key.strip()
-        if name in _ABSENT:
-            name = default
-        elif lower:
-            name = name.lower()
-        code = code_of.get(name)
-        if code is None:
-            code = code_of[name] = len(names)
-            names.append(name)
-        keys[key] = code
-    codes = np.fromiter(map(keys.__getitem__, col), np.int32, m)
-    return _Labels(codes, names or [default], bad)
-
-
-def _label_one(v: Any) -> Any:
-    t = type(v)
-    if v is None or t is str:
-        return v
-    if t is bool:
-        return "true" if v else "false"
-    if t is int or t is float:
-        return str(v)
-    return _BAD
-
-
 # ---------------------------------------------------------------------------- helpers
-
-
-def _frozen(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    a.flags.writeable = False
-    return a
 
 
 def _json_kind(v: Any) -> str:

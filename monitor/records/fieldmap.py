@@ -3,7 +3,7 @@
 A :class:`FieldMap` names dotted paths for event time, service, version (or explicit cohort and
 bake labels), status or error flag, latency with its unit, and segment fields; :data:`PRESETS`
 holds maps for the project's plain access log, Envoy's JSON access log and Argo Rollouts pods.
-:mod:`monitor.records` decodes batches with them.
+:func:`monitor.records.decode.decode_batch` decodes batches with them.
 """
 
 from __future__ import annotations

@@ -158,3 +158,48 @@ def test_segment_values_are_bounded() -> None:
     assert len(s.segments["host"]) == MAX_SEGMENT_VALUES + 1
     assert sum(s.segments["host"].values()) == hosts.size
     assert s.segments["host"][OTHER_SEGMENT] == 50
+
+
+def test_from_groups_equals_one_update_per_group() -> None:
+    """Per-group summaries of a batch equal summaries updated with each group's rows alone."""
+    rng = np.random.default_rng(21)
+    n, g = 20_000, 5
+    group = rng.integers(0, g - 1, n)  # the last group stays empty
+    lat = rng.lognormal(-3.0, 1.2, n)
+    err = rng.random(n) < 0.04
+    cats = ["", "z1", "z2", "z3"]
+    codes = rng.integers(0, len(cats), n)
+    got = CohortSummary.from_groups(group, g, lat, err, {"zone": (codes, cats)})
+    assert len(got) == g
+    for j in range(g):
+        m = group == j
+        want = CohortSummary()
+        want.update(lat[m], err[m], {"zone": np.array(cats)[codes[m]]})
+        assert got[j] == want
+        assert "" not in got[j].segments["zone"]
+    assert got[-1] == CohortSummary(segments={"zone": {}})
+    assert sum(s.requests for s in got) == n
+
+
+def test_absent_segment_values_are_not_counted() -> None:
+    """A segment value "" means absent: it is not a value of the dimension."""
+    s = CohortSummary()
+    s.update(np.full(4, 0.01), np.zeros(4, bool), {"zone": np.array(["", "a", "", "a"])})
+    assert s.segments == {"zone": {"a": 2}}
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (([0, 1], 2, [0.1], [False]), "must be 1-d of one length"),
+        (([0, 2], 2, [0.1, 0.1], [False, False]), r"group codes must be in \[0, 2\), got 0..2"),
+        (([0, -1], 2, [0.1, 0.1], [False, False]), r"group codes must be in \[0, 2\)"),
+        (([], -1, [], []), "n_groups must be >= 0, got -1"),
+    ],
+)
+def test_from_groups_rejects_inconsistent_columns(args: tuple[object, ...], match: str) -> None:
+    """Columns of different lengths or group codes out of range raise ParameterError."""
+    from detectors.errors import ParameterError
+
+    with pytest.raises(ParameterError, match=match):
+        CohortSummary.from_groups(*args)  # type: ignore[arg-type]

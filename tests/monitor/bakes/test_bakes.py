@@ -6,10 +6,11 @@ import numpy as np
 import orjson
 import pytest
 
-from detectors.summary import CohortSummary
+from detectors.summary import NUM_BUCKETS, OTHER_SEGMENT, CohortSummary, bucket_index
 from monitor.bakes.spec import BakeSpec, Registry
-from monitor.bakes.tagging import BASELINE, CANARY, summarise, tag
+from monitor.bakes.tagging import BASELINE, CANARY, Tags, summarise, tag
 from monitor.errors import BakeError, ConfigError
+from monitor.records.columns import RecordBatch
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import PRESETS
 
@@ -132,6 +133,72 @@ def test_summarise_equals_direct_summaries() -> None:
         got, max_t = groups[(0, cohort)]
         assert got == want
         assert max_t == float(np.flatnonzero(m).max() + 1)
+
+
+def _legacy_summarise(
+    batch: RecordBatch, tags: Tags, segment_dims: tuple[str, ...]
+) -> dict[tuple[int, int], tuple[CohortSummary, float]]:
+    """summarise() as it was before CohortSummary.from_groups: the reference for exactness."""
+    sel = np.flatnonzero(tags.bake >= 0)
+    group = tags.bake[sel].astype(np.int64) * 2 + tags.cohort[sel]
+    groups, ginv = np.unique(group, return_inverse=True)
+    g = groups.size
+    buckets = bucket_index(batch.latency_s[sel])
+    hist = np.bincount(ginv * NUM_BUCKETS + buckets, minlength=g * NUM_BUCKETS)
+    hist = hist.reshape(g, NUM_BUCKETS)
+    requests = np.bincount(ginv, minlength=g)
+    errors = np.bincount(ginv, weights=batch.error[sel].astype(np.float64), minlength=g)
+    max_time = np.full(g, -np.inf)
+    np.maximum.at(max_time, ginv, batch.time_s[sel])
+    seg_counts = {}
+    for dim in segment_dims:
+        col = batch.segments.get(dim)
+        if col is None or not col.categories:
+            continue
+        k = len(col.categories)
+        counts = np.bincount(ginv * k + col.codes[sel], minlength=g * k).reshape(g, k)
+        seg_counts[dim] = (counts, col.categories)
+    out = {}
+    for j, grp in enumerate(groups.tolist()):
+        s = CohortSummary(int(requests[j]), round(errors[j]), hist[j])
+        for dim, (counts, cats) in seg_counts.items():
+            nz = np.flatnonzero(counts[j]).tolist()
+            s.add_segment_counts(dim, {cats[c]: int(counts[j, c]) for c in nz if cats[c] != ""})
+        out[(grp // 2, grp % 2)] = (s, float(max_time[j]))
+    return out
+
+
+def test_summarise_gives_exactly_the_legacy_numbers() -> None:
+    """Two bakes, absent and overflowing segment values: summaries serialise as before, byte for byte."""
+    rng = np.random.default_rng(2)
+    reg = Registry([_spec("a", "v2", "v1"), _spec("b", "v4", "v3", start=500.0)])
+    n = 4000
+    versions = rng.choice(["v1", "v2", "v3", "v4", "v0"], n)
+    hosts = rng.integers(0, 300, n)  # more than MAX_SEGMENT_VALUES distinct hosts
+    rows = [
+        {
+            "ts": 1.0 + i / 4,
+            "service": "checkout",
+            "version": str(versions[i]),
+            "status": 503 if rng.random() < 0.05 else 200,
+            "latency_ms": float(rng.lognormal(3, 1)),
+            "zone": ["", "z1", "z2"][i % 3],
+            "host": f"h{hosts[i]}",
+        }
+        for i in range(n)
+    ]
+    batch = decode_batch(_lines(rows), PRESETS["plain"]).batch
+    tags = tag(batch, reg)
+    dims = ("zone", "route", "host")
+    got, want = summarise(batch, tags, dims), _legacy_summarise(batch, tags, dims)
+    assert list(got) == list(want) and len(got) == 4
+    assert any(OTHER_SEGMENT in s.segments["host"] for s, _ in got.values())
+    assert all(s.segments["route"] == {} and "" not in s.segments["zone"] for s, _ in got.values())
+
+    def encoded(groups: dict[tuple[int, int], tuple[CohortSummary, float]]) -> bytes:
+        return orjson.dumps([[k, s.to_dict(), t] for k, (s, t) in groups.items()])
+
+    assert encoded(got) == encoded(want)
 
 
 def test_spec_validation_messages() -> None:

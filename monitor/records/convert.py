@@ -1,0 +1,254 @@
+"""Column conversions for batch decoding: numbers, times, statuses, error flags and labels.
+
+Each function takes one column of JSON values (a list, one per parsed message) and converts it
+with numpy when all its values have the expected type (one ``set(map(type, col))`` decides); odd
+values (numeric strings, ``"-"``, offsets other than UTC, garbage) fall back to a per-value path
+that is the reference for what is accepted. :func:`monitor.records.decode.decode_batch` turns
+the results into checks and columns.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from monitor.records.columns import Categorical
+
+__all__ = [
+    "ABSENT",
+    "BAD_STATUS",
+    "Labels",
+    "encode_labels",
+    "error_flags",
+    "frozen",
+    "is_absent",
+    "number_one",
+    "numbers",
+    "statuses",
+    "time_one",
+    "time_strings",
+]
+
+ABSENT = frozenset({"", "-"})
+# A batch of ISO times in this exact UTC shape is parsed by numpy in one call; anything else
+# goes through datetime.fromisoformat one value at a time.
+_ISO_UTC_LINES = re.compile(
+    r"(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?\n)*"
+)
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+Int32Array = npt.NDArray[np.int32]
+Int64Array = npt.NDArray[np.int64]
+
+
+# ---------------------------------------------------------------------------- numeric columns
+
+NumberOne = Callable[[Any, float], float]
+StringsFast = Callable[[list[Any], float], "FloatArray | None"]
+
+
+def numbers(
+    col: list[Any], divisor: float, strings_fast: StringsFast | None, one: NumberOne
+) -> tuple[FloatArray, BoolArray]:
+    """Column of floats divided by ``divisor`` (NaN where invalid), and the absent mask."""
+    m = len(col)
+    types = set(map(type, col))
+    if types <= {int, float}:
+        return np.array(col, dtype=np.float64) / divisor, np.zeros(m, bool)
+    if types == {str}:
+        fast = strings_fast(col, divisor) if strings_fast is not None else None
+        if fast is not None:
+            return fast, np.zeros(m, bool)
+        try:  # numeric strings, e.g. Envoy json_format renders "duration": "12"
+            return np.array(col, dtype=np.float64) / divisor, np.zeros(m, bool)
+        except ValueError:
+            pass
+    absent = np.fromiter(map(is_absent, col), bool, m)
+    values = np.fromiter((one(v, divisor) for v in col), np.float64, m)
+    return values, absent
+
+
+def is_absent(v: Any) -> bool:
+    return v is None or (type(v) is str and v.strip() in ABSENT)
+
+
+def number_one(v: Any, divisor: float) -> float:
+    t = type(v)
+    if t is float or t is int:
+        return float(v / divisor)
+    if t is str:
+        try:
+            return float(v) / divisor
+        except ValueError:
+            return math.nan
+    return math.nan
+
+
+def time_one(v: Any, divisor: float) -> float:
+    number = number_one(v, divisor)
+    if number == number or type(v) is not str:
+        return number
+    try:
+        dt = datetime.fromisoformat(v.strip())
+    except ValueError:
+        return math.nan
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def time_strings(col: list[Any], divisor: float) -> FloatArray | None:
+    """Vectorised parse of UTC ISO-8601 strings; None when some string has another shape."""
+    joined = ("\n".join(col) + "\n").replace("Z\n", "\n").replace("+00:00\n", "\n")
+    if joined.count("\n") != len(col) or _ISO_UTC_LINES.fullmatch(joined) is None:
+        return None
+    try:
+        # [us], not [ns]: numpy silently wraps ns timestamps outside 1678-2262.
+        us = np.array(joined.split("\n")[:-1], dtype="datetime64[us]").astype(np.int64)
+    except ValueError:  # e.g. day 30 of February
+        return None
+    # Whole seconds and the fraction separately, so the float keeps microsecond precision.
+    return (us // 1_000_000).astype(np.float64) + (us % 1_000_000) / 1e6
+
+
+BAD_STATUS = -2
+
+
+def statuses(col: list[Any]) -> Int64Array:
+    """Status codes; -1 where absent, ``BAD_STATUS`` where invalid."""
+    types = set(map(type, col))
+    if types == {int} or types == {str}:
+        try:
+            st = np.array(col, dtype=np.int64)
+        except (ValueError, OverflowError):
+            pass
+        else:
+            st[(st < 0) | (st > 999)] = BAD_STATUS
+            return st
+    return np.fromiter(map(status_one, col), np.int64, len(col))
+
+
+def status_one(v: Any) -> int:
+    t = type(v)
+    if v is None or (t is str and v.strip() in ABSENT):
+        return -1
+    if t is int:
+        s = v
+    elif t is float and v.is_integer():
+        s = int(v)
+    elif t is str:
+        try:
+            s = int(v)
+        except ValueError:
+            return BAD_STATUS
+    else:
+        return BAD_STATUS
+    return int(s) if 0 <= s <= 999 else BAD_STATUS
+
+
+def error_flags(col: list[Any]) -> tuple[BoolArray, BoolArray]:
+    """(has a boolean error flag, its value) per row."""
+    m = len(col)
+    types = set(map(type, col))
+    if types == {bool}:
+        return np.ones(m, bool), np.array(col, dtype=bool)
+    if bool not in types:
+        return np.zeros(m, bool), np.zeros(m, bool)
+    has = np.fromiter((type(v) is bool for v in col), bool, m)
+    return has, np.fromiter((v is True for v in col), bool, m)
+
+
+# ---------------------------------------------------------------------------- label columns
+
+_BAD = object()
+
+
+@dataclass(frozen=True, eq=False)
+class Labels:
+    """A label column over all parsed rows: codes into ``names`` (unsorted, may be unused)."""
+
+    codes: Int32Array
+    names: list[str]
+    bad: BoolArray | None
+
+    def is_(self, name: str, m: int) -> BoolArray:
+        return codes_in(self, {name}, m)
+
+    def not_in(self, names: Iterable[str], m: int) -> BoolArray:
+        allowed = set(names)
+        return codes_in(self, {n for n in self.names if n not in allowed}, m)
+
+    def categorical(self, sel: slice | Int64Array) -> Categorical:
+        """The selected rows, with unused categories dropped and the rest sorted."""
+        codes = self.codes[sel]
+        k = len(self.names)
+        used = np.bincount(codes, minlength=k) > 0
+        order = sorted(np.flatnonzero(used).tolist(), key=self.names.__getitem__)
+        if order == list(range(k)):
+            return Categorical(frozen(codes), tuple(self.names))
+        remap = np.full(k, -1, np.int32)
+        remap[order] = np.arange(len(order), dtype=np.int32)
+        return Categorical(frozen(remap[codes]), tuple(self.names[i] for i in order))
+
+
+def codes_in(column: Labels, names: set[str], m: int) -> BoolArray:
+    """Mask of the rows of ``column`` whose label is one of ``names``."""
+    codes = [i for i, n in enumerate(column.names) if n in names]
+    if not codes:
+        return np.zeros(m, bool)
+    if len(codes) == 1:
+        eq: BoolArray = column.codes == codes[0]
+        return eq
+    return np.isin(column.codes, np.asarray(codes, dtype=np.int32))
+
+
+def encode_labels(col: list[Any], *, default: str = "", lower: bool = False) -> Labels:
+    """Encode a string column; absent values become ``default``, containers are bad."""
+    m = len(col)
+    bad: BoolArray | None = None
+    if not set(map(type, col)) <= {str, type(None)}:
+        conv = [label_one(v) for v in col]
+        bad = np.fromiter((c is _BAD for c in conv), bool, m)
+        col = [None if c is _BAD else c for c in conv]
+    keys = dict.fromkeys(col)
+    names: list[str] = []
+    code_of: dict[str, int] = {}
+    for key in keys:
+        name = default if key is None else key.strip()
+        if name in ABSENT:
+            name = default
+        elif lower:
+            name = name.lower()
+        code = code_of.get(name)
+        if code is None:
+            code = code_of[name] = len(names)
+            names.append(name)
+        keys[key] = code
+    codes = np.fromiter(map(keys.__getitem__, col), np.int32, m)
+    return Labels(codes, names or [default], bad)
+
+
+def label_one(v: Any) -> Any:
+    """A label value as a string (None stays None); a container is bad."""
+    t = type(v)
+    if v is None or t is str:
+        return v
+    if t is bool:
+        return "true" if v else "false"
+    if t is int or t is float:
+        return str(v)
+    return _BAD
+
+
+def frozen(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """``a``, made read-only (batches are immutable once decoded)."""
+    a.flags.writeable = False
+    return a
