@@ -37,6 +37,7 @@ class Settings:
     block_offsets: int = 50_000
     flush_interval_s: float = 1.0
     checkpoint_interval_s: float = 1.0
+    unknown_bake_hold_s: float = 300.0
     dead_letter: bool = True
     create_topics: bool = True
     shutdown_timeout_s: float = 10.0
@@ -68,6 +69,7 @@ _SCALARS: dict[str, type] = {
     "block_offsets": int,
     "flush_interval_s": float,
     "checkpoint_interval_s": float,
+    "unknown_bake_hold_s": float,
     "dead_letter": bool,
     "create_topics": bool,
     "shutdown_timeout_s": float,
@@ -121,57 +123,76 @@ def _as_list(key: str, value: Any, source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
-def load_settings(
-    config_path: str | None = None,
-    env: Mapping[str, str] | None = None,
-    flags: Mapping[str, Any] | None = None,
-) -> Settings:
-    """Merge file, environment and flags (later wins), validate, freeze."""
-    env = os.environ if env is None else env
-    raw: dict[str, Any] = {}
-    if config_path:
-        try:
-            with open(config_path, "rb") as fh:
-                raw = tomllib.load(fh)
-        except FileNotFoundError:
-            msg = f'config file "{config_path}" does not exist'
-            raise ConfigError(msg, value=config_path) from None
-        except tomllib.TOMLDecodeError as exc:
-            msg = f'config file "{config_path}" is not valid TOML: {exc}'
-            raise ConfigError(msg, value=config_path) from None
+def _read_file(config_path: str | None) -> dict[str, Any]:
+    if not config_path:
+        return {}
+    try:
+        with open(config_path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        msg = f'config file "{config_path}" does not exist'
+        raise ConfigError(msg, value=config_path) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f'config file "{config_path}" is not valid TOML: {exc}'
+        raise ConfigError(msg, value=config_path) from None
     known = set(_SCALARS) | set(_LISTS) | set(_TABLES)
     unknown = sorted(set(raw) - known)
     if unknown:
         msg = f'unknown config key(s) {unknown} in "{config_path}"; valid: {sorted(known)}'
         raise ConfigError(msg, value=unknown)
-    values: dict[str, Any] = {}
-    for k, v in raw.items():
-        if k in _SCALARS:
-            values[k] = _coerce(k, v, "config key")
-        elif k in _LISTS:
-            values[k] = _as_list(k, v, "config key")
-    kafka: dict[str, Any] = dict(raw.get("kafka", {}))
-    fields_table: dict[str, Any] = dict(raw.get("fields", {}))
+    return raw
+
+
+def _set(values: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """Coerce and store a scalar or list setting; other keys are not settings here."""
+    if key in _SCALARS:
+        values[key] = _coerce(key, value, source)
+    elif key in _LISTS:
+        values[key] = _as_list(key, value, source)
+
+
+def _from_env(
+    env: Mapping[str, str], values: dict[str, Any], kafka: dict[str, Any]
+) -> dict[str, Any] | None:
+    """``BAKEMON_*`` into ``values`` and ``kafka``; the fields table if a preset is named."""
+    fields_table = None
     for k, v in env.items():
         if k.startswith(_KAFKA_ENV_PREFIX):
             kafka[k[len(_KAFKA_ENV_PREFIX) :].lower()] = v
         elif k == "BAKEMON_FIELDS_PRESET":
             fields_table = {"preset": v}
         elif k.startswith(ENV_PREFIX):
-            key = k[len(ENV_PREFIX) :].lower()
-            if key in _SCALARS:
-                values[key] = _coerce(key, v, "environment variable BAKEMON_")
-            elif key in _LISTS:
-                values[key] = _as_list(key, v, "environment variable BAKEMON_")
-    for k, v in (flags or {}).items():
+            _set(values, k[len(ENV_PREFIX) :].lower(), v, "environment variable BAKEMON_")
+    return fields_table
+
+
+def _from_flags(flags: Mapping[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
+    """CLI flags into ``values``; the fields table if ``--preset`` is given."""
+    fields_table = None
+    for k, v in flags.items():
         if v is None:
             continue
         if k == "preset":
             fields_table = {"preset": v}
-        elif k in _SCALARS:
-            values[k] = _coerce(k, v, "flag")
-        elif k in _LISTS:
-            values[k] = _as_list(k, v, "flag")
+        else:
+            _set(values, k, v, "flag")
+    return fields_table
+
+
+def load_settings(
+    config_path: str | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge file, environment and flags (later wins), validate, freeze."""
+    raw = _read_file(config_path)
+    values: dict[str, Any] = {}
+    for k, v in raw.items():
+        _set(values, k, v, "config key")
+    kafka: dict[str, Any] = dict(raw.get("kafka", {}))
+    fields_table: dict[str, Any] = dict(raw.get("fields", {}))
+    fields_table = _from_env(os.environ if env is None else env, values, kafka) or fields_table
+    fields_table = _from_flags(flags or {}, values) or fields_table
     field_map = FieldMap.from_dict(fields_table) if fields_table else PRESETS["plain"]
     raw_bakes = raw.get("bake", [])
     bakes = tuple(
@@ -195,6 +216,7 @@ def _validate(s: Settings) -> None:
         ("block_offsets", s.block_offsets >= 1, ">= 1"),
         ("flush_interval_s", 0 < s.flush_interval_s <= 600, "in (0, 600]"),
         ("checkpoint_interval_s", 0 < s.checkpoint_interval_s <= 600, "in (0, 600]"),
+        ("unknown_bake_hold_s", 0 < s.unknown_bake_hold_s <= 86_400, "in (0, 86400]"),
         ("shutdown_timeout_s", 0 < s.shutdown_timeout_s <= 600, "in (0, 600]"),
         (
             "log_level",
@@ -220,3 +242,49 @@ def _validate(s: Settings) -> None:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings))
+
+
+# -- the HTTP client's settings (``bakemon bake …``, ``bakemon alerts tail``) -------------------
+DEFAULT_API_URL = "http://localhost:8080"
+CLIENT_URL_ENV = "BAKEMON_URL"
+CLIENT_TOKEN_ENV = "BAKEMON_API_TOKEN"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Where the client finds the bakemon API, and the bearer token it sends."""
+
+    url: str = DEFAULT_API_URL
+    token: str | None = field(default=None, repr=False)
+
+
+def load_client_settings(
+    url_flag: str | None = None,
+    token_flag: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> ClientSettings:
+    """``--url``/``--token`` beat ``BAKEMON_URL``/``BAKEMON_API_TOKEN``, which beat the default;
+    an empty value counts as unset. Validated (an http(s) URL with a host, a token without
+    whitespace) and frozen."""
+    from urllib.parse import urlsplit
+
+    env = os.environ if env is None else env
+    url = url_flag or env.get(CLIENT_URL_ENV) or DEFAULT_API_URL
+    source = "--url" if url_flag else (CLIENT_URL_ENV if env.get(CLIENT_URL_ENV) else "default")
+    parts = urlsplit(url.strip())
+    try:
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        port_ok = False
+    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+        msg = f'{source} must be an http:// or https:// URL with a host, got "{url}"'
+        raise ConfigError(msg, value=url)
+    if parts.query or parts.fragment:
+        msg = f'{source} must not have a query or fragment, got "{url}"'
+        raise ConfigError(msg, value=url)
+    token = token_flag or env.get(CLIENT_TOKEN_ENV) or None
+    if token is not None and (token != token.strip() or any(c.isspace() for c in token)):
+        where = "--token" if token_flag else CLIENT_TOKEN_ENV
+        msg = f"{where} must not contain whitespace"
+        raise ConfigError(msg, value="(hidden)")
+    return ClientSettings(url=parts.geturl().rstrip("/"), token=token)

@@ -19,10 +19,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from monitor.bakes.discovery import Discovery
-from monitor.bakes.spec import BakeSpec
 from monitor.bakes.store import BakeFollower
 from monitor.config import Settings
-from monitor.kafka.io import KafkaSink, KafkaSource
+from monitor.kafka.io import KafkaSink, KafkaSource, Source
 from monitor.kafka.topics import ensure_topics
 from monitor.pipeline.ingest import Ingest
 from monitor.pipeline.judge import Judge
@@ -96,21 +95,14 @@ class Service:
         self.pusher: AlertmanagerPusher | None = None
         self.jsonl: JsonLinesWriter | None = None
 
-    def _spec_for(self, bake_id: str, wait_s: float) -> BakeSpec | None:
-        assert self.follower is not None
-        if not self.follower.wait_for(bake_id, wait_s):
-            return None
-        return self.follower.registry().get(bake_id)
-
     def start(self) -> Service:
         s = self.settings
-        layout = s.layout
         client = dict(s.kafka)
         if s.create_topics:
-            ensure_topics(s.bootstrap_servers, layout, client)
+            ensure_topics(s.bootstrap_servers, s.layout, client)
         self.sink = KafkaSink(s.bootstrap_servers, client=client)
         self.follower = BakeFollower(
-            s.bootstrap_servers, layout, static=s.bakes, client=client
+            s.bootstrap_servers, s.layout, static=s.bakes, client=client
         ).start()
         self.metrics = Metrics(
             CollectorRegistry(),
@@ -122,76 +114,11 @@ class Service:
             last_poll=self._last_polls,
         )
         if "ingest" in s.roles:
-            src = KafkaSource(
-                s.bootstrap_servers, group_id=INGEST_GROUP, topics=s.topics, client=client
-            )
-            # Each role has its own producer, so one role's flush never takes another's futures.
-            ingest_sink = KafkaSink(s.bootstrap_servers, client=client)
-            self.ingest = Ingest(
-                src,
-                ingest_sink,
-                layout,
-                self.follower.registry,
-                s.field_map,
-                block_offsets=s.block_offsets,
-                flush_interval_s=s.flush_interval_s,
-                discovery=Discovery(s.discovery) if s.discovery.enabled else None,
-                observe_flush_s=self.metrics.flush_seconds.observe,
-            )
-            self._spawn(
-                "ingest", self.ingest.step, self.ingest.checkpoint, _closer(src, ingest_sink)
-            )
+            self._start_ingest(client)
         if "judge" in s.roles:
-            src = KafkaSource(
-                s.bootstrap_servers, group_id=JUDGE_GROUP, topics=[layout.partials], client=client
-            )
-
-            def restore_source(p: int) -> KafkaSource:
-                return KafkaSource(
-                    s.bootstrap_servers, partitions=[(layout.verdicts, p)], client=client
-                )
-
-            judge_sink = KafkaSink(s.bootstrap_servers, client=client)
-            self.judge = Judge(
-                src,
-                judge_sink,
-                layout,
-                self._spec_for,
-                restore_source,
-                checkpoint_interval_s=s.checkpoint_interval_s,
-                observe_fold_s=self.metrics.fold_seconds.observe,
-                registry=self.follower.registry,
-            )
-            self._spawn("judge", self.judge.step, self.judge.checkpoint, _closer(src, judge_sink))
+            self._start_judge(client)
         if "api" in s.roles:
-            self.view = VerdictView(s.bootstrap_servers, layout, client=client).start()
-            self.alert_log = AlertLog(s.bootstrap_servers, layout, client=client).start()
-            self.api = Api(
-                ApiSettings(
-                    host=s.api_host,
-                    port=s.api_port,
-                    token=s.api_token,
-                    protect_reads=s.api_protect_reads,
-                    stale_after_s=s.stale_after_s,
-                ),
-                follower=self.follower,
-                view=self.view,
-                alerts=self.alert_log,
-                sink=self.sink,
-                layout=layout,
-                metrics=self.metrics.render,
-                healthy=self.healthy,
-                ready=self.ready,
-            ).start()
-            if s.alertmanager_url:
-                self.pusher = AlertmanagerPusher(
-                    self.alert_log,
-                    s.alertmanager_url,
-                    resend_s=s.alertmanager_resend_s,
-                    ttl_s=s.alert_ttl_s,
-                ).start()
-            if s.alerts_jsonl:
-                self.jsonl = JsonLinesWriter(self.alert_log, s.alerts_jsonl).start()
+            self._start_api(client)
         self._started = True
         log.info(
             "bakemon running: roles=%s topics=%s bootstrap=%s",
@@ -200,6 +127,83 @@ class Service:
             s.bootstrap_servers,
         )
         return self
+
+    def _start_ingest(self, client: dict[str, Any]) -> None:
+        s = self.settings
+        assert self.follower is not None
+        src = KafkaSource(
+            s.bootstrap_servers, group_id=INGEST_GROUP, topics=s.topics, client=client
+        )
+        # Each role has its own producer, so one role's flush never takes another's futures.
+        sink = KafkaSink(s.bootstrap_servers, client=client)
+        self.ingest = Ingest(
+            src,
+            sink,
+            s.layout,
+            self.follower.registry,
+            s.field_map,
+            block_offsets=s.block_offsets,
+            flush_interval_s=s.flush_interval_s,
+            discovery=Discovery(s.discovery) if s.discovery.enabled else None,
+            observe_flush_s=self.metrics.flush_seconds.observe,
+        )
+        self._spawn("ingest", self.ingest.step, self.ingest.checkpoint, _closer(src, sink))
+
+    def _start_judge(self, client: dict[str, Any]) -> None:
+        s = self.settings
+        layout = s.layout
+        assert self.follower is not None
+        src = KafkaSource(
+            s.bootstrap_servers, group_id=JUDGE_GROUP, topics=[layout.partials], client=client
+        )
+
+        def restore_source(p: int) -> Source:
+            return KafkaSource(s.bootstrap_servers, partitions=[(layout.state, p)], client=client)
+
+        sink = KafkaSink(s.bootstrap_servers, client=client)
+        self.judge = Judge(
+            src,
+            sink,
+            layout,
+            self.follower.registry,
+            restore_source,
+            checkpoint_interval_s=s.checkpoint_interval_s,
+            unknown_bake_hold_s=s.unknown_bake_hold_s,
+            observe_fold_s=self.metrics.fold_seconds.observe,
+        )
+        self._spawn("judge", self.judge.step, self.judge.checkpoint, _closer(src, sink))
+
+    def _start_api(self, client: dict[str, Any]) -> None:
+        s = self.settings
+        assert self.follower is not None and self.sink is not None
+        self.view = VerdictView(s.bootstrap_servers, s.layout, client=client).start()
+        self.alert_log = AlertLog(s.bootstrap_servers, s.layout, client=client).start()
+        self.api = Api(
+            ApiSettings(
+                host=s.api_host,
+                port=s.api_port,
+                token=s.api_token,
+                protect_reads=s.api_protect_reads,
+                stale_after_s=s.stale_after_s,
+            ),
+            follower=self.follower,
+            view=self.view,
+            alerts=self.alert_log,
+            sink=self.sink,
+            layout=s.layout,
+            metrics=self.metrics.render,
+            healthy=self.healthy,
+            ready=self.ready,
+        ).start()
+        if s.alertmanager_url:
+            self.pusher = AlertmanagerPusher(
+                self.alert_log,
+                s.alertmanager_url,
+                resend_s=s.alertmanager_resend_s,
+                ttl_s=s.alert_ttl_s,
+            ).start()
+        if s.alerts_jsonl:
+            self.jsonl = JsonLinesWriter(self.alert_log, s.alerts_jsonl).start()
 
     # -- health ------------------------------------------------------------------------------
     def _last_polls(self) -> dict[str, float]:
@@ -250,7 +254,7 @@ class Service:
         self,
         name: str,
         step: Callable[[], Any],
-        checkpoint: Callable[[], None],
+        checkpoint: Callable[[], Any],
         close: Callable[[], None],
     ) -> None:
         def loop() -> None:

@@ -1,12 +1,18 @@
-"""Auto-discovery of new versions: create a bake when a service starts serving a new version.
+"""Auto-discovery of new versions: propose a bake when a service starts serving a new version.
 
-Opt-in (``[discovery] enabled = true``). Ingest feeds it every decoded batch. When the newest
-version of a service that is in no bake has ``min_requests`` requests and an older version has
-served at least as many within the last ``RECENT_S`` of event time, it proposes the bake ``auto-<service>-<version>`` with the new version as
-canary, the busiest other recent version as baseline, the discovery policy, and a start at the event time of
-discovery. At most ``max_active`` auto-bakes may start within ``window_s`` of event time; the
-rest are counted as skipped. Several ingest instances may propose the same bake: the id is
-deterministic, and the bake topic keeps one spec per id.
+Opt-in (``[discovery] enabled = true``). Ingest hands every decoded batch to :meth:`Discovery.sight`
+(a few numpy reductions per batch, no I/O); at its checkpoint it asks :meth:`Discovery.proposals`
+and sends them to the bakes topic as *proposals* (:func:`monitor.bakes.store.publish_proposal`).
+When the newest version of a service that is in no bake has ``min_requests`` requests and an
+older version has served at least as many within the last ``RECENT_S`` of event time, it proposes
+the bake ``auto-<service>-<version>`` with the new version as canary, the busiest other recent
+version as baseline, the discovery policy, and a start at the latest event time seen. At most
+``max_active`` auto-bakes may start within ``window_s`` of event time (as this instance's
+registry sees them); the rest are counted as skipped.
+
+Several ingest instances (each sees only its partitions) may propose the same bake with
+different starts. They never race to *create* it: the registry (:class:`~monitor.bakes.store.
+BakeFollower`) merges proposals by a deterministic rule, the same on every instance.
 """
 
 from __future__ import annotations
@@ -71,20 +77,29 @@ class DiscoverySettings:
 
 
 class Discovery:
-    """Tracks untagged traffic per (service, version) and proposes auto-bakes."""
+    """Tracks traffic per (service, version) and proposes auto-bakes."""
 
     def __init__(self, settings: DiscoverySettings) -> None:
         self.settings = settings
         self._counts: dict[str, dict[str, int]] = {}
         self._last_seen: dict[str, dict[str, float]] = {}
         self._first_seen: dict[str, dict[str, float]] = {}
+        self._touched: set[str] = set()
         self._proposed: set[str] = set()
         self.skipped_cap = 0
 
     def observe(self, batch: RecordBatch, registry: Registry) -> list[BakeSpec]:
-        """Count traffic per (service, version); return bakes to create (each proposed once)."""
+        """:meth:`sight` then :meth:`proposals` (for notebooks and tests)."""
+        self.sight(batch)
+        return self.proposals(registry)
+
+    def sight(self, batch: RecordBatch) -> None:
+        """Count one batch's traffic per (service, version), with first and last event times.
+
+        Every version counts, tagged or not: the baseline is usually a version in an earlier
+        bake."""
         if not self.settings.enabled or batch.n == 0:
-            return []
+            return
         n_ver = max(len(batch.version.categories), 1)
         key = batch.service.codes.astype(np.int64) * n_ver + batch.version.codes
         uniq, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
@@ -92,7 +107,6 @@ class Discovery:
         np.maximum.at(last, inverse, batch.time_s)
         earliest = np.full(uniq.size, np.inf)
         np.minimum.at(earliest, inverse, batch.time_s)
-        touched: set[str] = set()
         for k, c, t, t0 in zip(
             uniq.tolist(), counts.tolist(), last.tolist(), earliest.tolist(), strict=True
         ):
@@ -106,7 +120,11 @@ class Discovery:
             seen[version] = max(seen.get(version, -np.inf), t)
             firsts = self._first_seen.setdefault(service, {})
             firsts[version] = min(firsts.get(version, np.inf), t0)
-            touched.add(service)
+            self._touched.add(service)
+
+    def proposals(self, registry: Registry) -> list[BakeSpec]:
+        """Bakes to propose for the services sighted since the last call (each once)."""
+        touched, self._touched = self._touched, set()
         out: list[BakeSpec] = []
         for service in sorted(touched):
             spec = self._propose(service, registry)

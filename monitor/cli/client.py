@@ -1,43 +1,67 @@
 """``bakemon bake …`` and ``bakemon alerts tail``: a small client of the HTTP API (stdlib only).
 
-The API address comes from ``--url`` or ``BAKEMON_URL`` (default http://localhost:8080), the
-token from ``--token`` or ``BAKEMON_API_TOKEN``. ``bake wait`` exits 0 PROMOTE, 1 HALT,
-2 INCONCLUSIVE or timeout, 4 usage/connection errors, printing progress to stderr.
+The API address and token come from ``--url``/``--token``, else ``BAKEMON_URL``/
+``BAKEMON_API_TOKEN`` (:func:`monitor.config.load_client_settings`). ``bake wait`` reads each
+document through :func:`monitor.verdict.interpret` and exits with its code (README "Exit
+codes"): 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 4 usage error or unknown bake, 5 timeout, 6 API
+unreachable (or answering errors or unreadable documents) for more than ``--retries`` polls.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, TextIO
 
 import orjson
 
 from monitor.cli.durations import parse_duration_s
-from monitor.errors import MonitorError
+from monitor.config import DEFAULT_API_URL, load_client_settings
+from monitor.errors import ConfigError, InputError, MonitorError
+from monitor.verdict import ExitCode, Reading, interpret
 
-__all__ = ["ApiClient", "add_client_commands"]
+__all__ = ["ApiClient", "ClientError", "WaitOptions", "add_client_commands", "wait_for_verdict"]
 
-DEFAULT_URL = "http://localhost:8080"
-WAIT_EXIT = {"PROMOTE": 0, "HALT": 1, "INCONCLUSIVE": 2}
+DEFAULT_RETRIES = 12
+REQUEST_TIMEOUT_S = 10.0
+WAIT_EXIT_CODES = """exit codes:
+  0  PROMOTE
+  1  HALT
+  2  INCONCLUSIVE (whatever its resolution, printed on stderr)
+  4  usage error, unknown bake, or a token the API rejects
+  5  timeout: still PENDING when --timeout ran out
+  6  API unreachable, or answering 5xx/429 or unreadable documents, for more than
+     --retries consecutive polls (or at the timeout)"""
+_RETRIED_HTTP = (408, 429)  # and every 5xx: the API is restarting or overloaded
 _COLOURS = {"critical": "\033[31m", "warning": "\033[33m", "info": "\033[36m"}
 _RESET = "\033[0m"
 
 
 class ClientError(MonitorError):
-    """The API answered with an error, or could not be reached."""
+    """The API answered with an error, or could not be reached; ``retryable`` if trying again
+    later may help (no connection, a 5xx, 408, 429, an answer that is not JSON)."""
+
+    def __init__(self, msg: str, *, value: Any = None, retryable: bool = False) -> None:
+        super().__init__(msg, value=value)
+        self.retryable = retryable
 
 
 class ApiClient:
-    def __init__(self, url: str, token: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, token: str | None = None, timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
+
+    def _unreachable(self, exc: BaseException) -> ClientError:
+        msg = f"cannot reach the bakemon API at {self.url}: {getattr(exc, 'reason', exc)}"
+        return ClientError(msg, value=self.url, retryable=True)
 
     def _request(
         self, method: str, path: str, body: Any = None, *, ok: tuple[int, ...] = (200, 201)
@@ -51,22 +75,23 @@ class ApiClient:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                return resp.status, orjson.loads(resp.read() or b"null")
+                status, payload = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
-            payload = exc.read()
-            try:
-                doc = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                doc = {"error": payload.decode(errors="replace")}
-            if exc.code in ok:
-                return exc.code, doc
-            msg = (
-                f"{method} {path}: HTTP {exc.code}: {doc.get('error') or doc.get('reason') or doc}"
-            )
-            raise ClientError(msg, value=exc.code) from None
+            status, payload = exc.code, exc.read()
         except (urllib.error.URLError, OSError) as exc:
-            msg = f"cannot reach the bakemon API at {self.url}: {getattr(exc, 'reason', exc)}"
-            raise ClientError(msg, value=self.url) from None
+            raise self._unreachable(exc) from None
+        try:
+            doc = orjson.loads(payload or b"null")
+        except orjson.JSONDecodeError:
+            if status in ok:
+                msg = f"{method} {path}: HTTP {status} with an answer that is not JSON"
+                raise ClientError(msg, value=status, retryable=True) from None
+            doc = {"error": payload.decode(errors="replace")}
+        if status in ok:
+            return status, doc
+        detail = (doc.get("error") or doc.get("reason") or doc) if isinstance(doc, dict) else doc
+        msg = f"{method} {path}: HTTP {status}: {detail}"
+        raise ClientError(msg, value=status, retryable=status >= 500 or status in _RETRIED_HTTP)
 
     def get(self, path: str) -> Any:
         return self._request("GET", path)[1]
@@ -76,7 +101,7 @@ class ApiClient:
 
     def stream(
         self, path: str, last_event_id: str | None = None
-    ) -> Iterator[tuple[str, dict[str, Any]]]:
+    ) -> Generator[tuple[str, dict[str, Any]], None, None]:
         """(id, alert) from an SSE endpoint, until the connection ends."""
         req = urllib.request.Request(self.url + path)
         req.add_header("Accept", "text/event-stream")
@@ -87,8 +112,7 @@ class ApiClient:
         try:
             resp = urllib.request.urlopen(req, timeout=60)
         except (urllib.error.URLError, OSError) as exc:
-            msg = f"cannot reach the bakemon API at {self.url}: {getattr(exc, 'reason', exc)}"
-            raise ClientError(msg, value=self.url) from None
+            raise self._unreachable(exc) from None
         with resp:
             event_id, data = "", b""
             for raw in resp:
@@ -104,10 +128,8 @@ class ApiClient:
 
 
 def _client(args: argparse.Namespace) -> ApiClient:
-    return ApiClient(
-        args.url or os.environ.get("BAKEMON_URL", DEFAULT_URL),
-        args.token or os.environ.get("BAKEMON_API_TOKEN"),
-    )
+    settings = load_client_settings(args.url, args.token)
+    return ApiClient(settings.url, settings.token)
 
 
 def _print_json(doc: Any) -> None:
@@ -122,7 +144,7 @@ def cmd_bake_create(args: argparse.Namespace) -> int:
                 spec = orjson.loads(fh.read())
         except (OSError, orjson.JSONDecodeError) as exc:
             msg = f'cannot read bake file "{args.file}": {exc}'
-            raise MonitorError(msg, value=args.file) from None
+            raise InputError(msg, value=args.file) from None
     for key in ("id", "service", "canary", "baseline"):
         if getattr(args, key):
             spec[key] = getattr(args, key)
@@ -131,7 +153,7 @@ def cmd_bake_create(args: argparse.Namespace) -> int:
             spec["policy"] = orjson.loads(args.policy)
         except orjson.JSONDecodeError as exc:
             msg = f"--policy is not JSON: {exc}"
-            raise MonitorError(msg, value=args.policy) from None
+            raise ConfigError(msg, value=args.policy) from None
     _print_json(_client(args).post("/v1/bakes", spec))
     return 0
 
@@ -161,36 +183,80 @@ def cmd_bake_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_bake_wait(args: argparse.Namespace) -> int:
-    client = _client(args)
-    timeout_s = parse_duration_s(args.timeout, name="--timeout")
-    interval_s = parse_duration_s(args.interval, name="--interval")
-    deadline = time.monotonic() + timeout_s
-    last = ""
+@dataclass(frozen=True)
+class WaitOptions:
+    timeout_s: float
+    interval_s: float
+    retries: int = DEFAULT_RETRIES  # consecutive failed polls tolerated before exit 6
+
+    def __post_init__(self) -> None:
+        if self.retries < 0:
+            msg = f"--retries must be >= 0, got {self.retries}"
+            raise ConfigError(msg, value=self.retries)
+        if self.interval_s <= 0:
+            msg = f"--interval must be > 0, got {self.interval_s:g}s"
+            raise ConfigError(msg, value=self.interval_s)
+
+
+def _poll(client: ApiClient, path: str) -> tuple[Reading | None, dict[str, Any], str]:
+    """One poll: (reading, document, problem); a reading only when the answer is usable."""
+    try:
+        doc = client.get(path)
+    except ClientError as exc:
+        if not exc.retryable:  # unknown bake, rejected token: waiting will not help
+            raise
+        return None, {}, str(exc)
+    reading = interpret(doc)
+    if reading.meaning == "broken":
+        return None, {}, reading.reason
+    return reading, doc, ""
+
+
+def wait_for_verdict(
+    client: ApiClient,
+    bake_id: str,
+    options: WaitOptions,
+    *,
+    out: TextIO | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ExitCode:
+    """Poll a bake until it is decided; progress goes to ``out`` (stderr), the status to stdout."""
+    err = out or sys.stderr
+    deadline = clock() + options.timeout_s
+    failures, last = 0, ""
     while True:
-        try:
-            doc = client.get(f"/v1/bakes/{args.id}")
-        except ClientError as exc:
-            if exc.value == 404:
-                raise
-            print(f"bakemon: {exc} (retrying)", file=sys.stderr)
-            doc = None
-        if doc is not None:
-            status = doc["status"]
-            line = f"{status}: {doc.get('progress_text', '')} — {doc['reasons'][0] if doc['reasons'] else ''}"
+        reading, doc, problem = _poll(client, f"/v1/bakes/{bake_id}")
+        if reading is None:
+            failures += 1
+            print(f"bakemon: {problem} (failed poll {failures} of {options.retries + 1})", file=err)
+            if failures > options.retries:
+                print(f"bakemon: giving up on bake {bake_id}: no usable answer", file=err)
+                return ExitCode.UNREACHABLE
+        else:
+            failures = 0
+            line = f"{doc.get('progress_text') or reading.status} — {reading.detail}"
             if line != last:
-                print(line, file=sys.stderr)
+                print(line, file=err)
                 last = line
-            if status in WAIT_EXIT:
-                print(status)
-                return WAIT_EXIT[status]
-        if time.monotonic() + interval_s > deadline:
-            print(
-                f"bakemon: timed out after {args.timeout} waiting for bake {args.id}",
-                file=sys.stderr,
-            )
-            return 2
-        time.sleep(interval_s)
+            if reading.final:
+                if reading.resolution is not None:
+                    print(f"resolution: {reading.resolution.value}", file=err)
+                print(reading.status)
+                return reading.exit_code
+        if clock() + options.interval_s > deadline:
+            print(f"bakemon: timed out waiting for bake {bake_id}", file=err)
+            return ExitCode.UNREACHABLE if failures else ExitCode.TIMEOUT
+        sleep(options.interval_s)
+
+
+def cmd_bake_wait(args: argparse.Namespace) -> int:
+    options = WaitOptions(
+        timeout_s=parse_duration_s(args.timeout, name="--timeout"),
+        interval_s=parse_duration_s(args.interval, name="--interval"),
+        retries=args.retries,
+    )
+    return int(wait_for_verdict(_client(args), args.id, options))
 
 
 def _format_alert(alert: dict[str, Any], colour: bool) -> str:
@@ -227,7 +293,7 @@ def cmd_alerts_tail(args: argparse.Namespace) -> int:
 
 def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--url", help=f"bakemon API (BAKEMON_URL, default {DEFAULT_URL})")
+        p.add_argument("--url", help=f"bakemon API (BAKEMON_URL, default {DEFAULT_API_URL})")
         p.add_argument("--token", help="bearer token (BAKEMON_API_TOKEN)")
 
     bake = sub.add_parser("bake", help="create, inspect and wait for bakes (HTTP API client)")
@@ -256,12 +322,24 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.add_argument("id")
     p.set_defaults(func=cmd_bake_cancel)
     p = bsub.add_parser(
-        "wait", help="wait for a decision: exit 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE/timeout"
+        "wait",
+        help="wait for a decision: exit 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 5 timeout, 6 unreachable",
+        description="Poll the bake's verdict document until it is decided; progress goes to "
+        "stderr, the final status to stdout.",
+        epilog=WAIT_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(p)
     p.add_argument("id")
     p.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
     p.add_argument("--interval", default="5s", help="poll interval (default 5s)")
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        help="consecutive failed polls (no connection, 5xx, unreadable answer) tolerated "
+        f"before exit 6 (default {DEFAULT_RETRIES})",
+    )
     p.set_defaults(func=cmd_bake_wait)
     alerts = sub.add_parser("alerts", help="alerts")
     asub = alerts.add_subparsers(dest="alerts_command", required=True, parser_class=parser_class)

@@ -1,7 +1,8 @@
 """The ``bakemon`` command line.
 
-Exit codes of verdict commands: 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 3 still PENDING,
-4 usage or input error.
+Exit codes of verdict commands (:class:`monitor.verdict.ExitCode`, README "Exit codes"):
+0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 3 still PENDING (replay), 4 usage or input error,
+5 timeout and 6 API unreachable (``bake wait``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from monitor import __version__
-from monitor.cli.replay_cmd import EXIT_USAGE, add_replay_arguments
+from monitor.cli.replay_cmd import add_replay_arguments
 from monitor.errors import MonitorError
 from monitor.records.fieldmap import PRESETS
+from monitor.verdict import ExitCode
 
 __all__ = ["main"]
 
@@ -28,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse exits 2; our usage code is 4
         self.print_usage(sys.stderr)
         _err(message)
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(int(ExitCode.USAGE))
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
     except MonitorError as exc:
         _err(str(exc))
-        return EXIT_USAGE
+        return int(ExitCode.USAGE)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

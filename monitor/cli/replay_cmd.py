@@ -5,27 +5,31 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 import orjson
 
 from monitor.bakes.spec import BakeSpec, Registry
-from monitor.errors import MonitorError
+from monitor.errors import ConfigError
 from monitor.records.fieldmap import PRESETS, FieldMap
 from monitor.replay import (
     DEFAULT_INCREMENT_RECORDS,
+    ReplayResult,
     TimelineRow,
     iter_line_batches,
     open_log,
     replay,
 )
-from monitor.verdict.engine import BakeVerdict, Status, iso
+from monitor.verdict import exit_code_of, interpret, iso
 
-__all__ = ["EXIT_CODES", "EXIT_USAGE", "add_replay_arguments", "cmd_replay"]
+__all__ = ["REPLAY_EXIT_CODES", "add_replay_arguments", "cmd_replay"]
 
-EXIT_CODES = {Status.PROMOTE: 0, Status.HALT: 1, Status.INCONCLUSIVE: 2, Status.PENDING: 3}
-EXIT_USAGE = 4
+REPLAY_EXIT_CODES = """exit codes (the worst bake's):
+  0  PROMOTE (every bake)
+  1  HALT
+  2  INCONCLUSIVE (whatever its resolution)
+  3  still PENDING at the end of the log
+  4  usage or input error"""
 _COLOURS = {
     "PROMOTE": "\033[32m",
     "HALT": "\033[31m",
@@ -42,10 +46,10 @@ def _load_toml(path: str) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         msg = f'config file "{path}" does not exist'
-        raise MonitorError(msg, value=path) from None
+        raise ConfigError(msg, value=path) from None
     except tomllib.TOMLDecodeError as exc:
         msg = f'config file "{path}" is not valid TOML: {exc}'
-        raise MonitorError(msg, value=path) from None
+        raise ConfigError(msg, value=path) from None
 
 
 def _policy_from_flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,7 +79,7 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
         unknown = sorted(set(cfg) - {"bake", "fields"})
         if unknown:
             msg = f'unknown top-level key(s) {unknown} in "{args.config}"; valid: bake, fields'
-            raise MonitorError(msg, value=unknown)
+            raise ConfigError(msg, value=unknown)
         if "fields" in cfg:
             field_map = FieldMap.from_dict(cfg["fields"])
         raw = cfg.get("bake", [])
@@ -85,7 +89,7 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
         missing = [f"--{k}" for k in ("service", "canary", "baseline") if not getattr(args, k)]
         if missing:
             msg = f"a bake from flags needs {', '.join(missing)}"
-            raise MonitorError(msg, value=missing)
+            raise ConfigError(msg, value=missing)
         spec: dict[str, Any] = {
             "id": args.id or f"{args.service}-{args.canary}",
             "service": args.service,
@@ -100,7 +104,7 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
         msg = (
             "no bake given: use --service/--canary/--baseline or --config FILE with [[bake]] tables"
         )
-        raise MonitorError(msg, value=None)
+        raise ConfigError(msg, value=None)
     return bakes, field_map
 
 
@@ -140,14 +144,6 @@ class _TimelinePrinter:
         )
 
 
-def _exit_code(verdicts: Sequence[BakeVerdict]) -> int:
-    statuses = {v.status for v in verdicts}
-    for s in (Status.HALT, Status.INCONCLUSIVE, Status.PENDING):
-        if s in statuses:
-            return EXIT_CODES[s]
-    return EXIT_CODES[Status.PROMOTE]
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
     bakes, field_map = _bakes_and_fields(args)
     registry = Registry(bakes)
@@ -156,7 +152,22 @@ def cmd_replay(args: argparse.Namespace) -> int:
         result = replay(
             iter_line_batches(stream, args.increment), registry, field_map, on_row=printer
         )
-    verdicts = list(result.verdicts.values())
+    _warn_about_input(result)
+    docs = [v.document() for v in result.verdicts.values()]
+    if args.json:
+        sys.stdout.buffer.write(
+            orjson.dumps(docs[0] if len(docs) == 1 else docs, option=orjson.OPT_INDENT_2)
+        )
+        sys.stdout.buffer.write(b"\n")
+    else:
+        for doc in docs:
+            reading = interpret(doc)
+            res = f" (resolution {reading.resolution})" if reading.resolution else ""
+            print(f"{doc['id']}: {doc['status']}{res}: {'; '.join(doc['reasons'])}")
+    return int(exit_code_of(interpret(d) for d in docs))
+
+
+def _warn_about_input(result: ReplayResult) -> None:
     rejected = sum(result.rejected.values())
     if rejected:
         by_reason = ", ".join(f"{r}={n:,}" for r, n in result.rejected.most_common())
@@ -170,18 +181,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
             "warning: no record matched any bake (check --service/--canary/--baseline and the field map)",
             file=sys.stderr,
         )
-    if args.json:
-        docs = [v.document() for v in verdicts]
-        sys.stdout.buffer.write(
-            orjson.dumps(docs[0] if len(docs) == 1 else docs, option=orjson.OPT_INDENT_2)
-        )
-        sys.stdout.buffer.write(b"\n")
-    else:
-        for v in verdicts:
-            doc = v.document()
-            res = f" (resolution {doc['resolution']})" if doc["resolution"] else ""
-            print(f"{v.spec.id}: {v.status.value}{res}: {'; '.join(doc['reasons'])}")
-    return _exit_code(verdicts)
 
 
 def add_replay_arguments(sub: Any) -> None:
@@ -191,6 +190,8 @@ def add_replay_arguments(sub: Any) -> None:
         description="Run tagging, summaries, detectors and the verdict over a JSON-lines log "
         "(optionally gzip) in increments, print the verdict timeline, and exit "
         "0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 3 PENDING, 4 usage or input error.",
+        epilog=REPLAY_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", help='log file (.jsonl or .jsonl.gz; "-" for stdin)')
     p.add_argument("--config", help="TOML file with [[bake]] tables and an optional [fields] table")

@@ -1,3 +1,3 @@
-"""Kafka: the Source/Sink protocols and their kafka-python implementation, topics, followers, the embedded broker."""
+"""Kafka: the Source/Sink protocols, their kafka-python and in-memory implementations, topics, followers, the embedded broker."""
 
 from __future__ import annotations

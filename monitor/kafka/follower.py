@@ -10,22 +10,27 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
 
-from monitor.kafka.io import KafkaIOError, KafkaSource
+from monitor.kafka.io import TP, KafkaSource, Record, Source, consume_to_end
 
-__all__ = ["TopicFollower"]
+__all__ = ["SourceFactory", "TopicFollower"]
 
 log = logging.getLogger("bakemon.follower")
 
 POLL_TIMEOUT_S = 0.5
+
+# Builds the group-less consumer of a follower on fixed (topic, partition)s; tests pass one
+# that returns an in-memory source.
+SourceFactory = Callable[[Sequence[TP]], Source]
 
 
 class TopicFollower:
     """Base class: subclasses implement :meth:`apply` and :meth:`publish`."""
 
     name = "follower"
+    poll_timeout_s = POLL_TIMEOUT_S  # how long a follow poll waits; also bounds stop()
 
     def __init__(
         self,
@@ -34,11 +39,13 @@ class TopicFollower:
         partitions: Iterable[int],
         *,
         client: Mapping[str, Any] | None = None,
+        source_factory: SourceFactory | None = None,
     ) -> None:
         self._bootstrap = bootstrap_servers
         self.topic = topic
         self._partitions = sorted(set(partitions))
         self._client = dict(client or {})
+        self._source_factory = source_factory or self._kafka_source
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -59,24 +66,22 @@ class TopicFollower:
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    def _kafka_source(self, partitions: Sequence[TP]) -> Source:
+        return KafkaSource(self._bootstrap, partitions=partitions, client=self._client)
+
     def start(self, timeout_s: float = 30.0) -> Self:
         """Read to the end (blocking, so readiness means "caught up"), then follow."""
-        source = KafkaSource(
-            self._bootstrap,
-            partitions=[(self.topic, p) for p in self._partitions],
-            client=self._client,
-        )
-        for p in self._partitions:
-            source.seek_to_beginning((self.topic, p))
-        deadline = time.monotonic() + timeout_s
-        pending = set(self._partitions)
-        while pending:
-            if time.monotonic() > deadline:
-                source.close()
-                msg = f'timed out reading topic "{self.topic}" to its end'
-                raise KafkaIOError(msg, value=self.topic)
-            self._poll(source)
-            pending = {p for p in pending if not source.caught_up((self.topic, p))}
+        source = self._source_factory([(self.topic, p) for p in self._partitions])
+
+        def apply(partition: int, r: Record) -> None:
+            self.apply(partition, r.offset, r.key, r.value)
+
+        try:
+            consume_to_end(source, self.topic, self._partitions, apply, timeout_s=timeout_s)
+        except BaseException:
+            source.close()
+            raise
+        self.last_poll_s = time.monotonic()
         self.publish()
         self._ready.set()
         self._thread = threading.Thread(
@@ -85,18 +90,18 @@ class TopicFollower:
         self._thread.start()
         return self
 
-    def _poll(self, source: KafkaSource) -> bool:
-        batch = source.poll(POLL_TIMEOUT_S, 10_000)
+    def _poll(self, source: Source) -> bool:
+        batch = source.poll(self.poll_timeout_s, 10_000)
         self.last_poll_s = time.monotonic()
         changed = False
         for (_, p), recs in batch.items():
             for r in recs:
                 changed |= self.apply(p, r.offset, r.key, r.value)
-        if changed and self._ready.is_set():
+        if changed:
             self.publish()
         return bool(batch)
 
-    def _follow(self, source: KafkaSource) -> None:
+    def _follow(self, source: Source) -> None:
         try:
             while not self._stop.is_set():
                 self._poll(source)

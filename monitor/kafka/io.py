@@ -1,11 +1,11 @@
 """Kafka adapters: a small source/sink interface and its kafka-python implementation.
 
 The roles depend only on :class:`Source` and :class:`Sink`; kafka-python is the default client
-(an optional confluent-kafka backend can implement the same two protocols). Everything
-bakemon-specific about Kafka lives here: topic names and layouts, topic creation, our own key →
-partition mapping (so partials and verdicts of a bake share a partition number), and "read a
-topic to its end" by the fetch high watermark (ListOffsets "latest" is not trustworthy on every
-broker, see ARCHITECTURE.md).
+(an optional confluent-kafka backend can implement the same two protocols, and
+:mod:`monitor.kafka.memory` does for unit tests). "Read a topic to its end" exists once here
+(:func:`consume_to_end`), by the fetch high watermark (ListOffsets "latest" is not trustworthy on
+every broker, see ARCHITECTURE.md); topic names, sizes and our key → partition map are in
+:mod:`monitor.kafka.topics`.
 """
 
 from __future__ import annotations
@@ -13,18 +13,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from monitor.errors import MonitorError
 
 __all__ = [
+    "KafkaIOError",
     "KafkaSink",
     "KafkaSource",
     "Record",
     "Sink",
     "Source",
+    "TopicSnapshot",
+    "consume_to_end",
     "read_to_end",
 ]
 
@@ -58,9 +61,17 @@ class Source(Protocol):
     def commit(self, offsets: Mapping[TP, int]) -> None: ...
     def seek(self, tp: TP, offset: int) -> None: ...
     def assignment(self) -> set[TP]: ...
-    def take_rebalance(self) -> tuple[set[TP], set[TP]]: ...
+    def take_rebalance(self) -> tuple[set[TP], set[TP]]:
+        """(assigned, revoked) since the last call; a partition kept through an eager
+        rebalance is in both, and its owner must treat it as newly assigned."""
+        ...
+
     def committed(self, tp: TP) -> int | None: ...
     def seek_to_beginning(self, tp: TP) -> None: ...
+    def caught_up(self, tp: TP) -> bool:
+        """The position is at the fetch high watermark (or the partition is empty)."""
+        ...
+
     def lag(self) -> dict[TP, int]: ...
     def close(self) -> None: ...
 
@@ -319,14 +330,20 @@ class TopicSnapshot:
     values: dict[bytes, bytes | None] = field(default_factory=dict)
 
 
-def read_to_end(
-    source: KafkaSource, topic: str, partitions: Iterable[int], *, timeout_s: float = 30.0
-) -> TopicSnapshot:
-    """Read partitions of ``topic`` from the beginning to the fetch high watermark.
+READ_POLL_TIMEOUT_S = 0.2
+READ_POLL_RECORDS = 50_000
 
-    Returns the latest value per key (None = tombstone).
-    """
-    snap = TopicSnapshot()
+
+def consume_to_end(
+    source: Source,
+    topic: str,
+    partitions: Iterable[int],
+    apply: Callable[[int, Record], None],
+    *,
+    timeout_s: float = 30.0,
+) -> None:
+    """Read partitions of ``topic`` from the beginning to the fetch high watermark, in order,
+    calling ``apply(partition, record)`` for each record; the one "read to the end" loop."""
     parts = set(partitions)
     for p in parts:
         source.seek_to_beginning((topic, p))
@@ -336,12 +353,22 @@ def read_to_end(
         if time.monotonic() > deadline:
             msg = f'timed out reading topic "{topic}" to its end'
             raise KafkaIOError(msg, value=topic)
-        batch = source.poll(0.2, 50_000)
-        for recs in batch.values():
+        batch = source.poll(READ_POLL_TIMEOUT_S, READ_POLL_RECORDS)
+        for (_, p), recs in batch.items():
             for r in recs:
-                if r.key is not None:
-                    snap.values[r.key] = r.value
-        for p in parts - done:
-            if source.caught_up((topic, p)):
-                done.add(p)
+                apply(p, r)
+        done |= {p for p in parts - done if source.caught_up((topic, p))}
+
+
+def read_to_end(
+    source: Source, topic: str, partitions: Iterable[int], *, timeout_s: float = 30.0
+) -> TopicSnapshot:
+    """The latest value per key (None = tombstone) of partitions of ``topic``."""
+    snap = TopicSnapshot()
+
+    def keep(_: int, r: Record) -> None:
+        if r.key is not None:
+            snap.values[r.key] = r.value
+
+    consume_to_end(source, topic, partitions, keep, timeout_s=timeout_s)
     return snap

@@ -1,7 +1,7 @@
 """The topics bakemon owns: names, sizes, configs, creation, and our key → partition map.
 
-Our own CRC-32 partitioner puts the partials, state and documents of a bake on the same partition
-number, independent of any client's default partitioner.
+Our own CRC-32 partitioner puts the partials, judge state and verdict document of a bake on the
+same partition number, independent of any client's default partitioner.
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import Any
 
 from monitor.kafka.io import MAX_MESSAGE_BYTES, KafkaIOError, client_config
 
-__all__ = ["TopicLayout", "ensure_topics", "partition_for"]
+__all__ = ["DOCUMENT_MAX_BYTES", "TopicLayout", "ensure_topics", "partition_for"]
 
 log = logging.getLogger("bakemon.kafka")
+
+# Verdict documents must fit Kafka's default message limit (message.max.bytes = 1 MiB + a little),
+# so the verdicts topic needs no override on any broker: keep a margin for the batch framing.
+DOCUMENT_MAX_BYTES = 1_000_000
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -43,7 +47,13 @@ class TopicLayout:
 
     @property
     def verdicts(self) -> str:
+        """Verdict documents (the read model), keyed by bake id."""
         return f"{self.prefix}verdicts"
+
+    @property
+    def state(self) -> str:
+        """The judge's private per-bake snapshots (its changelog), keyed by bake id."""
+        return f"{self.prefix}judge-state"
 
     @property
     def alerts(self) -> str:
@@ -54,8 +64,9 @@ class TopicLayout:
         return f"{self.prefix}deadletter"
 
     def specs(self) -> list[tuple[str, int, dict[str, str]]]:
-        """(name, partitions, configs) of every owned topic. Verdicts are co-partitioned with
-        partials (the judge of partials partition p restores from verdicts partition p)."""
+        """(name, partitions, configs) of every owned topic. State and verdicts are
+        co-partitioned with partials (the judge of partials partition p restores from state
+        partition p); documents stay under the default message limit, so no override there."""
         week_ms = str(7 * 24 * 3600 * 1000)
         # A judge snapshot holds two summaries per open source block: allow more than 1 MB.
         big = str(MAX_MESSAGE_BYTES)
@@ -67,10 +78,11 @@ class TopicLayout:
                 {"cleanup.policy": "delete", "retention.ms": week_ms, "max.message.bytes": big},
             ),
             (
-                self.verdicts,
+                self.state,
                 self.partials_partitions,
                 {"cleanup.policy": "compact", "max.message.bytes": big},
             ),
+            (self.verdicts, self.partials_partitions, {"cleanup.policy": "compact"}),
             (
                 self.alerts,
                 self.alerts_partitions,

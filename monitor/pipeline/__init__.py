@@ -1,3 +1,3 @@
-"""The streaming pipeline: partials, checkpoints, snapshots, and the ingest and judge roles."""
+"""The streaming pipeline: partials, the checkpoint, snapshots, held partials, and the ingest and judge roles."""
 
 from __future__ import annotations

@@ -2,11 +2,11 @@
 
 Per source partition the role keeps the cumulative summaries of the open block of
 ``block_offsets`` offsets, per bake and cohort. Every ``flush_interval_s`` (and when a block
-completes) it checkpoints, in this order and in one place (:meth:`Ingest.checkpoint`):
+completes) it checkpoints through :class:`~monitor.pipeline.checkpoint.Checkpoint`:
 
 1. publish a partial for every bake with data in a changed block (``complete`` once the block is
-   done) and the dead letters of rejected records;
-2. wait for the producer to acknowledge them;
+   done), with the dead letters of rejected records and any discovery proposals;
+2. wait for the producer to acknowledge them (on a transient error: publish again next time);
 3. commit each source partition at the start of its oldest open block.
 
 After a crash or a rebalance the open block is recomputed from its start and yields the same
@@ -26,10 +26,12 @@ import numpy as np
 from detectors.summary import CohortSummary
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.spec import Registry
-from monitor.bakes.store import publish_bake
+from monitor.bakes.store import proposal_record
 from monitor.bakes.tagging import summarise, tag
-from monitor.kafka.io import TP, Record, Sink, Source, transient_errors
+from monitor.errors import ConfigError
+from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
+from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.partials import Partial
 from monitor.records.columns import Rejection
 from monitor.records.decode import decode_batch
@@ -65,8 +67,10 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
     partials: int = 0
     dead_letters: int = 0
-    discovered: int = 0
+    discovered: int = 0  # bake proposals sent
     checkpoints: int = 0
+    checkpoint_failures: int = 0
+    commit_failures: int = 0
     last_poll_s: float = 0.0
     last_checkpoint_s: float = 0.0
 
@@ -94,7 +98,10 @@ class Ingest:
     ) -> None:
         if block_offsets < 1:
             msg = f"block_offsets must be >= 1, got {block_offsets}"
-            raise ValueError(msg)
+            raise ConfigError(msg, value=block_offsets)
+        if not flush_interval_s > 0:
+            msg = f"flush_interval_s must be > 0, got {flush_interval_s}"
+            raise ConfigError(msg, value=flush_interval_s)
         self.source = source
         self.sink = sink
         self.layout = layout
@@ -104,10 +111,16 @@ class Ingest:
         self.flush_interval_s = flush_interval_s
         self.clock = clock
         self.discovery = discovery
-        self.observe_flush_s = observe_flush_s
         self.stats = IngestStats()
         self._blocks: dict[TP, list[_Block]] = {}
-        self._next_checkpoint = clock() + flush_interval_s
+        self._checkpoint = Checkpoint(
+            "ingest",
+            source,
+            sink,
+            interval_s=flush_interval_s,
+            clock=clock,
+            observe_s=observe_flush_s,
+        )
 
     # -- the loop --------------------------------------------------------------------------
     def step(self, timeout_s: float = 0.2) -> int:
@@ -132,7 +145,7 @@ class Ingest:
             if recs and tp not in assigned:  # records fetched before the seek are re-read
                 self._process(tp, recs)
                 n += len(recs)
-        if self.clock() >= self._next_checkpoint or any(
+        if self._checkpoint.due() or any(
             b.complete for blocks in self._blocks.values() for b in blocks
         ):
             self.checkpoint()
@@ -169,9 +182,7 @@ class Ingest:
             self.stats.rejected.update(decoded.rejected_by_reason)
             self._dead_letter(tp, recs, decoded.rejections)
         if self.discovery is not None:
-            for spec in self.discovery.observe(decoded.batch, registry):
-                publish_bake(self.sink, self.layout, spec)
-                self.stats.discovered += 1
+            self.discovery.sight(decoded.batch)
         tags = tag(decoded.batch, registry)
         groups = summarise(decoded.batch, tags)
         self.stats.tagged += int((tags.bake >= 0).sum())
@@ -195,13 +206,22 @@ class Ingest:
                 ("bakemon.detail", rej.detail.encode()[:512]),
                 ("bakemon.source", f"{tp[0]}/{tp[1]}/{r.offset}".encode()),
             ]
-            self.sink.send(self.layout.dead_letter_topic, r.value, key=r.key, headers=headers)
+            self._checkpoint.send(
+                self.layout.dead_letter_topic, r.value, key=r.key, headers=headers
+            )
             self.stats.dead_letters += 1
 
     # -- checkpoint ------------------------------------------------------------------------
-    def checkpoint(self) -> None:
+    def checkpoint(self) -> bool:
         """Publish partials of changed blocks, wait for acks, then commit block starts."""
-        t0 = time.perf_counter()
+        ok = self._checkpoint.run(self)
+        self.stats.checkpoints = self._checkpoint.completed
+        self.stats.checkpoint_failures = self._checkpoint.failed
+        self.stats.commit_failures = self._checkpoint.commit_failures
+        self.stats.last_checkpoint_s = self._checkpoint.last_s
+        return ok
+
+    def send_outputs(self, sink: Sink) -> None:
         n_parts = self.layout.partials_partitions
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
@@ -219,7 +239,7 @@ class Ingest:
                         base,
                         b.max_time.get(bake_id),
                     )
-                    self.sink.send(
+                    sink.send(
                         self.layout.partials,
                         p.encode(),
                         key=bake_id.encode(),
@@ -227,16 +247,19 @@ class Ingest:
                     )
                     self.stats.partials += 1
                 b.dirty = False
-        try:
-            self.sink.flush(30.0)
-        except transient_errors() as exc:
-            # Nothing is committed: the partials are published again at the next checkpoint.
-            log.warning("ingest checkpoint failed, retrying: %s", exc)
-            for blocks in self._blocks.values():
-                for b in blocks:
-                    b.dirty = True
-            self._next_checkpoint = self.clock() + self.flush_interval_s
-            return
+        if self.discovery is not None:
+            for spec in self.discovery.proposals(self.registry()):
+                key, value = proposal_record(spec)
+                self._checkpoint.send(self.layout.bakes, value, key=key, partition=0)
+                self.stats.discovered += 1
+
+    def outputs_failed(self) -> None:
+        for blocks in self._blocks.values():
+            for b in blocks:
+                b.dirty = True
+
+    def outputs_acked(self) -> dict[TP, int]:
+        """Commit at the start of each partition's oldest open block; drop completed blocks."""
         commits: dict[TP, int] = {}
         for tp, blocks in list(self._blocks.items()):
             remaining = [b for b in blocks if not b.complete]
@@ -245,19 +268,7 @@ class Ingest:
             elif blocks:
                 commits[tp] = (max(b.block for b in blocks) + 1) * self.block_offsets
             self._blocks[tp] = remaining
-        # Only partitions we still own: a revoked partition's new owner commits for itself.
-        owned = self.source.assignment()
-        commits = {tp: o for tp, o in commits.items() if tp in owned}
-        if commits:
-            try:
-                self.source.commit(commits)
-            except transient_errors() as exc:  # a later commit covers it; re-reading is safe
-                log.warning("ingest commit failed, retrying at the next checkpoint: %s", exc)
-        self.stats.checkpoints += 1
-        if self.observe_flush_s is not None:
-            self.observe_flush_s(time.perf_counter() - t0)
-        self.stats.last_checkpoint_s = self.clock()
-        self._next_checkpoint = self.clock() + self.flush_interval_s
+        return commits
 
     def open_blocks(self) -> int:
         """Open blocks held in memory (bounded by the assigned partitions)."""

@@ -1,39 +1,44 @@
 """The judge role: partials → idempotent fold → detectors → verdicts (ARCHITECTURE.md §5).
 
 The judge consumes the partials topic in group ``bakemon-judge``. Partials are keyed (and
-partitioned) by bake id, and verdict snapshots use the same partition number, so the owner of
-partials partition ``p`` restores the state of its bakes from verdicts partition ``p`` on
-assignment. A checkpoint (:meth:`Judge.checkpoint`) writes the verdict document plus the full
-state of every changed bake to the compacted verdicts topic, waits for the acks, then commits
-the partials offset. After a crash the judge restarts from the committed offset and skips, per
-bake, the partials its snapshot already holds, so the same partials give the same verdicts.
+partitioned) by bake id; the judge's private state (:class:`~monitor.pipeline.snapshot.Snapshot`)
+goes to the compacted state topic and the public verdict document to the compacted verdicts
+topic, both on the same partition number, so the owner of partials partition ``p`` restores its
+bakes from state partition ``p`` on assignment. A checkpoint
+(:class:`~monitor.pipeline.checkpoint.Checkpoint`) writes the state of every changed bake and
+each document that changed, waits for the acks, then commits the partials offset (never past a
+held partial of a not-yet-known bake, see :mod:`monitor.pipeline.held`). After a crash the
+judge restarts from the committed offset and skips, per bake, the partials its snapshot already
+holds, so the same partials give the same verdicts.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import orjson
 
 from monitor.bakes.spec import BakeSpec, Registry
-from monitor.errors import BakeError
-from monitor.kafka.io import KafkaSource, Sink, read_to_end, transient_errors
-from monitor.kafka.topics import TopicLayout
+from monitor.errors import ConfigError
+from monitor.kafka.io import TP, Sink, Source, read_to_end
+from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout
+from monitor.pipeline.checkpoint import Checkpoint
+from monitor.pipeline.held import Held, HeldPartials
 from monitor.pipeline.partials import BlockFold, Partial, PartialError
+from monitor.pipeline.snapshot import Snapshot, SnapshotError
 from monitor.verdict.alerts import alert_from_event
-from monitor.verdict.engine import BakeVerdict, Status, VerdictEvent
+from monitor.verdict.engine import BakeVerdict, VerdictEvent
 
 __all__ = ["Judge", "JudgeStats"]
 
 log = logging.getLogger("bakemon.judge")
 
-SNAPSHOT_FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
+DEFAULT_UNKNOWN_BAKE_HOLD_S = 300.0
 MAX_POLL_RECORDS = 2_000
-REGISTRY_WAIT_S = 5.0
 
 
 @dataclass
@@ -47,47 +52,67 @@ class _BakeState:
 
 @dataclass
 class JudgeStats:
+    """Counters for metrics and tests (monotonic within a process, except ``held``)."""
+
     partials: int = 0
     skipped: int = 0
     malformed: int = 0
-    orphans: int = 0
+    held: int = 0  # gauge: partials of not-yet-known bakes held now
+    released: int = 0  # held partials folded once their bake appeared
+    unknown_bake_dead_letters: int = 0
+    documents: int = 0  # verdict documents published (only changed ones are)
+    oversized_documents: int = 0  # documents over DOCUMENT_MAX_BYTES, not published
+    snapshots: int = 0
+    unreadable_snapshots: int = 0
     alerts: int = 0
     checkpoints: int = 0
+    checkpoint_failures: int = 0
+    commit_failures: int = 0
     last_poll_s: float = 0.0
     restored: int = 0
 
 
 class Judge:
-    """One judge worker."""
+    """One judge worker: a group consumer on the partials topic and a producer."""
 
     def __init__(
         self,
-        source: KafkaSource,
+        source: Source,
         sink: Sink,
         layout: TopicLayout,
-        spec_for: Callable[[str, float], BakeSpec | None],
-        restore_source: Callable[[int], KafkaSource],
+        registry: Callable[[], Registry],
+        restore_source: Callable[[int], Source],
         *,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
+        unknown_bake_hold_s: float = DEFAULT_UNKNOWN_BAKE_HOLD_S,
         clock: Callable[[], float] = time.monotonic,
         observe_fold_s: Callable[[float], None] | None = None,
-        registry: Callable[[], Registry] | None = None,
     ) -> None:
+        for name, value in (
+            ("checkpoint_interval_s", checkpoint_interval_s),
+            ("unknown_bake_hold_s", unknown_bake_hold_s),
+        ):
+            if not value > 0:
+                msg = f"{name} must be > 0, got {value}"
+                raise ConfigError(msg, value=value)
         self.source = source
         self.sink = sink
         self.layout = layout
-        self.spec_for = spec_for
+        self.registry = registry
         self.restore_source = restore_source
-        self.checkpoint_interval_s = checkpoint_interval_s
         self.clock = clock
         self.observe_fold_s = observe_fold_s
-        self.registry = registry
-        self._seen_registry: Registry | None = None
         self.stats = JudgeStats()
+        self._checkpoint = Checkpoint(
+            "judge", source, sink, interval_s=checkpoint_interval_s, clock=clock
+        )
+        self._held = HeldPartials(unknown_bake_hold_s)
+        self._seen_registry: Registry | None = None
         self._bakes: dict[str, _BakeState] = {}
         self._positions: dict[int, int] = {}
-        self._orphans: set[str] = set()
-        self._next_checkpoint = clock() + checkpoint_interval_s
+        self._published: dict[str, bytes] = {}  # last document acknowledged (or refused) per bake
+        self._sent_docs: dict[str, bytes] = {}  # documents of the checkpoint in flight
+        self._written: list[_BakeState] = []  # snapshots of the checkpoint in flight
 
     @property
     def bakes(self) -> dict[str, _BakeState]:
@@ -97,51 +122,47 @@ class Judge:
     def _restore(self, partition: int) -> None:
         src = self.restore_source(partition)
         try:
-            snap = read_to_end(src, self.layout.verdicts, [partition])
+            snap = read_to_end(src, self.layout.state, [partition])
         finally:
             src.close()
+        restored = 0
         for key, value in snap.values.items():
             if value is None:
                 continue
             try:
-                d = orjson.loads(value)
-                state = d["state"]
-                if state.get("v") != SNAPSHOT_FORMAT_VERSION:
-                    raise ValueError(f"snapshot version {state.get('v')!r}")
-                verdict = BakeVerdict.from_state(state["verdict"])
-                fold = BlockFold.from_state(state["fold"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, BakeError) as exc:
-                log.warning("ignoring unreadable snapshot for %r: %s", key, exc)
+                s = Snapshot.decode(value)
+            except SnapshotError as exc:
+                self.stats.unreadable_snapshots += 1
+                log.warning('ignoring unreadable snapshot of bake "%s": %s', key.decode(), exc)
                 continue
-            self._bakes[verdict.spec.id] = _BakeState(
-                verdict, fold, partition, int(state["partials_offset"])
-            )
-            self.stats.restored += 1
-        log.info(
-            "judge restored partition %d: %d bakes",
-            partition,
-            sum(1 for b in self._bakes.values() if b.partition == partition),
-        )
+            bake_id = s.verdict.spec.id
+            self._bakes[bake_id] = _BakeState(s.verdict, s.fold, partition, s.partials_offset)
+            restored += 1
+        self.stats.restored += restored
+        log.info("judge restored partition %d: %d bakes", partition, restored)
+
+    def _forget(self, partition: int) -> None:
+        for bake_id in [b for b, s in self._bakes.items() if s.partition == partition]:
+            del self._bakes[bake_id]
+            self._published.pop(bake_id, None)
+        self._positions.pop(partition, None)
+        self._held.drop(partition)
 
     def _handle_rebalance(self) -> set[int]:
         assigned, revoked = self.source.take_rebalance()
-        for _, p in revoked:
-            for bake_id in [b for b, s in self._bakes.items() if s.partition == p]:
-                del self._bakes[bake_id]
-            self._positions.pop(p, None)
-        for _, p in sorted(assigned):
-            for bake_id in [b for b, s in self._bakes.items() if s.partition == p]:
-                del self._bakes[bake_id]
-            self._restore(p)
+        for _, p in revoked | assigned:
+            self._forget(p)
+        for tp in sorted(assigned):
+            self._restore(tp[1])
             # Resume at the committed offset: the snapshots cover everything before it, and
             # per-bake offsets skip what a snapshot written after the commit already holds.
-            tp = (self.layout.partials, p)
             committed = self.source.committed(tp)
             if committed is None:
                 self.source.seek_to_beginning(tp)
             else:
                 self.source.seek(tp, committed)
-            self._positions.pop(p, None)
+        if assigned:
+            self._seen_registry = None  # restored bakes adopt the current specs
         return {p for _, p in assigned}
 
     # -- the loop --------------------------------------------------------------------------
@@ -150,133 +171,164 @@ class Judge:
         batch = self.source.poll(timeout_s, MAX_POLL_RECORDS)
         self.stats.last_poll_s = self.clock()
         reset = self._handle_rebalance()
-        self._apply_overrides()
+        reg = self.registry()
+        changed = reg is not self._seen_registry
+        if changed:
+            self._sync_specs(reg)
+        self._release_held(reg, changed)
         n = 0
         for (_, p), recs in batch.items():
             if p in reset:  # fetched before the seek: re-read from the committed offset
                 continue
             for r in recs:
-                self._fold(p, r.offset, r.value)
+                self._consume(p, r.offset, r.value, reg)
                 self._positions[p] = r.offset + 1
                 n += 1
-        if self.clock() >= self._next_checkpoint:
+        self.stats.held = len(self._held)
+        if self._checkpoint.due():
             self.checkpoint()
         return n
 
-    def _apply_overrides(self) -> None:
-        """Apply operator overrides that arrived in the registry (audited in the document)."""
-        reg = self.registry() if self.registry is not None else None
-        if reg is None or reg is self._seen_registry:
-            return
+    def _sync_specs(self, reg: Registry) -> None:
+        """Bakes whose spec changed in the registry (cancel, override) adopt it."""
         self._seen_registry = reg
         for bake_id, st in self._bakes.items():
-            if bake_id not in reg:
-                continue
-            ov = reg.get(bake_id).override
-            if ov is None or st.verdict.applied_override == ov:
-                continue
-            ev = st.verdict.override(
-                Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov)
-            )
+            if bake_id in reg and reg.get(bake_id) != st.verdict.spec:
+                self._adopt(st, reg.get(bake_id))
+
+    def _adopt(self, st: _BakeState, spec: BakeSpec) -> None:
+        """The one place a spec (and its operator override) reaches a verdict engine."""
+        before = st.verdict.spec
+        events = st.verdict.apply_spec(spec)
+        for ev in events:
             self._alert(ev, st.verdict.spec)
+        if events or st.verdict.spec != before:
             st.dirty = True
 
     def _alert(self, ev: VerdictEvent, spec: BakeSpec) -> None:
         alert = alert_from_event(ev, spec)
-        self.sink.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
+        self._checkpoint.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
         self.stats.alerts += 1
 
-    def _fold(self, partition: int, offset: int, value: bytes | None) -> None:
+    def _release_held(self, reg: Registry, registry_changed: bool) -> None:
+        def known(bake: str) -> bool:
+            return bake in self._bakes or bake in reg
+
+        release, dead = self._held.take(known, self.clock(), registry_changed=registry_changed)
+        for h in release:
+            self.stats.released += 1
+            self._consume(h.partition, h.offset, h.raw, reg)
+        for h in dead:
+            self._dead_letter(h)
+
+    def _consume(self, partition: int, offset: int, value: bytes | None, reg: Registry) -> None:
         self.stats.partials += 1
+        raw = value or b""
         try:
-            partial = Partial.decode(value or b"")
+            partial = Partial.decode(raw)
         except PartialError as exc:
             self.stats.malformed += 1
             log.warning("skipping malformed partial at %d/%d: %s", partition, offset, exc)
             return
         st = self._bakes.get(partial.bake)
-        if st is None:
-            # Wait for the registry only once per unknown bake (e.g. a deleted one), so a stream
-            # of its partials cannot stall the loop.
-            wait = 0.0 if partial.bake in self._orphans else REGISTRY_WAIT_S
-            spec = self.spec_for(partial.bake, wait)
-            if spec is None:
-                self._orphans.add(partial.bake)
-                self.stats.orphans += 1
-                log.warning(
-                    'partial for unknown bake "%s" at %d/%d skipped',
-                    partial.bake,
-                    partition,
-                    offset,
-                )
-                return
-            st = _BakeState(BakeVerdict(spec), BlockFold(), partition)
-            if spec.override is not None:  # an operator decided before any traffic
-                ov = spec.override
-                ev = st.verdict.override(
-                    Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov)
-                )
-                self._alert(ev, spec)
+        if st is None and partial.bake in reg:
+            st = _BakeState(BakeVerdict(reg.get(partial.bake)), BlockFold(), partition)
             self._bakes[partial.bake] = st
+            self._adopt(st, reg.get(partial.bake))
+        if st is None:
+            held = Held(partition, offset, partial.bake, raw, self.clock())
+            if self._held.expired(partial.bake):
+                self._dead_letter(held)
+            else:
+                self._held.hold(partition, offset, partial.bake, raw, self.clock())
+            return
+        self._fold(st, partial, offset)
+
+    def _fold(self, st: _BakeState, partial: Partial, offset: int) -> None:
         if offset <= st.last_offset:
             self.stats.skipped += 1
             return
         t0 = time.perf_counter()
         inc = st.fold.fold(partial)
         if inc is not None:
-            events = st.verdict.update(inc[0], inc[1], partial.max_event_time_s)
-            for ev in events:
+            for ev in st.verdict.update(inc[0], inc[1], partial.max_event_time_s):
                 self._alert(ev, st.verdict.spec)
         if self.observe_fold_s is not None:
             self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset
         st.dirty = True
 
-    def checkpoint(self) -> None:
-        """Write documents + state of changed bakes, wait for acks, commit partials offsets."""
-        written: list[_BakeState] = []
-        for bake_id, st in self._bakes.items():
-            if not st.dirty:
-                continue
-            written.append(st)
-            doc = st.verdict.document()
-            value = {
-                "document": doc,
-                "state": {
-                    "v": SNAPSHOT_FORMAT_VERSION,
-                    "verdict": st.verdict.state_dict(),
-                    "fold": st.fold.state_dict(),
-                    "partials_offset": st.last_offset,
-                },
-            }
-            self.sink.send(
-                self.layout.verdicts,
-                orjson.dumps(value),
-                key=bake_id.encode(),
-                partition=st.partition,
-            )
-            st.dirty = False
-        try:
-            self.sink.flush(30.0)
-        except transient_errors() as exc:
-            # No commit: the snapshots are written again at the next checkpoint.
-            log.warning("judge checkpoint failed, retrying: %s", exc)
-            for st in written:
-                st.dirty = True
-            self._next_checkpoint = self.clock() + self.checkpoint_interval_s
+    def _dead_letter(self, h: Held) -> None:
+        self.stats.unknown_bake_dead_letters += 1
+        log.warning(
+            'partial for unknown bake "%s" at %d/%d dead-lettered after %.0f s',
+            h.bake,
+            h.partition,
+            h.offset,
+            self._held.hold_s,
+        )
+        if not self.layout.dead_letter:
             return
-        owned = self.source.assignment()
-        commits = {
-            (self.layout.partials, p): o
-            for p, o in self._positions.items()
-            if (self.layout.partials, p) in owned
-        }
-        if commits:
-            try:
-                self.source.commit(commits)
-            except (
-                transient_errors()
-            ) as exc:  # snapshots hold the offsets; a later commit covers it
-                log.warning("judge commit failed, retrying at the next checkpoint: %s", exc)
-        self.stats.checkpoints += 1
-        self._next_checkpoint = self.clock() + self.checkpoint_interval_s
+        headers = [
+            ("bakemon.reason", b"unknown_bake"),
+            ("bakemon.detail", f'bake "{h.bake}" not in the registry'.encode()[:512]),
+            ("bakemon.source", f"{self.layout.partials}/{h.partition}/{h.offset}".encode()),
+        ]
+        self._checkpoint.send(
+            self.layout.dead_letter_topic, h.raw, key=h.bake.encode(), headers=headers
+        )
+
+    # -- checkpoint ------------------------------------------------------------------------
+    def checkpoint(self) -> bool:
+        """Write state + changed documents, wait for acks, commit partials offsets."""
+        ok = self._checkpoint.run(self)
+        self.stats.checkpoints = self._checkpoint.completed
+        self.stats.checkpoint_failures = self._checkpoint.failed
+        self.stats.commit_failures = self._checkpoint.commit_failures
+        return ok
+
+    def send_outputs(self, sink: Sink) -> None:
+        self._written, self._sent_docs = [], {}
+        for bake_id, st in self._bakes.items():
+            changed = st.dirty
+            if changed:
+                snap = Snapshot(st.verdict, st.fold, st.last_offset).encode()
+                sink.send(self.layout.state, snap, key=bake_id.encode(), partition=st.partition)
+                self._written.append(st)
+                st.dirty = False
+                self.stats.snapshots += 1
+            # After an assignment the previous owner may have died between state and document.
+            if changed or bake_id not in self._published:
+                self._send_document(sink, bake_id, st)
+
+    def _send_document(self, sink: Sink, bake_id: str, st: _BakeState) -> None:
+        doc = orjson.dumps(st.verdict.document())
+        if doc == self._published.get(bake_id):
+            return
+        if len(doc) > DOCUMENT_MAX_BYTES:
+            self.stats.oversized_documents += 1
+            log.error(
+                'verdict document of bake "%s" is %d bytes, over the %d limit: not published',
+                bake_id,
+                len(doc),
+                DOCUMENT_MAX_BYTES,
+            )
+            self._published[bake_id] = doc  # refused once per change, not at every checkpoint
+            return
+        sink.send(self.layout.verdicts, doc, key=bake_id.encode(), partition=st.partition)
+        self._sent_docs[bake_id] = doc
+        self.stats.documents += 1
+
+    def outputs_failed(self) -> None:
+        for st in self._written:
+            st.dirty = True
+        self._written, self._sent_docs = [], {}
+
+    def outputs_acked(self) -> Mapping[TP, int]:
+        self._published.update(self._sent_docs)
+        self._written, self._sent_docs = [], {}
+        commits: dict[TP, int] = {}
+        for p, pos in self._positions.items():
+            held = self._held.earliest(p)
+            commits[(self.layout.partials, p)] = pos if held is None else min(pos, held)
+        return commits

@@ -21,13 +21,14 @@ from typing import Any
 import orjson
 
 from detectors.summary import NUM_BUCKETS, CohortSummary
+from monitor.errors import MonitorError
 
 __all__ = ["PARTIAL_FORMAT_VERSION", "BlockFold", "Partial", "PartialError"]
 
 PARTIAL_FORMAT_VERSION = 1
 
 
-class PartialError(ValueError):
+class PartialError(MonitorError):
     """A partials message that cannot be decoded."""
 
 

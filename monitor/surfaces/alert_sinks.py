@@ -22,7 +22,7 @@ from typing import IO, Any
 import orjson
 
 from monitor.surfaces.views import AlertSource
-from monitor.verdict.engine import iso
+from monitor.verdict.document import iso
 
 __all__ = ["AlertmanagerPusher", "JsonLinesWriter"]
 

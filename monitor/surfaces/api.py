@@ -4,7 +4,8 @@ A stdlib ``ThreadingHTTPServer`` in a thread; handlers only read immutable snaps
 the followers (registry, verdicts, alerts), so a slow client never blocks the roles. Shapes
 follow INTEGRATIONS.md: ``GET /v1/bakes/{id}`` is always 200 while the monitor is healthy
 (``status`` is a capitalised string), the gates answer 200 or 409 (Flagger does not retry 409),
-and every error is JSON with a message, never a stack trace.
+and every error is JSON with a message, never a stack trace. What each route does lives in
+:mod:`.actions`; this module is the server and the routing.
 """
 
 from __future__ import annotations
@@ -12,95 +13,33 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from monitor.bakes.spec import BakeSpec
-from monitor.bakes.store import BakeFollower, publish_bake
-from monitor.errors import ConfigError
-from monitor.kafka.io import Sink
-from monitor.kafka.topics import TopicLayout
-from monitor.surfaces.views import AlertLog, VerdictView
-from monitor.verdict.engine import BakeVerdict, Status, iso
+from monitor.surfaces.actions import ApiActions, ApiSettings, HttpError, alert_matches
+from monitor.surfaces.openapi import OPENAPI
 
-__all__ = ["Api", "ApiSettings"]
+__all__ = ["Api", "ApiSettings", "HttpError"]
 
 log = logging.getLogger("bakemon.api")
 
-SSE_KEEPALIVE_S = 15.0
+_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-@dataclass(frozen=True)
-class ApiSettings:
-    host: str = "0.0.0.0"
-    port: int = 8080
-    token: str | None = None
-    protect_reads: bool = False
-    max_body_bytes: int = 64 * 1024
-    stale_after_s: float = 120.0
-    base_url: str = ""
-    sse_keepalive_s: float = SSE_KEEPALIVE_S
+class Api(ApiActions):
+    """The API's actions served over HTTP."""
 
+    _server: ThreadingHTTPServer | None = None
+    _thread: threading.Thread | None = None
 
-class HttpError(Exception):
-    def __init__(self, status: int, message: str, *, body: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.body = body
-
-
-def _effective(doc: Mapping[str, Any]) -> str:
-    """PROMOTE/HALT including INCONCLUSIVE resolved by policy; else the status."""
-    status = str(doc.get("status"))
-    if status == "INCONCLUSIVE" and doc.get("resolution"):
-        return str(doc["resolution"])
-    return status
-
-
-class Api:
-    """Routes and state of the HTTP surface."""
-
-    def __init__(
-        self,
-        settings: ApiSettings,
-        *,
-        follower: BakeFollower,
-        view: VerdictView,
-        alerts: AlertLog,
-        sink: Sink,
-        layout: TopicLayout,
-        metrics: Callable[[], bytes] | None = None,
-        healthy: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
-        ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings
-        self.follower = follower
-        self.view = view
-        self.alerts = alerts
-        self.sink = sink
-        self.layout = layout
-        self.metrics = metrics
-        self.healthy = healthy
-        self.ready = ready
-        self.clock = clock
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._publish_lock = threading.Lock()
-
-    # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> Api:
         api = self
+        self._stopping = threading.Event()
 
         class Handler(_Handler):
             pass
@@ -118,155 +57,21 @@ class Api:
         assert self._server is not None
         return int(self._server.server_address[1])
 
+    @property
+    def stopping(self) -> bool:
+        return self._server is None or self._stopping.is_set()
+
     def stop(self) -> None:
-        self._stopping.set()
         if self._server is not None:
+            self._stopping.set()
             self._server.shutdown()
             self._server.server_close()
 
-    # -- documents ---------------------------------------------------------------------------
-    def document(self, bake_id: str) -> dict[str, Any] | None:
-        """The verdict document of a bake (a PENDING one before any data), or None if unknown."""
-        docs, arrived = self.view.documents()
-        registry = self.follower.registry()
-        doc = docs.get(bake_id)
-        if doc is None and bake_id not in registry:
-            return None
-        if doc is None:
-            out = self._document_without_data(registry.get(bake_id))
-        else:
-            age_s = self.clock() - arrived.get(bake_id, 0.0)
-            out = {**doc, "stale": (not doc.get("decided")) and age_s > self.settings.stale_after_s}
-        if bake_id in registry and (end := registry.get(bake_id).end_s) is not None:
-            out["cancelled_at"] = iso(end)
-        return out
 
-    @staticmethod
-    def _document_without_data(spec: BakeSpec) -> dict[str, Any]:
-        """No partial folded yet: PENDING (or the operator's override), never good news."""
-        engine = BakeVerdict(spec)
-        if spec.override is not None:
-            ov = spec.override
-            engine.override(Status(ov["status"]), ov["by"], ov["reason"], ov["at"], source=dict(ov))
-            return {**engine.document(), "stale": False}
-        doc = engine.document()
-        doc["reasons"] = ["no traffic observed for this bake yet", *doc["reasons"][:1]]
-        return {**doc, "stale": False}
-
-    def all_documents(self) -> list[dict[str, Any]]:
-        registry = self.follower.registry()
-        docs, _ = self.view.documents()
-        ids = sorted({*docs, *(b.id for b in registry.bakes)})
-        return [d for i in ids if (d := self.document(i)) is not None]
-
-    # -- mutations ---------------------------------------------------------------------------
-    def create(self, body: Any) -> tuple[int, dict[str, Any]]:
-        if not isinstance(body, dict):
-            raise HttpError(400, "request body must be a JSON object")
-        data = _from_flagger(body) if _is_flagger(body) else dict(body)
-        now = self.clock()
-        if (
-            "id" not in data
-            and isinstance(data.get("service"), str)
-            and isinstance(data.get("canary"), str)
-        ):
-            data["id"] = f"{data['service']}-{data['canary']}"
-        data.setdefault("start", now)
-        data.setdefault("created_at", iso(now))
-        try:
-            spec = BakeSpec.from_dict(data)
-        except ConfigError as exc:
-            raise HttpError(400, str(exc)) from None
-        with self._publish_lock:
-            registry = self.follower.registry()
-            if spec.id in registry:
-                existing = registry.get(spec.id)
-                same = (
-                    existing.service,
-                    existing.canary_versions,
-                    existing.baseline_versions,
-                    existing.policy,
-                ) == (spec.service, spec.canary_versions, spec.baseline_versions, spec.policy)
-                if same:
-                    return 200, self.document(spec.id) or {}
-                raise HttpError(409, f'bake "{spec.id}" already exists with a different spec')
-            publish_bake(self.sink, self.layout, spec)
-            self.sink.flush(10.0)
-            self.follower.wait_for(spec.id, 10.0)
-        return 201, self.document(spec.id) or BakeVerdict(spec).document()
-
-    def cancel(self, bake_id: str) -> dict[str, Any]:
-        registry = self.follower.registry()
-        if bake_id not in registry:
-            raise HttpError(404, f'bake "{bake_id}" is not registered')
-        spec = registry.get(bake_id)
-        if spec.end_s is None:
-            end = max(self.clock(), spec.start_s)
-            d = spec.to_dict()
-            d["end"] = end
-            with self._publish_lock:
-                publish_bake(self.sink, self.layout, BakeSpec.from_dict(d))
-                self.sink.flush(10.0)
-            deadline = time.monotonic() + 10.0
-            while (
-                self.follower.registry().get(bake_id).end_s is None and time.monotonic() < deadline
-            ):
-                time.sleep(0.05)
-        return self.document(bake_id) or {}
-
-    def override(self, bake_id: str, body: Any) -> dict[str, Any]:
-        registry = self.follower.registry()
-        if bake_id not in registry:
-            raise HttpError(404, f'bake "{bake_id}" is not registered')
-        if not isinstance(body, dict):
-            raise HttpError(400, 'override body must be {"status", "by", "reason"}')
-        unknown = sorted(set(body) - {"status", "by", "reason"})
-        if unknown:
-            raise HttpError(400, f"unknown override field(s) {unknown}; valid: by, reason, status")
-        d = registry.get(bake_id).to_dict()
-        d["override"] = {**body, "at": self.clock()}
-        try:
-            spec = BakeSpec.from_dict(d)
-        except ConfigError as exc:
-            raise HttpError(400, str(exc)) from None
-        with self._publish_lock:
-            publish_bake(self.sink, self.layout, spec)
-            self.sink.flush(10.0)
-        log.warning(
-            'override of bake "%s" to %s by %s: %s',
-            bake_id,
-            body.get("status"),
-            body.get("by"),
-            body.get("reason"),
-        )
-        return {"accepted": True, "override": spec.override, "bake": bake_id}
-
-    def find_for_gate(self, bake_id: str | None, body: Any) -> str:
-        """The bake a gate call is about: path, Flagger ``metadata.bake``, or name+namespace."""
-        registry = self.follower.registry()
-        if bake_id:
-            return bake_id
-        if not isinstance(body, dict):
-            raise HttpError(400, "gate needs a bake id in the path or a Flagger JSON payload")
-        meta: dict[str, Any] = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
-        if isinstance(meta.get("bake"), str):
-            return str(meta["bake"])
-        name, ns = body.get("name"), body.get("namespace")
-        if not isinstance(name, str):
-            raise HttpError(400, 'Flagger payload needs "name" (or metadata.bake)')
-        checksum = str(body.get("checksum") or "")[:10]
-        exact = (
-            _SAFE_ID.sub("-", f"{ns}-{name}-{checksum}")[:128]
-            if checksum and isinstance(ns, str)
-            else None
-        )
-        for candidate in (exact, f"{ns}-{name}" if isinstance(ns, str) else None, name):
-            if candidate and candidate in registry:
-                return candidate
-        by_service = [b for b in registry.bakes if b.service == name]
-        if by_service:
-            return max(by_service, key=lambda b: b.start_s).id
-        raise HttpError(404, f'no bake for Flagger canary "{ns}/{name}"')
+def _require(method: str, *allowed: str) -> None:
+    if method not in allowed:
+        msg = f"method {method} not allowed here; use {', '.join(allowed)}"
+        raise HttpError(405, msg)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -303,36 +108,45 @@ class _Handler(BaseHTTPRequestHandler):
             return
         header = self.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
-            raise HttpError(401, "missing bearer token (Authorization: Bearer <token>)")
+            msg = "missing bearer token (Authorization: Bearer <token>)"
+            raise HttpError(401, msg)
         if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
-            raise HttpError(403, "invalid token")
+            msg = "invalid token"
+            raise HttpError(403, msg)
 
-    def _body(self) -> Any:
-        length_text = self.headers.get("Content-Length")
-        if length_text is None:
+    def _length(self) -> int | None:
+        text = self.headers.get("Content-Length")
+        if text is None:
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                raise HttpError(411, "chunked bodies are not accepted; send Content-Length")
+                msg = "chunked bodies are not accepted; send Content-Length"
+                raise HttpError(411, msg)
             return None
         try:
-            length = int(length_text)
+            length = int(text)
         except ValueError:
             length = -1
-        if length < 0:
+        limit = self.api.settings.max_body_bytes
+        if length < 0 or length > limit:
             self.close_connection = True
-            raise HttpError(400, "invalid Content-Length")
-        if length > self.api.settings.max_body_bytes:
-            self.close_connection = True
-            raise HttpError(
-                413,
-                f"request body of {length} bytes exceeds the limit of {self.api.settings.max_body_bytes}",
-            )
+            if length < 0:
+                msg = "invalid Content-Length"
+                raise HttpError(400, msg)
+            msg = f"request body of {length} bytes exceeds the limit of {limit}"
+            raise HttpError(413, msg)
+        return length
+
+    def _body(self) -> Any:
+        length = self._length()
+        if length is None:
+            return None
         raw = self.rfile.read(length) if length else b""
         if not raw.strip():
             return None
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"malformed JSON: {exc}") from None
+            msg = f"malformed JSON: {exc}"
+            raise HttpError(400, msg) from None
 
     def _dispatch(self, method: str) -> None:
         try:
@@ -365,36 +179,57 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
     # -- routes ------------------------------------------------------------------------------
+    def _no_route(self) -> HttpError:
+        msg = f"no route for {self.path}"
+        return HttpError(404, msg)
+
     def _route(self, method: str, parts: list[str], query: dict[str, str]) -> None:
         api = self.api
-        if parts == ["healthz"] or parts == ["readyz"]:
+        if parts in (["healthz"], ["readyz"]):
             ok, why = (api.healthy if parts == ["healthz"] else api.ready)()
-            return self._send(
-                200 if ok else 503, {"status": "ok" if ok else "unavailable", "detail": why}
-            )
+            detail = {"status": "ok" if ok else "unavailable", "detail": why}
+            return self._send(200 if ok else 503, detail)
         if parts == ["metrics"]:
             self._auth(False)
             if api.metrics is None:
-                raise HttpError(404, "metrics are not enabled")
-            return self._send(
-                200, api.metrics(), content_type="text/plain; version=0.0.4; charset=utf-8"
-            )
+                msg = "metrics are not enabled"
+                raise HttpError(404, msg)
+            return self._send(200, api.metrics(), content_type=_PROMETHEUS_TEXT)
         if parts == ["openapi.json"]:
-            from monitor.surfaces.openapi import OPENAPI
-
             return self._send(200, OPENAPI)
         if not parts or parts[0] != "v1":
-            raise HttpError(404, f"no route for {self.path}")
+            raise self._no_route()
         ready, why = api.ready()
         if not ready:
-            raise HttpError(503, f"monitor not ready: {why}")
+            msg = f"monitor not ready: {why}"
+            raise HttpError(503, msg)
         rest = parts[1:]
-        if rest == ["bakes"]:
+        if rest and rest[0] == "bakes":
+            return self._bakes(method, rest[1:], query)
+        if len(rest) in (2, 3) and rest[0] == "gate" and rest[1] in ("promote", "rollback"):
+            _require(method, "GET", "POST")
+            self._auth(False)
+            body = self._body() if method == "POST" else None
+            bake_id = api.find_for_gate(rest[2] if len(rest) == 3 else None, body)
+            return self._send(*api.gate("promote" if rest[1] == "promote" else "rollback", bake_id))
+        if rest not in (["verdict"], ["alerts"], ["alerts", "stream"]):
+            raise self._no_route()
+        _require(method, "GET")
+        self._auth(False)
+        if rest == ["verdict"]:
+            return self._send(200, api.verdict_for(query.get("service"), query.get("version")))
+        if rest == ["alerts"]:
+            return self._send(200, api.recent_alerts(query))
+        return self._sse(query)
+
+    def _bakes(self, method: str, rest: list[str], query: dict[str, str]) -> None:
+        """``/v1/bakes`` and ``/v1/bakes/{id}[/override|/cancel]``."""
+        api = self.api
+        if not rest:
             if method == "POST":
                 self._auth(True)
-                status, doc = api.create(self._body())
-                return self._send(status, doc)
-            self._require(method, "GET")
+                return self._send(*api.create(self._body()))
+            _require(method, "GET")
             self._auth(False)
             docs = api.all_documents()
             if "service" in query:
@@ -402,77 +237,29 @@ class _Handler(BaseHTTPRequestHandler):
             if "status" in query:
                 docs = [d for d in docs if d.get("status") == query["status"].upper()]
             return self._send(200, {"bakes": docs, "count": len(docs)})
-        if len(rest) == 2 and rest[0] == "bakes":
-            self._require(method, "GET")
+        if len(rest) == 1:
+            _require(method, "GET")
             self._auth(False)
-            found = api.document(rest[1])
+            found = api.document(rest[0])
             if found is None:
-                raise HttpError(404, f'bake "{rest[1]}" is not registered')
+                msg = f'bake "{rest[0]}" is not registered'
+                raise HttpError(404, msg)
             return self._send(200, found)
-        if len(rest) == 3 and rest[0] == "bakes" and rest[2] == "override":
-            self._require(method, "POST")
+        if len(rest) == 2 and rest[1] in ("override", "cancel"):
+            _require(method, "POST")
             self._auth(True)
-            return self._send(202, api.override(rest[1], self._body()))
-        if len(rest) == 3 and rest[0] == "bakes" and rest[2] == "cancel":
-            self._require(method, "POST")
-            self._auth(True)
-            return self._send(200, api.cancel(rest[1]))
-        if rest == ["verdict"]:
-            self._require(method, "GET")
-            self._auth(False)
-            return self._verdict(query)
-        if len(rest) in (2, 3) and rest[0] == "gate" and rest[1] in ("promote", "rollback"):
-            self._require(method, "GET", "POST")
-            self._auth(False)
-            body = self._body() if method == "POST" else None
-            return self._gate(rest[1], api.find_for_gate(rest[2] if len(rest) == 3 else None, body))
-        if rest == ["alerts"]:
-            self._require(method, "GET")
-            self._auth(False)
-            items = [a for a in api.alerts.alerts() if _alert_matches(a.alert, query)]
-            limit = int(query.get("limit", "100")) if query.get("limit", "100").isdigit() else 100
-            return self._send(200, {"alerts": [{"id": a.id, **a.alert} for a in items[-limit:]]})
-        if rest == ["alerts", "stream"]:
-            self._require(method, "GET")
-            self._auth(False)
-            return self._sse(query)
-        raise HttpError(404, f"no route for {self.path}")
-
-    def _require(self, method: str, *allowed: str) -> None:
-        if method not in allowed:
-            raise HttpError(405, f"method {method} not allowed here; use {', '.join(allowed)}")
-
-    def _verdict(self, query: dict[str, str]) -> None:
-        service, version = query.get("service"), query.get("version")
-        if not service or not version:
-            raise HttpError(400, 'query parameters "service" and "version" are required')
-        registry = self.api.follower.registry()
-        matches = [
-            b for b in registry.bakes if b.service == service and version in b.canary_versions
-        ]
-        if not matches:
-            raise HttpError(404, f'no bake for service "{service}" version "{version}"')
-        self._send(200, self.api.document(max(matches, key=lambda b: b.start_s).id))
-
-    def _gate(self, which: str, bake_id: str) -> None:
-        doc = self.api.document(bake_id)
-        if doc is None:
-            raise HttpError(404, f'bake "{bake_id}" is not registered')
-        effective = _effective(doc)
-        want = "PROMOTE" if which == "promote" else "HALT"
-        if effective == want:
-            return self._send(200, {"reason": f"{want}: {doc['reasons'][0]}", **doc})
-        short = (
-            f"{doc['status']}: {doc['reasons'][0]}" if doc.get("reasons") else str(doc["status"])
-        )
-        raise HttpError(409, short, body=doc)
+            if rest[1] == "override":
+                return self._send(202, api.override(rest[0], self._body()))
+            return self._send(200, api.cancel(rest[0]))
+        raise self._no_route()
 
     def _sse(self, query: dict[str, str]) -> None:
         last = self.headers.get("Last-Event-ID") or query.get("last_event_id")
         try:
             last_id = int(last) if last not in (None, "") else None
         except ValueError:
-            raise HttpError(400, f"Last-Event-ID must be an integer, got {last!r}") from None
+            msg = f"Last-Event-ID must be an integer, got {last!r}"
+            raise HttpError(400, msg) from None
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
@@ -483,13 +270,18 @@ class _Handler(BaseHTTPRequestHandler):
         if last_id is None and query.get("replay") != "all":
             known = api.alerts.alerts()
             last_id = known[-1].id if known else -1
-        keepalive_at = time.monotonic() + api.settings.sse_keepalive_s
         self.wfile.write(b": bakemon alert stream\n\n")
         self.wfile.flush()
-        while not api._stopping.is_set():
+        self._stream_alerts(last_id, query)
+
+    def _stream_alerts(self, last_id: int | None, query: dict[str, str]) -> None:
+        api = self.api
+        keepalive_s = api.settings.sse_keepalive_s
+        keepalive_at = time.monotonic() + keepalive_s
+        while not api.stopping:
             for a in api.alerts.after(last_id):
                 last_id = a.id
-                if not _alert_matches(a.alert, query):
+                if not alert_matches(a.alert, query):
                     continue
                 data = orjson.dumps(a.alert)
                 self.wfile.write(b"id: %d\nevent: alert\ndata: %s\n\n" % (a.id, data))
@@ -497,44 +289,5 @@ class _Handler(BaseHTTPRequestHandler):
             if time.monotonic() >= keepalive_at:
                 self.wfile.write(b": keepalive\n\n")
                 self.wfile.flush()
-                keepalive_at = time.monotonic() + api.settings.sse_keepalive_s
-            api.alerts.wait(min(1.0, api.settings.sse_keepalive_s))
-
-
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
-_FLAGGER_KEYS = {"name", "namespace", "phase", "checksum", "metadata"}
-
-
-def _is_flagger(body: Mapping[str, Any]) -> bool:
-    return "phase" in body and "name" in body and set(body) <= _FLAGGER_KEYS
-
-
-def _from_flagger(body: Mapping[str, Any]) -> dict[str, Any]:
-    """A bake spec from Flagger's pre-rollout webhook: the canary workload is ``<name>``, the
-    primary ``<name>-primary`` (Flagger's naming), unless ``metadata`` says otherwise; metadata
-    values are strings, so ``policy`` is JSON text."""
-    meta: dict[str, Any] = body["metadata"] if isinstance(body.get("metadata"), dict) else {}
-    name, ns = str(body["name"]), str(body.get("namespace") or "default")
-    # One bake per rollout: the checksum names the revision, so a later rollout never reuses an
-    # earlier (sticky) verdict.
-    checksum = str(body.get("checksum") or "")[:10]
-    default_id = f"{ns}-{name}-{checksum}" if checksum else f"{ns}-{name}"
-    spec: dict[str, Any] = {
-        "id": meta.get("bake") or _SAFE_ID.sub("-", default_id)[:128],
-        "service": meta.get("service") or name,
-        "canary": meta.get("canary") or name,
-        "baseline": meta.get("baseline") or f"{name}-primary",
-    }
-    if meta.get("policy"):
-        try:
-            spec["policy"] = orjson.loads(meta["policy"])
-        except orjson.JSONDecodeError as exc:
-            raise HttpError(400, f"Flagger metadata.policy is not JSON: {exc}") from None
-    return spec
-
-
-def _alert_matches(alert: Mapping[str, Any], query: Mapping[str, str]) -> bool:
-    labels = alert.get("labels", {})
-    if "bake" in query and labels.get("bake") != query["bake"]:
-        return False
-    return not ("severity" in query and labels.get("severity") != query["severity"])
+                keepalive_at = time.monotonic() + keepalive_s
+            api.alerts.wait(min(1.0, keepalive_s))

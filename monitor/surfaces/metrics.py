@@ -19,10 +19,38 @@ from prometheus_client.registry import Collector
 from monitor.pipeline.ingest import IngestStats
 from monitor.pipeline.judge import JudgeStats
 from monitor.records.decode import REJECTION_REASONS
+from monitor.verdict import Status, interpret
 
 __all__ = ["Metrics"]
 
-STATUSES = ("PENDING", "PROMOTE", "HALT", "INCONCLUSIVE")
+STATUSES = tuple(s.value for s in Status)
+# (metric name, help, JudgeStats attribute) of the judge's counters.
+_JUDGE_COUNTERS = (
+    ("bakemon_partials_folded", "Partials folded by the judge.", "partials"),
+    ("bakemon_partials_malformed", "Partials that could not be decoded (skipped).", "malformed"),
+    (
+        "bakemon_partials_released",
+        "Held partials folded once their bake appeared in the registry.",
+        "released",
+    ),
+    (
+        "bakemon_partials_unknown_bake_dead_lettered",
+        "Partials of a bake never registered within the hold time, sent to the dead-letter topic.",
+        "unknown_bake_dead_letters",
+    ),
+    ("bakemon_verdict_documents_published", "Changed verdict documents published.", "documents"),
+    (
+        "bakemon_verdict_documents_oversized",
+        "Verdict documents over the 1 MB message limit, not published.",
+        "oversized_documents",
+    ),
+    ("bakemon_judge_snapshots_written", "Judge state snapshots written.", "snapshots"),
+    (
+        "bakemon_judge_snapshots_unreadable",
+        "State snapshots that could not be restored (the bake restarts from its partials).",
+        "unreadable_snapshots",
+    ),
+)
 
 
 class Metrics:
@@ -72,6 +100,15 @@ class _Collector(Collector):
         self._lag, self._alerts, self._last_poll = lag, alerts, last_poll
 
     def collect(self) -> Iterator[Metric]:
+        yield from self._ingest_metrics()
+        yield from self._judge_metrics()
+        yield from self._loop_metrics()
+        alerts = CounterMetricFamily("bakemon_alerts_emitted", "Alerts seen on the alerts topic.")
+        alerts.add_metric([], self._alerts())
+        yield alerts
+        yield from _bake_metrics(self._documents())
+
+    def _ingest_metrics(self) -> Iterator[Metric]:
         ist = self._ingest()
         consumed = CounterMetricFamily(
             "bakemon_records_consumed", "Request records consumed by ingest."
@@ -92,11 +129,32 @@ class _Collector(Collector):
             partials.add_metric([], ist.partials)
             dead.add_metric([], ist.dead_letters)
         yield from (consumed, tagged, rejected, partials, dead)
+
+    def _judge_metrics(self) -> Iterator[Metric]:
         jst = self._judge()
-        folded = CounterMetricFamily("bakemon_partials_folded", "Partials folded by the judge.")
+        counters = [CounterMetricFamily(name, text) for name, text, _ in _JUDGE_COUNTERS]
+        held = GaugeMetricFamily(
+            "bakemon_judge_held_partials",
+            "Partials of bakes not yet in the registry, held (not committed past) until it knows them.",
+        )
+        failures = CounterMetricFamily(
+            "bakemon_checkpoint_failures",
+            "Checkpoints whose flush (or commit) failed and were retried, by role and step.",
+            labels=["role", "step"],
+        )
         if jst is not None:
-            folded.add_metric([], jst.partials)
-        yield folded
+            for family, (_, _, attr) in zip(counters, _JUDGE_COUNTERS, strict=True):
+                family.add_metric([], getattr(jst, attr))
+            held.add_metric([], jst.held)
+            failures.add_metric(["judge", "flush"], jst.checkpoint_failures)
+            failures.add_metric(["judge", "commit"], jst.commit_failures)
+        ist = self._ingest()
+        if ist is not None:
+            failures.add_metric(["ingest", "flush"], ist.checkpoint_failures)
+            failures.add_metric(["ingest", "commit"], ist.commit_failures)
+        yield from (*counters, held, failures)
+
+    def _loop_metrics(self) -> Iterator[Metric]:
         lag = GaugeMetricFamily(
             "bakemon_consumer_lag_records", "Records behind the high watermark.", labels=["role"]
         )
@@ -113,40 +171,40 @@ class _Collector(Collector):
             if when:
                 poll.add_metric([role], max(now - when, 0.0))
         yield poll
-        alerts = CounterMetricFamily("bakemon_alerts_emitted", "Alerts seen on the alerts topic.")
-        alerts.add_metric([], self._alerts())
-        yield alerts
-        docs = self._documents()
-        active = GaugeMetricFamily("bakemon_active_bakes", "Bakes not yet decided.")
-        active.add_metric([], sum(1 for d in docs if not d.get("decided")))
-        yield active
-        verdict = GaugeMetricFamily(
-            "bakemon_bake_verdict", "1 for the bake's current status.", labels=["bake", "status"]
-        )
-        canary = GaugeMetricFamily(
-            "bakemon_bake_canary_requests", "Canary requests folded.", labels=["bake"]
-        )
-        progress = GaugeMetricFamily(
-            "bakemon_bake_progress_ratio", "Canary requests / minimum.", labels=["bake"]
-        )
-        err = GaugeMetricFamily(
-            "bakemon_bake_error_ratio", "Error rate per cohort.", labels=["bake", "cohort"]
-        )
-        p99 = GaugeMetricFamily(
-            "bakemon_bake_latency_p99_seconds", "p99 latency per cohort.", labels=["bake", "cohort"]
-        )
-        for d in docs:
-            bake = str(d["id"])
-            for s in STATUSES:
-                verdict.add_metric([bake, s], 1.0 if d.get("status") == s else 0.0)
-            canary.add_metric([bake], d["progress"]["canary_requests"])
-            progress.add_metric([bake], d["progress"]["fraction"])
-            m = d.get("metrics", {})
-            for cohort in ("canary", "baseline"):
-                e = m.get("error_rate", {}).get(cohort)
-                if e is not None:
-                    err.add_metric([bake, cohort], e)
-                q = m.get("latency_p99_seconds", {}).get(cohort)
-                if q is not None:
-                    p99.add_metric([bake, cohort], q)
-        yield from (verdict, canary, progress, err, p99)
+
+
+def _bake_metrics(docs: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per-bake gauges from the verdict documents (bake ids are bounded by the active bakes)."""
+    active = GaugeMetricFamily("bakemon_active_bakes", "Bakes not yet decided.")
+    active.add_metric([], sum(1 for d in docs if not interpret(d).final))
+    yield active
+    verdict = GaugeMetricFamily(
+        "bakemon_bake_verdict", "1 for the bake's current status.", labels=["bake", "status"]
+    )
+    canary = GaugeMetricFamily(
+        "bakemon_bake_canary_requests", "Canary requests folded.", labels=["bake"]
+    )
+    progress = GaugeMetricFamily(
+        "bakemon_bake_progress_ratio", "Canary requests / minimum.", labels=["bake"]
+    )
+    err = GaugeMetricFamily(
+        "bakemon_bake_error_ratio", "Error rate per cohort.", labels=["bake", "cohort"]
+    )
+    p99 = GaugeMetricFamily(
+        "bakemon_bake_latency_p99_seconds", "p99 latency per cohort.", labels=["bake", "cohort"]
+    )
+    for d in docs:
+        bake = str(d["id"])
+        for s in STATUSES:
+            verdict.add_metric([bake, s], 1.0 if d.get("status") == s else 0.0)
+        canary.add_metric([bake], d["progress"]["canary_requests"])
+        progress.add_metric([bake], d["progress"]["fraction"])
+        m = d.get("metrics", {})
+        for cohort in ("canary", "baseline"):
+            e = m.get("error_rate", {}).get(cohort)
+            if e is not None:
+                err.add_metric([bake, cohort], e)
+            q = m.get("latency_p99_seconds", {}).get(cohort)
+            if q is not None:
+                p99.add_metric([bake, cohort], q)
+    yield from (verdict, canary, progress, err, p99)

@@ -20,8 +20,9 @@ _AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
 
 def _gate(which: str, ok: str) -> dict[str, Any]:
     op = {
-        "summary": f"{which} gate: 200 iff the verdict is {ok}, else 409 (Flagger, shell)",
-        "responses": {"200": _DOC, "409": _DOC, "404": _ERR},
+        "summary": f"{which} gate: 200 iff the verdict is {ok} (or INCONCLUSIVE resolved to "
+        f"{ok}), else 409 (Flagger, shell); 503 if the verdict document is unreadable",
+        "responses": {"200": _DOC, "409": _DOC, "404": _ERR, "503": _ERR},
     }
     return {
         "get": op,

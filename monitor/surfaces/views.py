@@ -1,7 +1,8 @@
 """Read models for the HTTP API: verdict documents and the alert log, followed from Kafka.
 
 Every API instance follows the whole verdicts topic (so any instance answers for any bake) and
-the alerts topic. Handlers only read the immutable snapshots these publish.
+the alerts topic. The verdicts topic holds only documents (the judge's state is in its own
+topic, which API instances never read). Handlers only read the immutable snapshots these publish.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from monitor.kafka.follower import TopicFollower
+from monitor.kafka.follower import SourceFactory, TopicFollower
 from monitor.kafka.topics import TopicLayout
 
 __all__ = ["AlertLog", "AlertSource", "StoredAlert", "VerdictView"]
@@ -34,9 +35,14 @@ class VerdictView(TopicFollower):
         layout: TopicLayout,
         *,
         client: Mapping[str, Any] | None = None,
+        source_factory: SourceFactory | None = None,
     ) -> None:
         super().__init__(
-            bootstrap_servers, layout.verdicts, range(layout.partials_partitions), client=client
+            bootstrap_servers,
+            layout.verdicts,
+            range(layout.partials_partitions),
+            client=client,
+            source_factory=source_factory,
         )
         self._docs: dict[str, dict[str, Any]] = {}
         self._arrived: dict[str, float] = {}
@@ -51,8 +57,10 @@ class VerdictView(TopicFollower):
             self._docs.pop(bake_id, None)
             return True
         try:
-            doc = orjson.loads(value)["document"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            doc = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("id") != bake_id:
             self.unreadable += 1
             return False
         self._docs[bake_id] = doc
@@ -95,8 +103,11 @@ class AlertLog(TopicFollower):
         *,
         max_alerts: int = MAX_ALERTS,
         client: Mapping[str, Any] | None = None,
+        source_factory: SourceFactory | None = None,
     ) -> None:
-        super().__init__(bootstrap_servers, layout.alerts, [0], client=client)
+        super().__init__(
+            bootstrap_servers, layout.alerts, [0], client=client, source_factory=source_factory
+        )
         self._buffer: deque[StoredAlert] = deque(maxlen=max_alerts)
         self._view: tuple[StoredAlert, ...] = ()
         self._changed = threading.Condition()

@@ -11,7 +11,8 @@ import hashlib
 from typing import Any
 
 from monitor.bakes.spec import BakeSpec
-from monitor.verdict.engine import Status, VerdictEvent, iso
+from monitor.verdict.document import Status, iso
+from monitor.verdict.engine import VerdictEvent
 
 __all__ = ["alert_from_event"]
 

@@ -17,11 +17,9 @@ so replaying the same increments yields the same verdict timeline.
 
 from __future__ import annotations
 
-import datetime as dt
-import enum
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from detectors.base import Assessment, Finding
@@ -31,17 +29,11 @@ from detectors.latency import LatencyTest
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
+from monitor.verdict.document import Readout, Status, build_document, iso
 
-__all__ = ["BakeVerdict", "Status", "VerdictEvent", "iso"]
+__all__ = ["BakeVerdict", "Status", "VerdictEvent", "document_without_data", "iso"]
 
 STATE_VERSION = 1
-
-
-class Status(enum.StrEnum):
-    PENDING = "PENDING"
-    PROMOTE = "PROMOTE"
-    HALT = "HALT"
-    INCONCLUSIVE = "INCONCLUSIVE"
 
 
 @dataclass(frozen=True)
@@ -54,17 +46,6 @@ class VerdictEvent:
     summary: str
     event_time_s: float
     metric: str = ""
-
-
-def iso(epoch_s: float | None) -> str | None:
-    """RFC 3339 UTC timestamp with milliseconds, or None."""
-    if epoch_s is None or not math.isfinite(epoch_s):
-        return None
-    return (
-        dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
 
 
 def _fmt(n: int) -> str:
@@ -201,9 +182,14 @@ class BakeVerdict:
         self._status = status
         self._decided_at_s = now
         self._decision_reason = reason
-        if status is Status.INCONCLUSIVE:
-            self._resolution = "HALT" if self.spec.policy.on_inconclusive == "halt" else "PROMOTE"
+        self._resolution = self._resolution_of(status)
         events.append(VerdictEvent("verdict", self.spec.id, status, reason, now))
+
+    def _resolution_of(self, status: Status) -> str | None:
+        """What an INCONCLUSIVE status resolves to under the policy (``on_inconclusive``)."""
+        if status is not Status.INCONCLUSIVE:
+            return None
+        return "HALT" if self.spec.policy.on_inconclusive == "halt" else "PROMOTE"
 
     def _duration_s(self) -> float:
         if self._first_time_s is None or self._last_time_s is None:
@@ -310,9 +296,27 @@ class BakeVerdict:
         self._status = status
         self._decided_at_s = at_s
         self._decision_reason = f"operator override by {who}: {why}"
-        self._resolution = None
+        self._resolution = self._resolution_of(status)
         self._override_source = source
         return VerdictEvent("override", self.spec.id, status, self._decision_reason, at_s)
+
+    def apply_spec(self, spec: BakeSpec) -> list[VerdictEvent]:
+        """Adopt an updated spec of this bake (cancellation, override) and apply its operator
+        override unless already applied; returns the events to alert.
+
+        The detectors keep judging under the policy the bake started with, so the same
+        increments give the same verdicts whenever an update arrives; an applied override
+        stays (decisions are final) even if a later spec has none.
+        """
+        if spec.id != self.spec.id:
+            msg = f'spec of bake "{spec.id}" given to the verdict of bake "{self.spec.id}"'
+            raise BakeError(msg, value=spec.id)
+        self.spec = replace(spec, policy=self.spec.policy)
+        ov = spec.override
+        if ov is None or ov == self._override_source:
+            return []
+        status = Status(ov["status"])
+        return [self.override(status, ov["by"], ov["reason"], ov["at"], source=dict(ov))]
 
     # -- read-out --------------------------------------------------------------------------
     def estimated_requests_to_decision(self, found: Mapping[str, Assessment]) -> int | None:
@@ -329,80 +333,31 @@ class BakeVerdict:
             needs.append(a.requests_to_decision)
         return max([to_min, *needs])
 
-    def document(self, *, stale: bool = False, evaluated_at: str | None = None) -> dict[str, Any]:
-        """The verdict document of INTEGRATIONS.md (JSON-able)."""
-        policy = self.spec.policy
+    def readout(self) -> Readout:
+        """What the document shows, now."""
         found = self._assessments()
         if self.decided:
             reasons = [self._decision_reason or self._status.value]
         else:
             reasons = self._pending_reasons(found, self._last_time_s or 0.0) or ["evaluating"]
-        n_c, n_b = self._canary.requests, self._baseline.requests
-        est = self.estimated_requests_to_decision(found)
-        fraction = min(n_c / policy.min_canary_requests, 1.0) if policy.min_canary_requests else 1.0
-        metrics: dict[str, Any] = {}
-        if "error_rate" in found:
-            a = found["error_rate"]
-            metrics["error_rate"] = {
-                "canary": a.detail.get("canary"),
-                "baseline": a.detail.get("baseline"),
-                "ratio": a.estimate,
-                "ratio_bounds": [a.lower, a.upper],
-                "finding": a.finding.value,
-                "e_value_halt": a.e_halt,
-                "e_value_promote": a.e_promote,
-                "canary_errors": a.detail.get("canary_errors"),
-                "baseline_errors": a.detail.get("baseline_errors"),
-            }
-        if "latency" in found:
-            a = found["latency"]
-            for qname, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-                c, b = self._canary.quantile(q), self._baseline.quantile(q)
-                metrics[f"latency_{qname}_seconds"] = {
-                    "canary": c,
-                    "baseline": b,
-                    "ratio": (c / b) if c and b else None,
-                }
-            metrics["latency"] = {
-                "finding": a.finding.value,
-                "ratio": a.estimate,
-                "ratio_bounds": [a.lower, a.upper],
-                "e_value_halt": a.e_halt,
-                "e_value_promote": a.e_promote,
-                "thresholds": a.detail.get("thresholds", []),
-            }
-        status = self._status.value
-        progress_text = (
-            f"{status}: canary {_fmt(n_c)}/{_fmt(policy.min_canary_requests)} requests"
-            + (f", ~{_fmt(est)} more to decide" if est else "")
+        return Readout(
+            spec=self.spec,
+            status=self._status,
+            resolution=self._resolution,
+            reasons=reasons,
+            assessments=found,
+            canary=self._canary,
+            baseline=self._baseline,
+            estimated_requests_to_decision=self.estimated_requests_to_decision(found),
+            duration_s=self._duration_s(),
+            override=self._override,
+            decided_at_s=self._decided_at_s,
+            last_event_time_s=self._last_time_s,
         )
-        return {
-            "id": self.spec.id,
-            "service": self.spec.service,
-            "status": status,
-            "decided": self.decided,
-            "resolution": self._resolution,
-            "reasons": reasons,
-            "progress": {
-                "canary_requests": n_c,
-                "baseline_requests": n_b,
-                "min_canary_requests": policy.min_canary_requests,
-                "max_canary_requests": policy.max_canary_requests,
-                "fraction": round(fraction, 4),
-                "estimated_requests_to_decision": est,
-                "duration_s": round(self._duration_s(), 3),
-            },
-            "progress_text": progress_text,
-            "metrics": metrics,
-            "canary": {"versions": list(self.spec.canary_versions)},
-            "baseline": {"versions": list(self.spec.baseline_versions)},
-            "policy": policy.to_dict(),
-            "override": self._override,
-            "created_at": self.spec.created_at,
-            "decided_at": iso(self._decided_at_s) if self.decided else None,
-            "evaluated_at": evaluated_at or iso(self._last_time_s),
-            "stale": stale,
-        }
+
+    def document(self, *, stale: bool = False, evaluated_at: str | None = None) -> dict[str, Any]:
+        """The verdict document of INTEGRATIONS.md (JSON-able)."""
+        return build_document(self.readout(), stale=stale, evaluated_at=evaluated_at)
 
     # -- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -448,3 +403,14 @@ class BakeVerdict:
         obj._override_source = state.get("override_source")
         obj._increments = int(state["increments"])
         return obj
+
+
+def document_without_data(spec: BakeSpec) -> dict[str, Any]:
+    """The document of a bake no partial has reached yet: PENDING (never good news), or the
+    operator's override, applied by the engine like any other."""
+    engine = BakeVerdict(spec)
+    engine.apply_spec(spec)
+    doc = engine.document()
+    if not engine.decided:
+        doc["reasons"] = ["no traffic observed for this bake yet", *doc["reasons"][:1]]
+    return doc

@@ -152,9 +152,7 @@ def verdict_documents(bootstrap: str) -> dict[str, dict[str, Any]]:
         snap = read_to_end(src, LAYOUT.verdicts, range(4))
     finally:
         src.close()
-    return {
-        k.decode(): orjson.loads(v)["document"] for k, v in snap.values.items() if v is not None
-    }
+    return {k.decode(): orjson.loads(v) for k, v in snap.values.items() if v is not None}
 
 
 def totals(doc: dict[str, Any]) -> tuple[int, int]:

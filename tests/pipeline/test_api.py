@@ -392,3 +392,30 @@ def test_flagger_pre_rollout_webhook_creates_the_bake(service: Service) -> None:
     assert (
         _req(port, "POST", "/v1/gate/promote", next_gate, json_ct)[1]["id"] == "shop-checkout-99aa"
     )
+
+
+def test_override_before_traffic_opens_the_gate_and_wait_times_out_apart(
+    service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bake without traffic is PENDING: gates hold (409) and `bake wait` times out with 5, not
+    INCONCLUSIVE's 2; an operator's PROMOTE before any traffic opens the promote gate and ends
+    the wait with 0."""
+    assert service.api is not None
+    port = service.api.port
+    url = f"http://127.0.0.1:{port}"
+    bake = {"id": "cart-v9", "service": "cart", "canary": "v9", "baseline": "v8", "start": 0}
+    assert _req(port, "POST", "/v1/bakes", orjson.dumps(bake), _auth())[0] == 201
+    status, body = _req(port, "GET", "/v1/gate/promote/cart-v9")
+    assert status == 409 and body["reason"] == "PENDING: no traffic observed for this bake yet"
+    assert _req(port, "GET", "/v1/gate/rollback/cart-v9")[0] == 409
+    wait = ["bake", "wait", "cart-v9", "--url", url, "--interval", "0.2s"]
+    assert main([*wait, "--timeout", "1s"]) == 5
+    assert "timed out" in capsys.readouterr().err
+    override = orjson.dumps({"status": "PROMOTE", "by": "bob", "reason": "hotfix, verified"})
+    assert _req(port, "POST", "/v1/bakes/cart-v9/override", override, _auth())[0] == 202
+    wait_until(lambda: _req(port, "GET", "/v1/gate/promote/cart-v9")[0] == 200, 30, "the override")
+    doc = _req(port, "GET", "/v1/bakes/cart-v9")[1]
+    assert doc["status"] == "PROMOTE" and doc["override"]["by"] == "bob"
+    assert doc["reasons"] == ["operator override by bob: hotfix, verified"]
+    assert main([*wait, "--timeout", "10s"]) == 0
+    assert capsys.readouterr().out == "PROMOTE\n"

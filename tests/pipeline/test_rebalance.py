@@ -98,3 +98,4 @@ def test_kept_partition_mid_block_is_recomputed(broker: EmbeddedBroker, tmp_path
     assert _folded_totals(bs) == want
     for w in (a, b):
         w.source.close()
+        w.sink.close()

@@ -147,3 +147,12 @@ def test_console_script_runs_as_installed() -> None:
     exe = Path(sys.executable).with_name("bakemon")
     out = subprocess.run([str(exe), "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.startswith("bakemon ")
+
+
+def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`bakemon replay --help` documents exit codes 0 to 4."""
+    with pytest.raises(SystemExit):
+        main(["replay", "--help"])
+    out = capsys.readouterr().out
+    for line in ("0  PROMOTE", "1  HALT", "2  INCONCLUSIVE", "3  still PENDING", "4  usage"):
+        assert line in out, line

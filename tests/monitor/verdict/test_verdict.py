@@ -11,7 +11,8 @@ import pytest
 
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
-from monitor.verdict.engine import BakeVerdict, Status
+from monitor.errors import BakeError
+from monitor.verdict.engine import BakeVerdict, Status, document_without_data
 
 T0 = 1795428000.0  # Monday 2026-11-23 10:00 UTC
 
@@ -220,3 +221,67 @@ def test_override_is_audited() -> None:
     assert doc["override"]["previous"] == "PENDING" and ev.kind == "override"
     with pytest.raises(Exception, match="override must set"):
         v.override(Status.PENDING, "bob", "undo", T0 + 60)
+
+
+def _with(spec: BakeSpec, **fields: Any) -> BakeSpec:
+    return BakeSpec.from_dict({**spec.to_dict(), **fields})
+
+
+OVERRIDE = {"status": "HALT", "by": "alice", "reason": "customer reports", "at": T0 + 50}
+
+
+def test_apply_spec_applies_an_override_once() -> None:
+    """apply_spec applies a new override with one alert, and the same spec again changes nothing."""
+    rng = np.random.default_rng(11)
+    v = BakeVerdict(_spec())
+    _feed(v, rng, 5, 100, 0.01)
+    assert v.apply_spec(_spec()) == []
+    events = v.apply_spec(_with(_spec(), override=OVERRIDE))
+    assert [(e.kind, e.status) for e in events] == [("override", Status.HALT)]
+    assert v.status is Status.HALT and v.document()["override"]["previous"] == "PENDING"
+    assert v.apply_spec(_with(_spec(), override=OVERRIDE)) == []
+    restored = BakeVerdict.from_state(orjson.loads(orjson.dumps(v.state_dict())))
+    assert restored.apply_spec(_with(_spec(), override=OVERRIDE)) == []
+    later = {**OVERRIDE, "status": "PROMOTE", "by": "bob", "at": T0 + 90}
+    assert [e.status for e in v.apply_spec(_with(_spec(), override=later))] == [Status.PROMOTE]
+    assert v.document()["override"]["previous"] == "HALT"
+
+
+def test_apply_spec_adopts_the_update_but_keeps_the_policy_in_force() -> None:
+    """A cancellation is adopted; a changed policy is not (the same increments, the same verdict)."""
+    v = BakeVerdict(_spec(min_canary_requests=500))
+    update = BakeSpec.from_dict(
+        {**_spec().to_dict(), "end": T0, "policy": {"min_canary_requests": 7}}
+    )
+    assert v.apply_spec(update) == []
+    assert v.spec.end_s == T0
+    assert v.spec.policy.min_canary_requests == 500
+    assert v.document()["policy"]["min_canary_requests"] == 500
+    other = BakeSpec.from_dict({**_spec().to_dict(), "id": "search-v8"})
+    with pytest.raises(BakeError, match='spec of bake "search-v8"'):
+        v.apply_spec(other)
+
+
+def test_inconclusive_override_is_resolved_by_the_policy() -> None:
+    """An operator's INCONCLUSIVE carries the policy's resolution, like a decided one."""
+    for on_inconclusive, want in (("halt", "HALT"), ("promote", "PROMOTE")):
+        spec = _with(
+            _spec(on_inconclusive=on_inconclusive),
+            override={**OVERRIDE, "status": "INCONCLUSIVE"},
+        )
+        v = BakeVerdict(spec)
+        v.apply_spec(spec)
+        assert v.document()["resolution"] == want
+
+
+def test_document_without_data_is_pending_or_the_override() -> None:
+    """Before any traffic: PENDING saying so, or the operator's decision — built by the engine."""
+    doc = document_without_data(_spec())
+    assert doc["status"] == "PENDING" and doc["decided"] is False and doc["stale"] is False
+    assert doc["reasons"] == [
+        "no traffic observed for this bake yet",
+        "no canary traffic",
+    ]
+    doc = document_without_data(_with(_spec(), override=OVERRIDE))
+    assert doc["status"] == "HALT" and doc["override"]["by"] == "alice"
+    assert doc["reasons"] == ["operator override by alice: customer reports"]

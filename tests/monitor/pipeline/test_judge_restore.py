@@ -1,0 +1,215 @@
+"""The judge on the in-memory broker: restore on assignment, crashes, the document read model."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+from _memory_pipeline import (
+    BOTH,
+    CHECKOUT,
+    LAYOUT,
+    SEARCH,
+    documents,
+    drain,
+    expected_counts,
+    ingested,
+    judge,
+    judge_totals,
+    request_log,
+)
+
+from monitor.bakes.spec import BakeSpec, Registry
+from monitor.kafka.memory import MemoryBroker, MemorySource, SimulatedCrash
+from monitor.kafka.topics import DOCUMENT_MAX_BYTES
+from monitor.pipeline.snapshot import Snapshot
+from monitor.surfaces.views import VerdictView
+
+LINES = request_log(6000, seed=7)
+
+
+def _uninterrupted() -> dict[str, dict[str, object]]:
+    broker = ingested(LINES, block_offsets=400)
+    j = judge(broker)
+    drain(j)
+    assert j.checkpoint()
+    return documents(broker)
+
+
+def _judged_halfway(broker: MemoryBroker) -> None:
+    """A judge folds part of the partials, checkpoints, folds more, then dies unflushed."""
+    j = judge(broker, fetch_records=10)
+    for _ in range(4):
+        j.step(0.0)
+    assert j.checkpoint()
+    for _ in range(3):
+        j.step(0.0)
+    assert j.stats.partials > 0
+    j.source.close()  # killed: nothing after the checkpoint was flushed or committed
+
+
+def test_killed_judge_is_replaced_and_ends_with_the_same_documents() -> None:
+    """A judge killed mid-stream and replaced restores its bakes from the state topic on
+    assignment and ends with the documents of an uninterrupted run."""
+    want = _uninterrupted()
+    broker = ingested(LINES, block_offsets=400)
+    _judged_halfway(broker)
+    j = judge(broker)
+    drain(j)
+    assert j.stats.restored == 2
+    assert j.checkpoint()
+    assert judge_totals(j) == expected_counts(LINES)
+    assert documents(broker) == want
+
+
+def test_judge_crash_between_publish_and_commit_counts_nothing_twice() -> None:
+    """State and documents are acknowledged but the commit never happens: the successor
+    re-reads from the old commit and skips, per bake, what the snapshot already holds."""
+    want = _uninterrupted()
+    broker = ingested(LINES, block_offsets=400)
+    j = judge(broker, fetch_records=10)
+    for _ in range(6):
+        j.step(0.0)
+    j.source.crash_on_next_commit()  # type: ignore[attr-defined]
+    with pytest.raises(SimulatedCrash):
+        j.checkpoint()
+    assert broker.committed("bakemon-judge", (LAYOUT.partials, 0)) is None
+    assert broker.latest(LAYOUT.state), "the snapshots were published"
+    j.source.close()
+    k = judge(broker)
+    drain(k)
+    assert k.stats.skipped > 0
+    assert k.checkpoint()
+    assert judge_totals(k) == expected_counts(LINES)
+    assert documents(broker) == want
+
+
+def test_state_and_documents_are_separate_and_documents_only_sent_when_changed() -> None:
+    """The state topic holds versioned snapshots, the verdicts topic bare documents; an
+    unchanged document is not sent again."""
+    broker = ingested(LINES, block_offsets=400)
+    j = judge(broker)
+    drain(j)
+    assert j.checkpoint()
+    state = broker.latest(LAYOUT.state)
+    assert {Snapshot.decode(v).verdict.spec.id for v in state.values()} == {CHECKOUT.id, SEARCH.id}
+    docs = documents(broker)
+    assert set(docs) == {CHECKOUT.id, SEARCH.id} and "state" not in docs[CHECKOUT.id]
+    sent = len(broker.records(LAYOUT.verdicts))
+    j._bakes[CHECKOUT.id].dirty = True  # state to write, but the same document
+    assert j.checkpoint()
+    assert len(broker.records(LAYOUT.verdicts)) == sent
+    assert len(broker.records(LAYOUT.state)) == len(state) + 1
+
+
+def test_failed_judge_flush_sends_state_and_documents_again() -> None:
+    """A transient produce failure commits nothing; the next checkpoint resends everything."""
+    want = _uninterrupted()
+    broker = ingested(LINES, block_offsets=400)
+    j = judge(broker)
+    drain(j)
+    j.sink.fail_next_flush()  # type: ignore[attr-defined]
+    assert not j.checkpoint()
+    assert not broker.latest(LAYOUT.verdicts) and not broker.latest(LAYOUT.state)
+    assert broker.committed("bakemon-judge", (LAYOUT.partials, 0)) is None
+    assert j.checkpoint()
+    assert documents(broker) == want
+    assert broker.committed("bakemon-judge", (LAYOUT.partials, 0)) == broker.high_watermark(
+        (LAYOUT.partials, 0)
+    )
+
+
+def test_verdict_view_reads_only_documents() -> None:
+    """The API's read model follows the verdicts topic (documents only) to its end."""
+    broker = ingested(LINES, block_offsets=400)
+    j = judge(broker)
+    drain(j)
+    assert j.checkpoint()
+    view = VerdictView(
+        "unused",
+        LAYOUT,
+        source_factory=lambda tps: MemorySource(broker, partitions=list(tps)),
+    )
+    view.poll_timeout_s = 0.01
+    view.start()
+    try:
+        docs, _ = view.documents()
+        assert docs == documents(broker) and view.unreadable == 0
+    finally:
+        view.stop()
+
+
+def _wide_spec(created_at: str | None = None) -> BakeSpec:
+    return BakeSpec.from_dict(
+        {
+            "id": "checkout-v42",
+            "service": "checkout",
+            "canary": "v42",
+            "baseline": "v41",
+            "created_at": created_at,
+            "policy": {
+                "latency": {
+                    "quantiles": [0.5, 0.75, 0.9, 0.95, 0.99, 0.999],
+                    "slo_thresholds_ms": [float(t) for t in range(5, 2000, 25)],
+                },
+                "coverage": {"segment": "zone", "min_values": 3},
+                "blast_radius": {"segment": "zone", "max_values": 2},
+            },
+        }
+    )
+
+
+def test_document_of_a_wide_bake_is_far_below_the_message_limit() -> None:
+    """Many latency thresholds and segment values still give a document under 10 % of 1 MB."""
+    lines = [
+        orjson.dumps(
+            {
+                **orjson.loads(line),
+                "zone": f"zone-{i % 40}",
+                "route": f"/r/{i % 300}",
+                "host": f"host-{i % 500}",
+            }
+        )
+        for i, line in enumerate(LINES)
+    ]
+    broker = ingested(lines, registry=Registry([_wide_spec(), SEARCH]), block_offsets=400)
+    j = judge(broker, Registry([_wide_spec(), SEARCH]))
+    drain(j)
+    assert j.checkpoint()
+    raw = broker.latest(LAYOUT.verdicts)[b"checkout-v42"]
+    assert len(raw) < DOCUMENT_MAX_BYTES / 10, len(raw)
+    assert len(orjson.loads(raw)["metrics"]["latency"]["thresholds"]) > 50
+
+
+def test_oversized_document_is_counted_not_sent_and_does_not_stall_the_judge() -> None:
+    """A document over the 1 MB limit is logged and counted; state and commits go on."""
+    huge = _wide_spec(created_at="x" * (DOCUMENT_MAX_BYTES + 1))
+    broker = ingested(LINES, block_offsets=400)
+    j = judge(broker, Registry([huge, SEARCH]))
+    drain(j)
+    assert j.checkpoint()
+    assert j.stats.oversized_documents == 1
+    assert set(documents(broker)) == {SEARCH.id}
+    assert {Snapshot.decode(v).verdict.spec.id for v in broker.latest(LAYOUT.state).values()} == {
+        CHECKOUT.id,
+        SEARCH.id,
+    }
+    assert broker.committed("bakemon-judge", (LAYOUT.partials, 0)) is not None
+    assert j.checkpoint() and j.stats.oversized_documents == 1  # once per change
+
+
+def test_override_in_the_registry_reaches_the_verdict_once() -> None:
+    """An operator override published in the registry is applied once, audited, alerted."""
+    broker = ingested(LINES, block_offsets=400)
+    current = [BOTH]
+    j = judge(broker, lambda: current[0])
+    drain(j)
+    d = SEARCH.to_dict()
+    d["override"] = {"status": "HALT", "by": "sre", "reason": "pager", "at": 1_795_824_100.0}
+    current[0] = Registry([CHECKOUT, BakeSpec.from_dict(d)])
+    j.step(0.0)
+    j.step(0.0)
+    assert j.checkpoint()
+    doc = documents(broker)[SEARCH.id]
+    assert doc["status"] == "HALT" and doc["override"]["by"] == "sre"
+    alerts = [orjson.loads(r.value or b"") for r in broker.records(LAYOUT.alerts)]
+    assert sum(a["kind"] == "override" and a["labels"]["bake"] == SEARCH.id for a in alerts) == 1
