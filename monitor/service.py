@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.store import BakeFollower
 from monitor.config import Settings
-from monitor.kafka.io import KafkaSink, KafkaSource, Source
+from monitor.kafka.io import TP, KafkaSink, KafkaSource, Source
 from monitor.kafka.topics import ensure_topics
 from monitor.pipeline.ingest import Ingest
 from monitor.pipeline.judge import Judge
@@ -157,8 +157,8 @@ class Service:
             s.bootstrap_servers, group_id=JUDGE_GROUP, topics=[layout.partials], client=client
         )
 
-        def restore_source(p: int) -> Source:
-            return KafkaSource(s.bootstrap_servers, partitions=[(layout.state, p)], client=client)
+        def restore_source(tp: TP) -> Source:
+            return KafkaSource(s.bootstrap_servers, partitions=[tp], client=client)
 
         sink = KafkaSink(s.bootstrap_servers, client=client)
         self.judge = Judge(

@@ -354,7 +354,9 @@ def consume_to_end(
             msg = f'timed out reading topic "{topic}" to its end'
             raise KafkaIOError(msg, value=topic)
         batch = source.poll(READ_POLL_TIMEOUT_S, READ_POLL_RECORDS)
-        for (_, p), recs in batch.items():
+        for (t, p), recs in batch.items():
+            if t != topic:
+                continue
             for r in recs:
                 apply(p, r)
         done |= {p for p in parts - done if source.caught_up((topic, p))}

@@ -23,7 +23,7 @@ import orjson
 
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
-from monitor.kafka.io import TP, Sink, Source, read_to_end
+from monitor.kafka.io import TP, Sink, Source, TopicSnapshot, read_to_end
 from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout
 from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.held import Held, HeldPartials
@@ -81,7 +81,7 @@ class Judge:
         sink: Sink,
         layout: TopicLayout,
         registry: Callable[[], Registry],
-        restore_source: Callable[[int], Source],
+        restore_source: Callable[[TP], Source],
         *,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         unknown_bake_hold_s: float = DEFAULT_UNKNOWN_BAKE_HOLD_S,
@@ -120,26 +120,45 @@ class Judge:
 
     # -- assignment ------------------------------------------------------------------------
     def _restore(self, partition: int) -> None:
-        src = self.restore_source(partition)
-        try:
-            snap = read_to_end(src, self.layout.state, [partition])
-        finally:
-            src.close()
+        state = self._read(self.layout.state, partition)
+        # Bakes judged by a v1 judge kept their state inside the verdicts topic.
+        legacy = self._read(self.layout.verdicts, partition)
         restored = 0
-        for key, value in snap.values.items():
-            if value is None:
-                continue
-            try:
-                s = Snapshot.decode(value)
-            except SnapshotError as exc:
-                self.stats.unreadable_snapshots += 1
-                log.warning('ignoring unreadable snapshot of bake "%s": %s', key.decode(), exc)
-                continue
-            bake_id = s.verdict.spec.id
-            self._bakes[bake_id] = _BakeState(s.verdict, s.fold, partition, s.partials_offset)
-            restored += 1
+        for key, value in state.values.items():
+            restored += self._restore_one(partition, key, value, Snapshot.decode)
+        for key, value in legacy.values.items():
+            if state.values.get(key) is None:
+                restored += self._restore_one(partition, key, value, Snapshot.decode_legacy)
         self.stats.restored += restored
         log.info("judge restored partition %d: %d bakes", partition, restored)
+
+    def _read(self, topic: str, partition: int) -> TopicSnapshot:
+        src = self.restore_source((topic, partition))
+        try:
+            return read_to_end(src, topic, [partition])
+        finally:
+            src.close()
+
+    def _restore_one(
+        self,
+        partition: int,
+        key: bytes,
+        value: bytes | None,
+        decode: Callable[[bytes], Snapshot | None],
+    ) -> int:
+        if value is None:
+            return 0
+        try:
+            s = decode(value)
+        except SnapshotError as exc:
+            self.stats.unreadable_snapshots += 1
+            log.warning('ignoring unreadable snapshot of bake "%s": %s', key.decode(), exc)
+            return 0
+        if s is None:
+            return 0
+        bake_id = s.verdict.spec.id
+        self._bakes[bake_id] = _BakeState(s.verdict, s.fold, partition, s.partials_offset)
+        return 1
 
     def _forget(self, partition: int) -> None:
         for bake_id in [b for b, s in self._bakes.items() if s.partition == partition]:

@@ -17,10 +17,12 @@ from monitor.errors import MonitorError
 from monitor.pipeline.partials import BlockFold
 from monitor.verdict.engine import BakeVerdict
 
-__all__ = ["SNAPSHOT_FORMAT_VERSION", "Snapshot", "SnapshotError"]
+__all__ = ["LEGACY_FORMAT_VERSION", "SNAPSHOT_FORMAT_VERSION", "Snapshot", "SnapshotError"]
 
-# 2: its own topic (1 was {"document", "state"} in the verdicts topic).
+# 2: its own topic. 1 was {"document", "state"} in the verdicts topic; it is still read, so an
+# upgrade in the middle of a bake continues the bake instead of restarting its totals.
 SNAPSHOT_FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSION = 1
 
 
 class SnapshotError(MonitorError):
@@ -44,6 +46,24 @@ class Snapshot:
                 "partials_offset": self.partials_offset,
             }
         )
+
+    @classmethod
+    def decode_legacy(cls, raw: bytes) -> Snapshot | None:
+        """A v1 snapshot from a verdicts-topic value ``{"document", "state"}``; None when the
+        value is a plain (v2) document. Raises :class:`SnapshotError` if it is unreadable."""
+        try:
+            d = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            msg = f"malformed verdicts value: {exc}"
+            raise SnapshotError(msg) from exc
+        if not isinstance(d, dict) or "state" not in d:
+            return None
+        state = d["state"]
+        if not isinstance(state, dict) or state.get("v") != LEGACY_FORMAT_VERSION:
+            version = state.get("v") if isinstance(state, dict) else None
+            msg = f"unsupported legacy snapshot version {version!r}"
+            raise SnapshotError(msg, value=version)
+        return cls.decode(orjson.dumps({**state, "v": SNAPSHOT_FORMAT_VERSION}))
 
     @classmethod
     def decode(cls, raw: bytes) -> Snapshot:

@@ -60,6 +60,8 @@ class VerdictView(TopicFollower):
             doc = orjson.loads(value)
         except orjson.JSONDecodeError:
             doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("state"), dict):
+            doc = doc.get("document")  # written by a v1 judge: {"document", "state"}
         if not isinstance(doc, dict) or doc.get("id") != bake_id:
             self.unreadable += 1
             return False

@@ -135,7 +135,7 @@ def judge(
         MemorySink(broker),
         LAYOUT,
         current,
-        lambda p: MemorySource(broker, partitions=[(LAYOUT.state, p)]),
+        lambda tp: MemorySource(broker, partitions=[tp]),
         **kw,
     )
 

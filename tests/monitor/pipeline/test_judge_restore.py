@@ -83,6 +83,27 @@ def test_judge_crash_between_publish_and_commit_counts_nothing_twice() -> None:
     assert documents(broker) == want
 
 
+def test_judge_upgraded_from_v1_continues_bakes_from_their_legacy_snapshots() -> None:
+    """A v1 judge kept {"document", "state"} in the verdicts topic; after an upgrade the new
+    judge restores those bakes from it (no state topic yet) and ends with the same documents."""
+    want = _uninterrupted()
+    broker = ingested(LINES, block_offsets=400)
+    _judged_halfway(broker)
+    for key, value in broker.latest(LAYOUT.state).items():
+        state = orjson.loads(value)
+        doc = Snapshot.decode(value).verdict.document()
+        legacy = {"document": doc, "state": {**state, "v": 1}}
+        partition = next(r.partition for r in broker.records(LAYOUT.state) if r.key == key)
+        broker.append(LAYOUT.verdicts, orjson.dumps(legacy), key=key, partition=partition)
+        broker.append(LAYOUT.state, None, key=key, partition=partition)  # as if never written
+    j = judge(broker)
+    drain(j)
+    assert j.stats.restored == 2 and j.stats.unreadable_snapshots == 0
+    assert j.checkpoint()
+    assert judge_totals(j) == expected_counts(LINES)
+    assert documents(broker) == want
+
+
 def test_state_and_documents_are_separate_and_documents_only_sent_when_changed() -> None:
     """The state topic holds versioned snapshots, the verdicts topic bare documents; an
     unchanged document is not sent again."""
@@ -213,3 +234,21 @@ def test_override_in_the_registry_reaches_the_verdict_once() -> None:
     assert doc["status"] == "HALT" and doc["override"]["by"] == "sre"
     alerts = [orjson.loads(r.value or b"") for r in broker.records(LAYOUT.alerts)]
     assert sum(a["kind"] == "override" and a["labels"]["bake"] == SEARCH.id for a in alerts) == 1
+
+
+def test_verdict_view_reads_a_v1_value_as_its_document() -> None:
+    """During an upgrade the read model shows a bake whose latest value a v1 judge wrote."""
+    broker = MemoryBroker()
+    broker.create_topics([(LAYOUT.verdicts, LAYOUT.partials_partitions)])
+    doc = {"id": CHECKOUT.id, "status": "PENDING", "reasons": ["evaluating"]}
+    legacy = {"document": doc, "state": {"v": 1}}
+    broker.append(LAYOUT.verdicts, orjson.dumps(legacy), key=CHECKOUT.id.encode(), partition=0)
+    view = VerdictView(
+        "unused", LAYOUT, source_factory=lambda tps: MemorySource(broker, partitions=list(tps))
+    )
+    view.poll_timeout_s = 0.01
+    view.start()
+    try:
+        assert view.documents()[0] == {CHECKOUT.id: doc}
+    finally:
+        view.stop()
