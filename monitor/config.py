@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from monitor.bakes.discovery import DiscoverySettings
 from monitor.bakes.spec import BakeSpec
@@ -18,7 +19,14 @@ from monitor.errors import ConfigError
 from monitor.kafka.topics import TopicLayout
 from monitor.records.fieldmap import PRESETS, FieldMap
 
-__all__ = ["ROLES", "Settings", "load_settings"]
+__all__ = [
+    "ROLES",
+    "ClientSettings",
+    "Settings",
+    "load_client_settings",
+    "load_settings",
+    "load_toml",
+]
 
 ROLES = ("ingest", "judge", "api")
 ENV_PREFIX = "BAKEMON_"
@@ -123,18 +131,23 @@ def _as_list(key: str, value: Any, source: str) -> tuple[str, ...]:
     return tuple(value)
 
 
+def load_toml(path: str) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or invalid file is a :class:`ConfigError` naming it."""
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        msg = f'config file "{path}" does not exist'
+        raise ConfigError(msg, value=path) from None
+    except tomllib.TOMLDecodeError as exc:
+        msg = f'config file "{path}" is not valid TOML: {exc}'
+        raise ConfigError(msg, value=path) from None
+
+
 def _read_file(config_path: str | None) -> dict[str, Any]:
     if not config_path:
         return {}
-    try:
-        with open(config_path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except FileNotFoundError:
-        msg = f'config file "{config_path}" does not exist'
-        raise ConfigError(msg, value=config_path) from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f'config file "{config_path}" is not valid TOML: {exc}'
-        raise ConfigError(msg, value=config_path) from None
+    raw = load_toml(config_path)
     known = set(_SCALARS) | set(_LISTS) | set(_TABLES)
     unknown = sorted(set(raw) - known)
     if unknown:
@@ -266,8 +279,6 @@ def load_client_settings(
     """``--url``/``--token`` beat ``BAKEMON_URL``/``BAKEMON_API_TOKEN``, which beat the default;
     an empty value counts as unset. Validated (an http(s) URL with a host, a token without
     whitespace) and frozen."""
-    from urllib.parse import urlsplit
-
     env = os.environ if env is None else env
     url = url_flag or env.get(CLIENT_URL_ENV) or DEFAULT_API_URL
     source = "--url" if url_flag else (CLIENT_URL_ENV if env.get(CLIENT_URL_ENV) else "default")

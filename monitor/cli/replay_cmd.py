@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tomllib
 from typing import Any, TextIO
 
 import orjson
 
 from monitor.bakes.spec import BakeSpec, Registry
+from monitor.config import load_toml
 from monitor.errors import ConfigError
 from monitor.records.fieldmap import PRESETS, FieldMap
 from monitor.replay import (
@@ -40,18 +40,6 @@ _RESET = "\033[0m"
 
 
 # -- replay ------------------------------------------------------------------------------------
-def _load_toml(path: str) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError:
-        msg = f'config file "{path}" does not exist'
-        raise ConfigError(msg, value=path) from None
-    except tomllib.TOMLDecodeError as exc:
-        msg = f'config file "{path}" is not valid TOML: {exc}'
-        raise ConfigError(msg, value=path) from None
-
-
 def _policy_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     policy: dict[str, Any] = {}
     if args.alpha is not None:
@@ -75,7 +63,7 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
     field_map = PRESETS[args.preset]
     bakes: list[BakeSpec] = []
     if args.config:
-        cfg = _load_toml(args.config)
+        cfg = load_toml(args.config)
         unknown = sorted(set(cfg) - {"bake", "fields"})
         if unknown:
             msg = f'unknown top-level key(s) {unknown} in "{args.config}"; valid: bake, fields'
