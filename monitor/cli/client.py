@@ -10,6 +10,7 @@ unreachable (or answering errors or unreadable documents) for more than ``--retr
 from __future__ import annotations
 
 import argparse
+import http.client
 import sys
 import time
 import urllib.error
@@ -74,11 +75,13 @@ class ApiClient:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                status, payload = resp.status, resp.read()
-        except urllib.error.HTTPError as exc:
-            status, payload = exc.code, exc.read()
-        except (urllib.error.URLError, OSError) as exc:
+            try:
+                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                    status, payload = resp.status, resp.read()
+            except urllib.error.HTTPError as exc:
+                status, payload = exc.code, exc.read()
+        # An answer cut short (IncompleteRead) is the API going away, like a refused connection.
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from None
         try:
             doc = orjson.loads(payload or b"null")

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.errors import ConfigError
-from monitor.kafka.io import TP, Sink, Source, transient_errors
+from monitor.kafka.io import TP, KafkaIOError, Sink, Source, transient_errors
 
 __all__ = ["Checkpoint", "Outputs"]
 
@@ -97,7 +97,12 @@ class Checkpoint:
     ) -> None:
         """Send a side output now (an alert, a dead letter, a bake proposal); it is kept until
         a checkpoint's flush acknowledges it and sent again after a failed one."""
-        self._send(_Message(topic, value, key, partition, tuple(headers)))
+        m = _Message(topic, value, key, partition, tuple(headers))
+        try:
+            self._send(m)
+        except self._transient as exc:  # the next checkpoint sends it before its flush
+            log.warning("%s send failed, sending again at the next checkpoint: %s", self.name, exc)
+            self._retry.append(m)
 
     def _send(self, m: _Message) -> None:
         self.sink.send(m.topic, m.value, key=m.key, partition=m.partition, headers=m.headers)
@@ -106,16 +111,20 @@ class Checkpoint:
     def run(self, outputs: Outputs) -> bool:
         """One checkpoint; True if the outputs were acknowledged (and offsets committed)."""
         t0 = time.perf_counter()
-        outputs.send_outputs(self.sink)
         retry, self._retry = self._retry, []
-        for m in retry:
-            self._send(m)
-        try:
+        try:  # a send can fail too (no metadata within max_block_ms): the same as a failed flush
+            outputs.send_outputs(self.sink)
+            while retry:
+                self._send(retry[0])
+                retry.pop(0)
+            if self._retry:  # a side output the role sent just now failed: commit nothing yet
+                msg = f"{len(self._retry)} side output(s) not sent"
+                raise KafkaIOError(msg, value=len(self._retry))
             self.sink.flush(self.flush_timeout_s)
         except self._transient as exc:
             log.warning("%s checkpoint failed, sending again at the next one: %s", self.name, exc)
             outputs.outputs_failed()
-            self._retry, self._unacked = self._unacked, []
+            self._retry, self._unacked = [*self._unacked, *retry, *self._retry], []
             self.failed += 1
             self._next_s = self.clock() + self.interval_s
             return False

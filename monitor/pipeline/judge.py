@@ -113,6 +113,9 @@ class Judge:
         self._published: dict[str, bytes] = {}  # last document acknowledged (or refused) per bake
         self._sent_docs: dict[str, bytes] = {}  # documents of the checkpoint in flight
         self._written: list[_BakeState] = []  # snapshots of the checkpoint in flight
+        # Bakes restored from a v1 value: their document (which replaces that value) waits
+        # until their first v2 snapshot is acknowledged, or the next owner would find neither.
+        self._legacy: set[str] = set()
 
     @property
     def bakes(self) -> dict[str, _BakeState]:
@@ -128,7 +131,9 @@ class Judge:
             restored += self._restore_one(partition, key, value, Snapshot.decode)
         for key, value in legacy.values.items():
             if state.values.get(key) is None:
-                restored += self._restore_one(partition, key, value, Snapshot.decode_legacy)
+                restored += self._restore_one(
+                    partition, key, value, Snapshot.decode_legacy, legacy=True
+                )
         self.stats.restored += restored
         log.info("judge restored partition %d: %d bakes", partition, restored)
 
@@ -145,6 +150,8 @@ class Judge:
         key: bytes,
         value: bytes | None,
         decode: Callable[[bytes], Snapshot | None],
+        *,
+        legacy: bool = False,
     ) -> int:
         if value is None:
             return 0
@@ -157,13 +164,18 @@ class Judge:
         if s is None:
             return 0
         bake_id = s.verdict.spec.id
-        self._bakes[bake_id] = _BakeState(s.verdict, s.fold, partition, s.partials_offset)
+        self._bakes[bake_id] = _BakeState(
+            s.verdict, s.fold, partition, s.partials_offset, dirty=legacy
+        )
+        if legacy:
+            self._legacy.add(bake_id)
         return 1
 
     def _forget(self, partition: int) -> None:
         for bake_id in [b for b, s in self._bakes.items() if s.partition == partition]:
             del self._bakes[bake_id]
             self._published.pop(bake_id, None)
+            self._legacy.discard(bake_id)
         self._positions.pop(partition, None)
         self._held.drop(partition)
 
@@ -308,7 +320,11 @@ class Judge:
 
     def send_outputs(self, sink: Sink) -> None:
         self._written, self._sent_docs = [], {}
+        # A partition revoked since the last poll has a new owner: its bakes are not ours to write.
+        owned = {p for t, p in self.source.assignment() if t == self.layout.partials}
         for bake_id, st in self._bakes.items():
+            if st.partition not in owned:
+                continue
             changed = st.dirty
             if changed:
                 snap = Snapshot(st.verdict, st.fold, st.last_offset).encode()
@@ -317,7 +333,7 @@ class Judge:
                 st.dirty = False
                 self.stats.snapshots += 1
             # After an assignment the previous owner may have died between state and document.
-            if changed or bake_id not in self._published:
+            if bake_id not in self._legacy and (changed or bake_id not in self._published):
                 self._send_document(sink, bake_id, st)
 
     def _send_document(self, sink: Sink, bake_id: str, st: _BakeState) -> None:
@@ -345,6 +361,7 @@ class Judge:
 
     def outputs_acked(self) -> Mapping[TP, int]:
         self._published.update(self._sent_docs)
+        self._legacy.difference_update(st.verdict.spec.id for st in self._written)
         self._written, self._sent_docs = [], {}
         commits: dict[TP, int] = {}
         for p, pos in self._positions.items():

@@ -269,3 +269,30 @@ def test_help_lists_every_exit_code(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for line in ("0  PROMOTE", "1  HALT", "2  INCONCLUSIVE", "4  usage", "5  timeout", "6  API"):
         assert line in out, line
+
+
+def test_an_answer_cut_short_is_retried_not_a_crash(capsys: pytest.CaptureFixture[str]) -> None:
+    """An API dying mid-answer (fewer bytes than Content-Length) is a failed poll, retried up
+    to --retries, then exit 6; never an uncaught exception, whose exit code 1 reads as HALT."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.write(b'{"id": "b", "sta')
+            self.close_connection = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        assert _wait(url, "--timeout", "1h", "--retries", "1") == 6
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert "failed poll 2 of 2" in capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from monitor.kafka.io import TP, Sink
+from monitor.kafka.io import TP, KafkaIOError, Sink
 from monitor.kafka.memory import MemoryBroker, MemorySink, MemorySource
 from monitor.pipeline.checkpoint import Checkpoint
 
@@ -64,3 +64,33 @@ def test_due_follows_the_injected_clock() -> None:
     assert cp.due()
     cp.run(_Role())
     assert not cp.due()
+
+
+class _FailingSends(MemorySink):
+    """A sink whose next ``fail`` sends raise a transient error (no metadata in time)."""
+
+    def __init__(self, broker: MemoryBroker, fail: int) -> None:
+        super().__init__(broker)
+        self.fail = fail
+
+    def send(self, topic: str, value: bytes | None, **kw: object) -> None:  # type: ignore[override]
+        if self.fail:
+            self.fail -= 1
+            raise KafkaIOError("simulated send timeout", value=topic)
+        super().send(topic, value, **kw)  # type: ignore[arg-type]
+
+
+def test_failed_sends_are_a_failed_checkpoint_not_a_crash() -> None:
+    """A transient error from a send (side output or the role's own) commits nothing and loses
+    nothing: the next checkpoint sends everything again, then commits."""
+    broker, src, _ = _setup()
+    sink = _FailingSends(broker, fail=2)
+    cp = Checkpoint("t", src, sink, interval_s=1.0, clock=lambda: 0.0)
+    role = _Role()
+    cp.send("side", b"alert")  # fails: kept for the next checkpoint
+    assert not cp.run(role)  # the role's send fails
+    assert role.failures == 1 and broker.committed("g", ("in", 0)) is None
+    assert cp.run(role)
+    assert [r.value for r in broker.records("out")] == [b"state"]
+    assert [r.value for r in broker.records("side")] == [b"alert"]
+    assert broker.committed("g", ("in", 0)) == 7

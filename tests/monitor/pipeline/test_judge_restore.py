@@ -20,7 +20,7 @@ from _memory_pipeline import (
 
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.kafka.memory import MemoryBroker, MemorySource, SimulatedCrash
-from monitor.kafka.topics import DOCUMENT_MAX_BYTES
+from monitor.kafka.topics import DOCUMENT_MAX_BYTES, partition_for
 from monitor.pipeline.snapshot import Snapshot
 from monitor.surfaces.views import VerdictView
 
@@ -100,6 +100,7 @@ def test_judge_upgraded_from_v1_continues_bakes_from_their_legacy_snapshots() ->
     drain(j)
     assert j.stats.restored == 2 and j.stats.unreadable_snapshots == 0
     assert j.checkpoint()
+    assert j.checkpoint()  # a v1 value is replaced by its document once the v2 state is acked
     assert judge_totals(j) == expected_counts(LINES)
     assert documents(broker) == want
 
@@ -252,3 +253,56 @@ def test_verdict_view_reads_a_v1_value_as_its_document() -> None:
         assert view.documents()[0] == {CHECKOUT.id: doc}
     finally:
         view.stop()
+
+
+def _as_v1(broker: MemoryBroker) -> None:
+    """Rewrite the judge's v2 state as a v1 judge would have left it (in the verdicts topic)."""
+    for key, value in broker.latest(LAYOUT.state).items():
+        state = orjson.loads(value)
+        doc = Snapshot.decode(value).verdict.document()
+        legacy = {"document": doc, "state": {**state, "v": 1}}
+        partition = next(r.partition for r in broker.records(LAYOUT.state) if r.key == key)
+        broker.append(LAYOUT.verdicts, orjson.dumps(legacy), key=key, partition=partition)
+        broker.append(LAYOUT.state, None, key=key, partition=partition)
+
+
+def test_upgraded_judge_writes_v2_state_before_its_document_replaces_the_v1_value() -> None:
+    """A bake restored from a v1 value gets a v2 snapshot before (or with) the document that
+    replaces that value, so the next owner still finds its state, even with no new partials."""
+    broker = ingested(LINES, block_offsets=400)
+    v1 = judge(broker)
+    drain(v1)
+    assert v1.checkpoint()
+    v1.source.close()
+    _as_v1(broker)
+    j = judge(broker)
+    drain(j)  # nothing new to fold: the v1 judge committed everything
+    assert j.stats.restored == 2
+    for _ in range(2):
+        assert j.checkpoint()
+    j.source.close()
+    k = judge(broker)
+    drain(k)
+    assert k.stats.restored == 2
+    assert judge_totals(k) == expected_counts(LINES)
+
+
+def test_checkpoint_after_losing_a_partition_writes_nothing_for_its_bakes() -> None:
+    """A judge that lost a partition (its successor already moved on) and checkpoints before
+    its next poll must not overwrite the successor's state or documents with its own."""
+    broker = ingested(LINES, block_offsets=400)
+    j1 = judge(broker, fetch_records=2)
+    for _ in range(3):
+        j1.step(0.0)
+    j2 = judge(broker)  # joins: j1 keeps partition 0, j2 takes partition 1
+    drain(j2)
+    assert j2.checkpoint()
+    assert j1.checkpoint()  # before j1 polls again and sees the rebalance
+    lost = next(b.id for b in (CHECKOUT, SEARCH) if partition_for(b.id, 2) == 1)
+    want = expected_counts(LINES)[lost]
+    assert documents(broker)[lost]["progress"]["canary_requests"] == want[0]
+    j2.source.close()
+    j3 = judge(broker)
+    j1.source.close()
+    drain(j3)
+    assert judge_totals(j3)[lost] == want
