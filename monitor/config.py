@@ -46,6 +46,7 @@ class Settings:
     flush_interval_s: float = 1.0
     checkpoint_interval_s: float = 1.0
     unknown_bake_hold_s: float = 300.0
+    max_clock_skew_s: float = 300.0
     dead_letter: bool = True
     create_topics: bool = True
     shutdown_timeout_s: float = 10.0
@@ -78,6 +79,7 @@ _SCALARS: dict[str, type] = {
     "flush_interval_s": float,
     "checkpoint_interval_s": float,
     "unknown_bake_hold_s": float,
+    "max_clock_skew_s": float,
     "dead_letter": bool,
     "create_topics": bool,
     "shutdown_timeout_s": float,
@@ -230,6 +232,7 @@ def _validate(s: Settings) -> None:
         ("flush_interval_s", 0 < s.flush_interval_s <= 600, "in (0, 600]"),
         ("checkpoint_interval_s", 0 < s.checkpoint_interval_s <= 600, "in (0, 600]"),
         ("unknown_bake_hold_s", 0 < s.unknown_bake_hold_s <= 86_400, "in (0, 86400]"),
+        ("max_clock_skew_s", 0 < s.max_clock_skew_s <= 86_400, "in (0, 86400]"),
         ("shutdown_timeout_s", 0 < s.shutdown_timeout_s <= 600, "in (0, 600]"),
         (
             "log_level",

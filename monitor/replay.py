@@ -1,8 +1,9 @@
 """Offline replay: a JSON-lines request log through tagging → summaries → detectors → verdict.
 
-The file is read in increments of ``increment_records`` lines, the way the streaming path folds
-one partial at a time, so a replay decides at the same points the live judge would for the same
-increments.
+The file is read in batches of ``increment_records`` lines. Decisions are taken per closed
+event-time window, as in the live judge, so a replay forms the same windows and reaches the same
+decisions as the stream whatever the batching (as long as no record is later than the allowed
+lateness in either).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from detectors.summary import CohortSummary
 from monitor.bakes.spec import Registry
-from monitor.bakes.tagging import BASELINE, CANARY, summarise, tag
+from monitor.bakes.tagging import increments, tag
 from monitor.errors import InputError
+from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
+from monitor.records.columns import DecodeResult
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import FieldMap
 from monitor.verdict.engine import BakeVerdict, VerdictEvent
@@ -98,41 +100,53 @@ def replay(
     on_row: Callable[[TimelineRow], None] | None = None,
     row_every: int = 10,
     max_examples: int = 5,
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
 ) -> ReplayResult:
     """Fold every batch as one increment into each registered bake's verdict engine.
 
-    A timeline row is recorded for every status change and every ``row_every`` increments.
+    Like the live pipeline: the batch's requests are screened by the file's event-time clock
+    (far-future records are rejected as ``bad_time``), tagged, summarised per cohort and per
+    (window, stratum) cell, and the clock is the watermark that closes windows. A timeline row
+    is recorded for every status change and every ``row_every`` increments.
     """
     verdicts = {b.id: BakeVerdict(b) for b in registry.bakes}
     result = ReplayResult(verdicts)
     last_status = {bid: v.status for bid, v in verdicts.items()}
+    clock = EventClock(max_clock_skew_s)
     for n_inc, raw in enumerate(batches, start=1):
-        decoded = decode_batch(raw, field_map)
-        result.records += len(raw)
-        result.rejected.update(decoded.rejected_by_reason)
-        for rej in decoded.rejections[: max(0, max_examples - len(result.rejection_examples))]:
-            result.rejection_examples.append(
-                f"record {result.records - len(raw) + rej.index + 1}: {rej.reason}: {rej.detail}"
-            )
+        decoded = clock.screen(decode_batch(raw, field_map), raw)
+        _count(result, raw, decoded, max_examples)
         tags = tag(decoded.batch, registry)
         result.untagged += int((tags.bake < 0).sum())
-        groups = summarise(decoded.batch, tags)
-        for i, spec in enumerate(registry.bakes):
-            c, tc = groups.get((i, CANARY), (CohortSummary(), float("-inf")))
-            b, tb = groups.get((i, BASELINE), (CohortSummary(), float("-inf")))
-            if c.requests == 0 and b.requests == 0:
-                continue
-            v = verdicts[spec.id]
-            events = v.update(c, b, max(tc, tb))
+        for i, inc in increments(decoded.batch, tags, registry).items():
+            v = verdicts[registry.bakes[i].id]
+            events = v.update(
+                inc.canary,
+                inc.baseline,
+                inc.max_time_s,
+                cells=inc.cells,
+                progress_s=clock.progress_s,
+            )
             result.events.extend(events)
-            changed = v.status != last_status[spec.id]
-            last_status[spec.id] = v.status
+            changed = v.status != last_status[v.spec.id]
+            last_status[v.spec.id] = v.status
             if changed or (n_inc % row_every == 0 and not v.decided):
                 _emit(result, v, on_row)
     for v in verdicts.values():
         if not result.timeline or result.timeline[-1].document is not None:
             _emit(result, v, on_row, final=True)
     return result
+
+
+def _count(
+    result: ReplayResult, raw: Sequence[bytes], decoded: DecodeResult, max_examples: int
+) -> None:
+    result.records += len(raw)
+    result.rejected.update(decoded.rejected_by_reason)
+    for rej in decoded.rejections[: max(0, max_examples - len(result.rejection_examples))]:
+        result.rejection_examples.append(
+            f"record {result.records - len(raw) + rej.index + 1}: {rej.reason}: {rej.detail}"
+        )
 
 
 def _emit(

@@ -146,6 +146,7 @@ class Service:
             flush_interval_s=s.flush_interval_s,
             discovery=Discovery(s.discovery) if s.discovery.enabled else None,
             observe_flush_s=self.metrics.flush_seconds.observe,
+            max_clock_skew_s=s.max_clock_skew_s,
         )
         self._spawn("ingest", self.ingest.step, self.ingest.checkpoint, _closer(src, sink))
 

@@ -235,6 +235,36 @@ class Coverage:
         )
 
 
+DEFAULT_STRATIFY = ("zone", "route")
+MAX_STRATA_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How requests become evidence (STATISTICS.md §7.1–7.2): event-time windows of
+    ``window_s``, closed ``allowed_lateness_s`` after their end, compared within strata of the
+    ``stratify`` segments (top ``max_strata`` per window, the rest merged; ``[]`` pools)."""
+
+    window_s: float = 10.0
+    allowed_lateness_s: float = 30.0
+    stratify: tuple[str, ...] = DEFAULT_STRATIFY
+    max_strata: int = 16
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
+        """Read the policy's top-level ``window_s``, ``allowed_lateness_s``, ``stratify``,
+        ``max_strata``."""
+        window_s = float(_num(data, "window_s", "", 10.0, 0.0, 3600.0, lo_open=True))
+        lateness = float(_num(data, "allowed_lateness_s", "", 30.0, 0.0, 86400.0))
+        raw = data.get("stratify", list(DEFAULT_STRATIFY))
+        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) and x for x in raw):
+            raise _fail("stratify", "must be a list of segment names (e.g. zone, route)", raw)
+        if len(set(raw)) != len(raw):
+            raise _fail("stratify", "must not repeat a segment", raw)
+        max_strata = int(_num(data, "max_strata", "", 16, 1, MAX_STRATA_LIMIT, integer=True))
+        return cls(window_s, lateness, tuple(raw), max_strata)
+
+
 # Errors get the larger share of the HALT budget: they are the commonest and most visible canary
 # failure, and the latency family already pools its thresholds (benchmarks/detection/).
 DEFAULT_ERRORS = MetricPolicy(tol=0.2, abs_tol=0.001, weight=0.6)
@@ -258,6 +288,7 @@ class Policy:
     blast_radius: BlastRadius | None = None
     coverage: Coverage | None = None
     drift_alerts: bool = True
+    evidence: Evidence = field(default_factory=lambda: Evidence())
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -280,6 +311,7 @@ class Policy:
             raise _fail("on_inconclusive", 'must be "halt" or "promote"', on_inc)
         windows, blast, coverage, drift_alerts = _gates(data)
         return cls(
+            evidence=Evidence.from_dict(data),
             alpha=alpha,
             min_canary_requests=min_req,
             max_canary_requests=max_req,
@@ -303,6 +335,8 @@ class Policy:
             d[key]["slo_thresholds_ms"] = list(d[key]["slo_thresholds_ms"])
         for key in ("quantiles", "slo_thresholds_ms", "slo_tol"):
             d["errors"].pop(key)
+        d["stratify"] = list(self.evidence.stratify)
+        d.update({k: v for k, v in d.pop("evidence").items() if k != "stratify"})
         d["promotion_windows"] = [
             {"days": list(w.days), "start": w.start, "end": w.end} for w in self.promotion_windows
         ]
@@ -330,6 +364,10 @@ _POLICY_FIELDS = {
     "blast_radius",
     "coverage",
     "drift_alerts",
+    "window_s",
+    "allowed_lateness_s",
+    "stratify",
+    "max_strata",
 }
 
 

@@ -7,7 +7,7 @@ stream did; the rules are in :mod:`monitor.bakes.spec`.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,11 +17,21 @@ from detectors.summary import CohortSummary
 from monitor.bakes.spec import BASELINE, CANARY, COHORT_NAMES, Registry
 from monitor.records.columns import Categorical, RecordBatch
 
-__all__ = ["BASELINE", "CANARY", "COHORT_NAMES", "Tags", "summarise", "tag"]
+__all__ = [
+    "BASELINE",
+    "CANARY",
+    "COHORT_NAMES",
+    "CellSummaries",
+    "Tags",
+    "summarise",
+    "summarise_cells",
+    "tag",
+]
 
 BoolArray = npt.NDArray[np.bool_]
 Int8Array = npt.NDArray[np.int8]
 Int32Array = npt.NDArray[np.int32]
+Int64Array = npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True)
@@ -153,3 +163,83 @@ def summarise(
         (grp // 2, grp % 2): (s, float(max_time[j]))
         for j, (grp, s) in enumerate(zip(groups.tolist(), summaries, strict=True))
     }
+
+
+# (window index, stratum label) → summary, per (bake index, cohort)
+CellSummaries = dict[tuple[int, int], dict[tuple[int, str], CohortSummary]]
+
+
+def _stratum_codes(
+    batch: RecordBatch, rows: Int64Array, dims: Sequence[str]
+) -> tuple[Int64Array, Callable[[int], str]]:
+    """Each row's stratum as one integer (mixed radix over the dims' codes), and the label of a
+    code, ``dim=value|dim=value`` (an absent value is empty)."""
+    cols = [(d, batch.segments[d]) for d in dims if d in batch.segments]
+    code = np.zeros(rows.size, dtype=np.int64)
+    radices = [max(len(col.categories), 1) for _, col in cols]
+    for (_, col), radix in zip(cols, radices, strict=True):
+        code = code * radix + (col.codes[rows].astype(np.int64) if col.categories else 0)
+
+    def label(c: int) -> str:
+        parts: list[str] = []
+        for (d, col), radix in zip(reversed(cols), reversed(radices), strict=True):
+            c, v = divmod(c, radix)
+            parts.append(f"{d}={col.categories[v] if col.categories else ''}")
+        return "|".join(reversed(parts))
+
+    return code, label
+
+
+def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellSummaries:
+    """Summaries per (bake index, cohort) and (event-time window, stratum) of the tagged rows,
+    by each bake's policy (``window_s``, ``stratify``): the evidence cells of STATISTICS.md §7.
+    Vectorised like :func:`summarise`: one key per row, ``np.unique``, one bincount pass."""
+    out: CellSummaries = {}
+    tagged = tags.bake >= 0
+    for bake_idx in np.unique(tags.bake[tagged]).tolist():
+        evidence = registry.bakes[bake_idx].policy.evidence
+        rows = np.flatnonzero(tags.bake == bake_idx)
+        window = np.floor(batch.time_s[rows] / evidence.window_s).astype(np.int64)
+        w0 = int(window.min())
+        n_w = int(window.max()) - w0 + 1
+        stratum, label = _stratum_codes(batch, rows, evidence.stratify)
+        n_s = int(stratum.max()) + 1
+        key = (tags.cohort[rows].astype(np.int64) * n_w + (window - w0)) * n_s + stratum
+        groups, ginv = np.unique(key, return_inverse=True)
+        summaries = CohortSummary.from_groups(
+            ginv, groups.size, batch.latency_s[rows], batch.error[rows]
+        )
+        for g, summary in zip(groups.tolist(), summaries, strict=True):
+            rest, st = divmod(g, n_s)
+            cohort, w = divmod(rest, n_w)
+            out.setdefault((bake_idx, cohort), {})[(w0 + w, label(st))] = summary
+    return out
+
+
+@dataclass
+class BakeIncrement:
+    """What one batch adds to one bake: totals per cohort, the latest event time, and the
+    evidence cells (window, stratum) → (canary, baseline)."""
+
+    canary: CohortSummary
+    baseline: CohortSummary
+    max_time_s: float
+    cells: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]]
+
+
+def increments(batch: RecordBatch, tags: Tags, registry: Registry) -> dict[int, BakeIncrement]:
+    """Per bake index with tagged rows: its :class:`BakeIncrement` (totals from
+    :func:`summarise`, cells from :func:`summarise_cells`)."""
+    groups = summarise(batch, tags)
+    cells = summarise_cells(batch, tags, registry)
+    out: dict[int, BakeIncrement] = {}
+    for bake_idx in sorted({b for b, _ in groups}):
+        c, tc = groups.get((bake_idx, CANARY), (CohortSummary(), -math.inf))
+        b, tb = groups.get((bake_idx, BASELINE), (CohortSummary(), -math.inf))
+        pairs: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]] = {}
+        for cohort in (CANARY, BASELINE):
+            for key, s in cells.get((bake_idx, cohort), {}).items():
+                pair = pairs.setdefault(key, (CohortSummary(), CohortSummary()))
+                pair[0 if cohort == CANARY else 1].merge(s)
+        out[bake_idx] = BakeIncrement(c, b, max(tc, tb), pairs)
+    return out

@@ -8,6 +8,7 @@ Exit codes of verdict commands (:class:`monitor.verdict.ExitCode`, README "Exit 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -118,6 +119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "increment", 1) < 1:
         parser.error(f"--increment must be >= 1, got {args.increment}")
+    skew = getattr(args, "max_clock_skew", 1.0)
+    if not (skew > 0 and math.isfinite(skew)):
+        parser.error(f"--max-clock-skew must be a positive number of seconds, got {skew}")
     try:
         code: int = args.func(args)
     except MonitorError as exc:

@@ -11,6 +11,7 @@ import orjson
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.config import load_toml
 from monitor.errors import ConfigError
+from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S
 from monitor.records.fieldmap import PRESETS, FieldMap
 from monitor.replay import (
     DEFAULT_INCREMENT_RECORDS,
@@ -138,7 +139,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     printer = None if args.json or args.quiet else _TimelinePrinter(sys.stdout, sys.stdout.isatty())
     with open_log(args.file) as stream:
         result = replay(
-            iter_line_batches(stream, args.increment), registry, field_map, on_row=printer
+            iter_line_batches(stream, args.increment),
+            registry,
+            field_map,
+            on_row=printer,
+            max_clock_skew_s=args.max_clock_skew,
         )
     _warn_about_input(result)
     docs = [v.document() for v in result.verdicts.values()]
@@ -216,6 +221,14 @@ def add_replay_arguments(sub: Any) -> None:
         type=int,
         default=DEFAULT_INCREMENT_RECORDS,
         help=f"records per increment (default {DEFAULT_INCREMENT_RECORDS})",
+    )
+    p.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=DEFAULT_MAX_CLOCK_SKEW_S,
+        metavar="S",
+        help="reject records more than S seconds ahead of the log's clock as bad_time "
+        f"(default {DEFAULT_MAX_CLOCK_SKEW_S:g})",
     )
     p.add_argument("--json", action="store_true", help="print the final verdict document as JSON")
     p.add_argument("--quiet", action="store_true", help="no timeline, only the final verdict line")

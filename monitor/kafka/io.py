@@ -73,6 +73,10 @@ class Source(Protocol):
         ...
 
     def lag(self) -> dict[TP, int]: ...
+    def partitions_of(self, topic: str) -> int | None:
+        """How many partitions ``topic`` has (None if unknown)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -258,6 +262,10 @@ class KafkaSource:
     def highwater(self, tp: TP) -> int | None:
         h: int | None = self._c.highwater(self._tp_cls(*tp))
         return h
+
+    def partitions_of(self, topic: str) -> int | None:
+        parts = self._c.partitions_for_topic(topic)
+        return len(parts) if parts else None
 
     def lag(self) -> dict[TP, int]:
         out: dict[TP, int] = {}

@@ -284,6 +284,9 @@ class MemorySource:
     def lag(self) -> dict[TP, int]:
         return {tp: self.broker.high_watermark(tp) - self._pos[tp] for tp in self._assigned}
 
+    def partitions_of(self, topic: str) -> int | None:
+        return self.broker.partitions(topic)
+
     def close(self) -> None:
         """Leave the group without committing (also what a crash looks like to the group)."""
         if not self.closed:

@@ -27,15 +27,17 @@ from detectors.summary import CohortSummary
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.spec import Registry
 from monitor.bakes.store import proposal_record
-from monitor.bakes.tagging import summarise, tag
+from monitor.bakes.tagging import BASELINE, CANARY, increments, tag
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.checkpoint import Checkpoint
-from monitor.pipeline.partials import Partial
+from monitor.pipeline.partials import CellPairs, Partial
+from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import Rejection
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import FieldMap
+from monitor.verdict.windows import merge_cells
 
 __all__ = ["Ingest", "IngestStats"]
 
@@ -44,6 +46,7 @@ log = logging.getLogger("bakemon.ingest")
 DEFAULT_BLOCK_OFFSETS = 50_000
 DEFAULT_FLUSH_INTERVAL_S = 1.0
 MAX_POLL_RECORDS = 20_000
+IDLE_AFTER_S = 10.0  # wall-clock seconds without records, read to the end: a partition is idle
 
 
 @dataclass
@@ -54,6 +57,8 @@ class _Block:
         default_factory=dict
     )  # by cohort: BASELINE, CANARY
     max_time: dict[str, float] = field(default_factory=dict)
+    cells: dict[str, CellPairs] = field(default_factory=dict)  # evidence cells per bake
+    progress_s: float | None = None  # the partition's event-time clock at ``upto``
     dirty: bool = False
     complete: bool = False
 
@@ -95,6 +100,7 @@ class Ingest:
         clock: Callable[[], float] = time.monotonic,
         discovery: Discovery | None = None,
         observe_flush_s: Callable[[float], None] | None = None,
+        max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
     ) -> None:
         if block_offsets < 1:
             msg = f"block_offsets must be >= 1, got {block_offsets}"
@@ -111,8 +117,14 @@ class Ingest:
         self.flush_interval_s = flush_interval_s
         self.clock = clock
         self.discovery = discovery
+        self.max_clock_skew_s = max_clock_skew_s
         self.stats = IngestStats()
         self._blocks: dict[TP, list[_Block]] = {}
+        self._clocks: dict[TP, EventClock] = {}  # per source partition (STATISTICS.md §7.1)
+        self._idle: dict[TP, bool] = {}
+        self._last_data_s: dict[TP, float] = {}
+        self._next_block: dict[TP, int] = {}  # the block after the last one completed
+        self._partition_counts: dict[str, int | None] = {}  # refreshed at each rebalance
         self._checkpoint = Checkpoint(
             "ingest",
             source,
@@ -132,6 +144,9 @@ class Ingest:
             # The owner, new or the same, recomputes the open block from the last commit (a
             # block start): a kept partition's mid-block position must not start a new block.
             self._blocks.pop(tp, None)
+            self._clocks.pop(tp, None)
+            self._idle.pop(tp, None)
+            self._last_data_s.pop(tp, None)
         for tp in assigned:
             committed = self.source.committed(tp)
             if committed is None:
@@ -139,17 +154,46 @@ class Ingest:
             else:
                 self.source.seek(tp, committed)
         if assigned or revoked:
+            self._partition_counts.clear()
             log.info("ingest partitions: +%s -%s", _tps(assigned), _tps(revoked))
         n = 0
         for tp, recs in batch.items():
             if recs and tp not in assigned:  # records fetched before the seek are re-read
                 self._process(tp, recs)
                 n += len(recs)
+        self._mark_idle(set(batch))
         if self._checkpoint.due() or any(
             b.complete for blocks in self._blocks.values() for b in blocks
         ):
             self.checkpoint()
         return n
+
+    def _partitions_of(self, topic: str) -> int | None:
+        n = self._partition_counts.get(topic)
+        if n is None:
+            n = self._partition_counts[topic] = self.source.partitions_of(topic)
+        return n
+
+    def _mark_idle(self, polled: set[TP]) -> None:
+        """A partition read to its end that had no records for ``IDLE_AFTER_S`` is idle: its
+        clock stops holding back the bakes' watermarks (and holds them again with new data)."""
+        now = self.clock()
+        lag = self.source.lag()
+        for tp in self.source.assignment():
+            self._last_data_s.setdefault(tp, now)
+            if tp in polled:
+                self._last_data_s[tp] = now
+            idle = lag.get(tp) == 0 and now - self._last_data_s[tp] >= IDLE_AFTER_S
+            if idle == self._idle.get(tp, False):
+                continue
+            self._idle[tp] = idle
+            blocks = self._blocks.setdefault(tp, [])
+            if not blocks:  # announce it in an empty partial at the next block's start
+                nxt = self._next_block.get(tp, 0)
+                clock = self._clocks.get(tp)
+                progress = None if clock is None else clock.progress_s
+                blocks.append(_Block(nxt, nxt * self.block_offsets, progress_s=progress))
+            blocks[-1].dirty = True
 
     def _process(self, tp: TP, recs: Sequence[Record]) -> None:
         registry = self.registry()
@@ -176,7 +220,8 @@ class Ingest:
             open_blocks.append(acc)
         values = [r.value if r.value is not None else b"" for r in recs]
         ts = np.fromiter((r.timestamp for r in recs), dtype=np.float64, count=len(recs)) / 1000.0
-        decoded = decode_batch(values, self.field_map, default_time_s=ts)
+        clock = self._clocks.setdefault(tp, EventClock(self.max_clock_skew_s))
+        decoded = clock.screen(decode_batch(values, self.field_map, default_time_s=ts), values)
         self.stats.records += len(recs)
         if decoded.rejections:
             self.stats.rejected.update(decoded.rejected_by_reason)
@@ -184,13 +229,15 @@ class Ingest:
         if self.discovery is not None:
             self.discovery.sight(decoded.batch)
         tags = tag(decoded.batch, registry)
-        groups = summarise(decoded.batch, tags)
         self.stats.tagged += int((tags.bake >= 0).sum())
-        for (bake_idx, cohort), (summary, max_t) in groups.items():
+        for bake_idx, inc in increments(decoded.batch, tags, registry).items():
             bake_id = registry.bakes[bake_idx].id
             pair = acc.bakes.setdefault(bake_id, [CohortSummary(), CohortSummary()])
-            pair[cohort].merge(summary)
-            acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), max_t)
+            pair[BASELINE].merge(inc.baseline)
+            pair[CANARY].merge(inc.canary)
+            acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
+            merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items())
+        acc.progress_s = clock.progress_s
         acc.upto = max(acc.upto, upto)
         acc.dirty = True
         if acc.upto >= (block + 1) * self.block_offsets:
@@ -223,11 +270,15 @@ class Ingest:
 
     def send_outputs(self, sink: Sink) -> None:
         n_parts = self.layout.partials_partitions
+        active = [b.id for b in self.registry().bakes if b.end_s is None]
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
                 if not b.dirty and not b.complete:
                     continue
-                for bake_id, (base, can) in b.bakes.items():
+                # Every active bake hears this partition's clock, data or not, so its watermark
+                # can wait for the slowest partition (STATISTICS.md §7.1).
+                for bake_id in sorted({*b.bakes, *active}):
+                    base, can = b.bakes.get(bake_id, (CohortSummary(), CohortSummary()))
                     p = Partial(
                         bake_id,
                         topic,
@@ -238,6 +289,10 @@ class Ingest:
                         can,
                         base,
                         b.max_time.get(bake_id),
+                        b.cells.get(bake_id, {}),
+                        b.progress_s,
+                        self._idle.get((topic, partition), False),
+                        self._partitions_of(topic),
                     )
                     sink.send(
                         self.layout.partials,
@@ -267,6 +322,8 @@ class Ingest:
                 commits[tp] = min(b.block for b in remaining) * self.block_offsets
             elif blocks:
                 commits[tp] = (max(b.block for b in blocks) + 1) * self.block_offsets
+            if len(remaining) < len(blocks):
+                self._next_block[tp] = max(b.block for b in blocks if b.complete) + 1
             self._blocks[tp] = remaining
         return commits
 

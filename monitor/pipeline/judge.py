@@ -21,18 +21,19 @@ from dataclasses import dataclass
 
 import orjson
 
+from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Sink, Source, TopicSnapshot, read_to_end
 from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout
 from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.held import Held, HeldPartials
-from monitor.pipeline.partials import BlockFold, Partial, PartialError
+from monitor.pipeline.partials import BlockFold, Increment, Partial, PartialError
 from monitor.pipeline.snapshot import Snapshot, SnapshotError
 from monitor.verdict.alerts import alert_from_event
 from monitor.verdict.engine import BakeVerdict, VerdictEvent
 
-__all__ = ["Judge", "JudgeStats"]
+__all__ = ["Judge", "JudgeStats", "feed"]
 
 log = logging.getLogger("bakemon.judge")
 
@@ -70,6 +71,26 @@ class JudgeStats:
     commit_failures: int = 0
     last_poll_s: float = 0.0
     restored: int = 0
+
+
+def feed(verdict: BakeVerdict, partial: Partial, inc: Increment | None) -> list[VerdictEvent]:
+    """Give a verdict engine what one folded partial added (its totals, its evidence cells) and
+    its source partition's clock (also from a partial that adds nothing new); a format-1
+    partial, without cells or clock, is one cell at its max event time."""
+    v1 = not partial.cells and partial.progress_s is None
+    if inc is None and v1:
+        return []
+    empty = CohortSummary()
+    return verdict.update(
+        empty if inc is None else inc.canary,
+        empty if inc is None else inc.baseline,
+        partial.max_event_time_s,
+        cells=None if v1 else ({} if inc is None else inc.cells),
+        progress_s=partial.progress_s,
+        source=(partial.topic, partial.partition),
+        idle=partial.idle,
+        source_partitions=partial.source_partitions,
+    )
 
 
 class Judge:
@@ -281,9 +302,8 @@ class Judge:
             return
         t0 = time.perf_counter()
         inc = st.fold.fold(partial)
-        if inc is not None:
-            for ev in st.verdict.update(inc[0], inc[1], partial.max_event_time_s):
-                self._alert(ev, st.verdict.spec)
+        for ev in feed(st.verdict, partial, inc):
+            self._alert(ev, st.verdict.spec)
         if self.observe_fold_s is not None:
             self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset

@@ -15,17 +15,29 @@ crashes, rebalances or zombie producers did to the partials stream.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import orjson
 
 from detectors.summary import NUM_BUCKETS, CohortSummary
 from monitor.errors import MonitorError
 
-__all__ = ["PARTIAL_FORMAT_VERSION", "BlockFold", "Partial", "PartialError"]
+__all__ = [
+    "PARTIAL_FORMAT_VERSION",
+    "BlockFold",
+    "CellPairs",
+    "Increment",
+    "Partial",
+    "PartialError",
+]
 
-PARTIAL_FORMAT_VERSION = 1
+# 2 adds the evidence cells (window, stratum) and the source's clock; 1 is still read.
+PARTIAL_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+
+# (window index, stratum label) → (canary, baseline)
+CellPairs = dict[tuple[int, str], tuple[CohortSummary, CohortSummary]]
 
 
 class PartialError(MonitorError):
@@ -45,6 +57,10 @@ class Partial:
     canary: CohortSummary
     baseline: CohortSummary
     max_event_time_s: float | None
+    cells: CellPairs = field(default_factory=dict)
+    progress_s: float | None = None  # the source partition's event-time clock at ``upto``
+    idle: bool = False  # the source partition has no new records: its clock holds nothing back
+    source_partitions: int | None = None  # partitions of ``topic``: the judge waits for each
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -59,6 +75,10 @@ class Partial:
                 "canary": self.canary.to_dict(),
                 "baseline": self.baseline.to_dict(),
                 "t": self.max_event_time_s,
+                "progress": self.progress_s,
+                "idle": self.idle,
+                "parts": self.source_partitions,
+                "cells": _encode_cells(self.cells),
             }
         )
 
@@ -66,7 +86,7 @@ class Partial:
     def decode(cls, raw: bytes) -> Partial:
         try:
             d = orjson.loads(raw)
-            if d.get("v") != PARTIAL_FORMAT_VERSION:
+            if d.get("v") not in _READABLE_VERSIONS:
                 msg = f"unsupported partial format version {d.get('v')!r}"
                 raise PartialError(msg)
             return cls(
@@ -79,12 +99,48 @@ class Partial:
                 canary=CohortSummary.from_dict(d["canary"]),
                 baseline=CohortSummary.from_dict(d["baseline"]),
                 max_event_time_s=None if d.get("t") is None else float(d["t"]),
+                cells=_decode_cells(d.get("cells", [])),
+                progress_s=None if d.get("progress") is None else float(d["progress"]),
+                idle=bool(d.get("idle", False)),
+                source_partitions=None if d.get("parts") is None else int(d["parts"]),
             )
         except PartialError:
             raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             msg = f"malformed partial: {exc}"
             raise PartialError(msg) from exc
+
+
+def _decode_cells(raw: Any) -> CellPairs:
+    return {
+        (int(k), str(stratum)): (CohortSummary.from_dict(c), CohortSummary.from_dict(b))
+        for k, stratum, c, b in raw
+    }
+
+
+def _encode_cells(cells: CellPairs) -> list[list[Any]]:
+    return [[k, s, c.to_dict(), b.to_dict()] for (k, s), (c, b) in sorted(cells.items())]
+
+
+class Increment(NamedTuple):
+    """What one folded partial adds: per cohort, and per evidence cell."""
+
+    canary: CohortSummary
+    baseline: CohortSummary
+    cells: CellPairs
+
+
+def _cell_difference(new: CellPairs, old: CellPairs) -> CellPairs:
+    out: CellPairs = {}
+    for key, (c, b) in new.items():
+        prev = old.get(key)
+        if prev is None:
+            out[key] = (c.copy(), b.copy())
+            continue
+        dc, db = _positive_difference(c, prev[0]), _positive_difference(b, prev[1])
+        if dc.requests or db.requests:
+            out[key] = (dc, db)
+    return out
 
 
 def _positive_difference(new: CohortSummary, old: CohortSummary) -> CohortSummary:
@@ -105,6 +161,7 @@ class _Open:
     upto: int
     canary: CohortSummary
     baseline: CohortSummary
+    cells: CellPairs
 
 
 class BlockFold:
@@ -116,8 +173,8 @@ class BlockFold:
         self.ignored = 0
         self.inconsistent = 0
 
-    def fold(self, p: Partial) -> tuple[CohortSummary, CohortSummary] | None:
-        """Fold a partial; returns the (canary, baseline) increment it adds, or None."""
+    def fold(self, p: Partial) -> Increment | None:
+        """Fold a partial; returns the increment it adds (per cohort and cell), or None."""
         tp = (p.topic, p.partition)
         if p.block <= self._sealed.get(tp, -1):
             self.ignored += 1
@@ -130,7 +187,7 @@ class BlockFold:
         if prev is not None and p.upto == prev.upto:
             inc = None
         elif prev is None:
-            inc = (p.canary.copy(), p.baseline.copy())
+            inc = Increment(p.canary.copy(), p.baseline.copy(), _cell_difference(p.cells, {}))
         else:
             c, b = (
                 _positive_difference(p.canary, prev.canary),
@@ -141,7 +198,7 @@ class BlockFold:
                 or b.requests + prev.baseline.requests != p.baseline.requests
             ):
                 self.inconsistent += 1
-            inc = (c, b)
+            inc = Increment(c, b, _cell_difference(p.cells, prev.cells))
         if p.complete:
             self._sealed[tp] = p.block
             for k in [
@@ -149,7 +206,7 @@ class BlockFold:
             ]:
                 del self._open[k]
         else:
-            self._open[key] = _Open(p.upto, p.canary, p.baseline)
+            self._open[key] = _Open(p.upto, p.canary, p.baseline, p.cells)
         if inc is None:
             self.ignored += 1
         return inc
@@ -157,7 +214,15 @@ class BlockFold:
     def state_dict(self) -> dict[str, Any]:
         return {
             "open": [
-                [t, part, blk, o.upto, o.canary.to_dict(), o.baseline.to_dict()]
+                [
+                    t,
+                    part,
+                    blk,
+                    o.upto,
+                    o.canary.to_dict(),
+                    o.baseline.to_dict(),
+                    _encode_cells(o.cells),
+                ]
                 for (t, part, blk), o in sorted(self._open.items())
             ],
             "sealed": [[t, part, blk] for (t, part), blk in sorted(self._sealed.items())],
@@ -168,9 +233,12 @@ class BlockFold:
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> BlockFold:
         f = cls()
-        for t, part, blk, upto, c, b in state["open"]:
+        for t, part, blk, upto, c, b, *cells in state["open"]:
             f._open[(str(t), int(part), int(blk))] = _Open(
-                int(upto), CohortSummary.from_dict(c), CohortSummary.from_dict(b)
+                int(upto),
+                CohortSummary.from_dict(c),
+                CohortSummary.from_dict(b),
+                _decode_cells(cells[0]) if cells else {},
             )
         for t, part, blk in state["sealed"]:
             f._sealed[(str(t), int(part))] = int(blk)

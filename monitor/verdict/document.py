@@ -34,7 +34,7 @@ import datetime as dt
 import enum
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from detectors.base import Assessment
@@ -45,6 +45,7 @@ __all__ = [
     "GATE_BROKEN",
     "GATE_HOLD",
     "GATE_OPEN",
+    "Evidence",
     "ExitCode",
     "Gate",
     "Meaning",
@@ -109,6 +110,19 @@ def _fmt(n: int) -> str:
 
 # -- building ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Evidence:
+    """Which requests the tests have seen: those of closed event-time windows."""
+
+    tested_canary: int = 0
+    tested_baseline: int = 0
+    waiting_canary: int = 0  # in windows the watermark has not closed yet
+    waiting_baseline: int = 0
+    late_canary: int = 0  # arrived after their window closed: counted, never tested
+    late_baseline: int = 0
+    watermark_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Readout:
     """What a verdict engine knows at one moment, in the terms the document shows."""
 
@@ -124,6 +138,7 @@ class Readout:
     override: Mapping[str, Any] | None
     decided_at_s: float | None
     last_event_time_s: float | None
+    evidence: Evidence = field(default_factory=lambda: Evidence())
 
     @property
     def decided(self) -> bool:
@@ -167,11 +182,17 @@ def _metrics(r: Readout) -> dict[str, Any]:
 
 def _progress(r: Readout) -> dict[str, Any]:
     policy = r.spec.policy
-    n_c = r.canary.requests
+    ev = r.evidence
+    n_c = ev.tested_canary
     fraction = min(n_c / policy.min_canary_requests, 1.0) if policy.min_canary_requests else 1.0
     return {
-        "canary_requests": n_c,
+        "canary_requests": r.canary.requests,
         "baseline_requests": r.baseline.requests,
+        "tested_canary_requests": ev.tested_canary,
+        "tested_baseline_requests": ev.tested_baseline,
+        "waiting_requests": {"canary": ev.waiting_canary, "baseline": ev.waiting_baseline},
+        "late_requests": {"canary": ev.late_canary, "baseline": ev.late_baseline},
+        "watermark": iso(ev.watermark_s),
         "min_canary_requests": policy.min_canary_requests,
         "max_canary_requests": policy.max_canary_requests,
         "fraction": round(fraction, 4),
@@ -187,7 +208,7 @@ def build_document(
     policy = r.spec.policy
     est = r.estimated_requests_to_decision
     progress_text = (
-        f"{r.status.value}: canary {_fmt(r.canary.requests)}/{_fmt(policy.min_canary_requests)} requests"
+        f"{r.status.value}: canary {_fmt(r.evidence.tested_canary)}/{_fmt(policy.min_canary_requests)} requests tested"
         + (f", ~{_fmt(est)} more to decide" if est else "")
     )
     return {

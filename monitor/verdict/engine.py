@@ -18,7 +18,7 @@ so replaying the same increments yields the same verdict timeline.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -29,11 +29,12 @@ from detectors.latency import LatencyTest
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
-from monitor.verdict.document import Readout, Status, build_document, iso
+from monitor.verdict.document import Evidence, Readout, Status, build_document, iso
+from monitor.verdict.windows import Cells, ClosedWindow, WindowBuffer, single_cell
 
 __all__ = ["BakeVerdict", "Status", "VerdictEvent", "document_without_data", "iso"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: event-time windows (1, before them, is still read)
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,10 @@ class BakeVerdict:
         self._override: dict[str, Any] | None = None
         self._override_source: dict[str, Any] | None = None
         self._increments = 0
+        ev = policy.evidence
+        self._windows = WindowBuffer(ev.window_s, ev.allowed_lateness_s, ev.max_strata)
+        self._tested_canary = 0
+        self._tested_baseline = 0
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -117,31 +122,70 @@ class BakeVerdict:
 
     # -- folding ---------------------------------------------------------------------------
     def update(
-        self, canary: CohortSummary, baseline: CohortSummary, event_time_s: float | None
+        self,
+        canary: CohortSummary,
+        baseline: CohortSummary,
+        event_time_s: float | None,
+        *,
+        cells: Cells | None = None,
+        progress_s: float | None = None,
+        source: tuple[str, int] = ("", 0),
+        idle: bool = False,
+        source_partitions: int | None = None,
     ) -> list[VerdictEvent]:
-        """Fold one increment; returns the events (decision, drift, blast radius) it caused."""
+        """Fold one increment; returns the events (decision, drift, blast radius) it caused.
+
+        ``canary``/``baseline`` go into the totals (every record, exactly once). ``cells`` are
+        the same requests by (event-time window, stratum); they wait in their window until the
+        watermark (the slowest busy source's clock; ``progress_s`` is ``source``'s) passes the
+        window's end plus the allowed lateness, and each closed window is tested once. Without cells the increment
+        is one cell of the window of ``event_time_s`` (the source clock then being that time);
+        without cells and without a time it is tested at once (untimed use, e.g. a notebook).
+        """
         events: list[VerdictEvent] = []
-        if canary.requests == 0 and baseline.requests == 0:
+        if canary.requests or baseline.requests:
+            self._increments += 1
+            self._canary.merge(canary)
+            self._baseline.merge(baseline)
+        if cells is None and event_time_s is None:
+            if canary.requests or baseline.requests:
+                self._test_cells([("", canary, baseline)], None, events)
             return events
-        self._increments += 1
-        self._canary.merge(canary)
-        self._baseline.merge(baseline)
-        if event_time_s is not None and math.isfinite(event_time_s):
+        if cells is None:
+            cells = single_cell(canary, baseline, event_time_s, self._windows.window_s)
+            progress_s = event_time_s if progress_s is None else progress_s
+        self._windows.add(cells)
+        events.extend(self._check_blast_radius(self._last_time_s or 0.0))
+        for w in self._windows.advance(progress_s, source, idle=idle, of=source_partitions):
+            self._test_cells(w.strata, w, events)
+        return events
+
+    def _test_cells(
+        self,
+        strata: Sequence[tuple[str, CohortSummary, CohortSummary]],
+        window: ClosedWindow | None,
+        events: list[VerdictEvent],
+    ) -> None:
+        """Feed one closed window (or an untimed increment) to the detectors, stratum by
+        stratum (one effect for all: their likelihoods multiply), then step the verdict."""
+        pooled_c, pooled_b = CohortSummary(), CohortSummary()
+        for _, c, b in strata:
+            for det in self._detectors.values():
+                det.update(c, b)
+            pooled_c.merge(c)
+            pooled_b.merge(b)
+        self._tested_canary += pooled_c.requests
+        self._tested_baseline += pooled_b.requests
+        if window is not None:
             if self._first_time_s is None:
-                self._first_time_s = (
-                    max(event_time_s, self.spec.start_s) if self.spec.start_s else event_time_s
-                )
-            self._last_time_s = max(self._last_time_s or event_time_s, event_time_s)
-        for det in self._detectors.values():
-            det.update(canary, baseline)
+                self._first_time_s = max(window.start_s, self.spec.start_s or window.start_s)
+            self._last_time_s = window.end_s
         now = self._last_time_s or 0.0
         if self.spec.policy.drift_alerts:
-            for d in self._drift.update(canary, baseline):
+            for d in self._drift.update(pooled_c, pooled_b):
                 events.append(self._drift_event(d, now))
-        events.extend(self._check_blast_radius(now))
         if not self.decided:
             self._step(now, events)
-        return events
 
     def _drift_event(self, d: DriftEvent, now: float) -> VerdictEvent:
         what = "error rate" if d.signal == "error_z" else "p90 latency"
@@ -212,20 +256,16 @@ class BakeVerdict:
                 events,
             )
             return
-        if (
-            not self._pending_reasons(found, now)
-            and self._canary.requests
-            and self._baseline.requests
-        ):
+        if not self._pending_reasons(found, now) and self._tested_canary and self._tested_baseline:
             self._decide(Status.PROMOTE, "all metrics non-inferior and minimums met", now, events)
             return
-        over_requests = self._canary.requests >= policy.max_canary_requests
+        over_requests = self._tested_canary >= policy.max_canary_requests
         over_time = (
             policy.max_duration_s is not None and self._duration_s() >= policy.max_duration_s
         )
         if over_requests or over_time:
             limit = (
-                f"canary requests {_fmt(self._canary.requests)} reached maximum {_fmt(policy.max_canary_requests)}"
+                f"canary requests {_fmt(self._tested_canary)} reached maximum {_fmt(policy.max_canary_requests)}"
                 if over_requests
                 else f"bake duration reached maximum {policy.max_duration_s:g}s"
             )
@@ -239,9 +279,9 @@ class BakeVerdict:
             reasons.append("no canary traffic")
         if self._baseline.requests == 0:
             reasons.append("no baseline traffic")
-        if self._canary.requests < policy.min_canary_requests:
+        if self._tested_canary < policy.min_canary_requests:
             reasons.append(
-                f"canary requests {_fmt(self._canary.requests)} of {_fmt(policy.min_canary_requests)} minimum"
+                f"canary requests {_fmt(self._tested_canary)} of {_fmt(policy.min_canary_requests)} minimum"
             )
         if self._duration_s() < policy.min_duration_s:
             reasons.append(
@@ -323,7 +363,7 @@ class BakeVerdict:
         if self.decided:
             return 0
         policy = self.spec.policy
-        to_min = max(policy.min_canary_requests - self._canary.requests, 0)
+        to_min = max(policy.min_canary_requests - self._tested_canary, 0)
         needs: list[int] = []
         for a in found.values():
             if a.finding is Finding.NON_INFERIOR:
@@ -353,6 +393,20 @@ class BakeVerdict:
             override=self._override,
             decided_at_s=self._decided_at_s,
             last_event_time_s=self._last_time_s,
+            evidence=self._evidence(),
+        )
+
+    def _evidence(self) -> Evidence:
+        waiting_c, waiting_b = self._windows.open_requests()
+        wm = self._windows.watermark_s
+        return Evidence(
+            self._tested_canary,
+            self._tested_baseline,
+            waiting_c,
+            waiting_b,
+            self._windows.late_canary,
+            self._windows.late_baseline,
+            wm if math.isfinite(wm) else None,
         )
 
     def document(self, *, stale: bool = False, evaluated_at: str | None = None) -> dict[str, Any]:
@@ -379,11 +433,13 @@ class BakeVerdict:
             "override": self._override,
             "override_source": self._override_source,
             "increments": self._increments,
+            "windows": self._windows.state_dict(),
+            "tested": [self._tested_canary, self._tested_baseline],
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> BakeVerdict:
-        if state.get("v") != STATE_VERSION:
+        if state.get("v") not in (1, STATE_VERSION):
             msg = f"unsupported verdict state version {state.get('v')!r}"
             raise BakeError(msg, value=state.get("v"))
         obj = cls(BakeSpec.from_dict(state["spec"]))
@@ -402,6 +458,12 @@ class BakeVerdict:
         obj._override = state["override"]
         obj._override_source = state.get("override_source")
         obj._increments = int(state["increments"])
+        if "windows" in state:
+            obj._windows.restore(state["windows"])
+            obj._tested_canary, obj._tested_baseline = (int(x) for x in state["tested"])
+        else:  # v1 (before windows): everything folded so far was tested
+            obj._tested_canary, obj._tested_baseline = obj._canary.requests, obj._baseline.requests
+            obj._windows.close_through(obj._last_time_s)
         return obj
 
 

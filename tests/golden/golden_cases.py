@@ -5,6 +5,9 @@ For each simulator scenario the log is generated with a fixed seed, then replaye
 with its full document). The files were first recorded from the pre-move main; the golden test
 checks that a refactor leaves them byte-identical. A change that is *meant* to alter verdicts
 re-records them with this script and says why in its commit.
+
+Re-recorded for event-time windows and strata (issue 9): decisions are now taken per closed
+window, so decision times sit on window ends and the last window plus lateness is untested.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from monitor.bakes.spec import Registry
 from monitor.config import load_settings
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.io import KafkaSource, read_to_end
+from monitor.pipeline.judge import feed
 from monitor.pipeline.partials import BlockFold, Partial
 from monitor.records.fieldmap import PRESETS
 from monitor.replay import replay
@@ -51,7 +52,7 @@ def test_streaming_verdicts_match_replay_with_exact_totals(
     docs = verdict_documents(broker.bootstrap_servers)
     assert docs["checkout-v42"]["status"] == "HALT"
     assert docs["checkout-v42"]["reasons"][0].startswith("error rate regression")
-    assert docs["search-v8"]["status"] == "PROMOTE"
+    assert docs["search-v8"]["status"] == "PROMOTE", docs["search-v8"]["reasons"]
     for bake_id, counts in want.items():
         assert totals(docs[bake_id]) == counts, bake_id
     # The offline replay of the same records decides the same.
@@ -93,7 +94,7 @@ def test_streaming_verdicts_match_replay_with_exact_totals(
             )
             inc = fold.fold(part)
             if inc is not None:
-                v.update(inc[0], inc[1], part.max_event_time_s)
+                feed(v, part, inc)
     for bake_id, (v, _) in engines.items():
         assert v.document() == docs[bake_id], bake_id
     # HALT raised an alert on the alerts topic, Alertmanager-shaped.

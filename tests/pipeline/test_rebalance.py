@@ -46,7 +46,7 @@ def _folded_totals(bs: str) -> dict[str, tuple[int, int]]:
     try:
         for p in range(4):
             src.seek_to_beginning((LAYOUT.partials, p))
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60  # it stops as soon as it has read to the end
         while time.monotonic() < deadline:
             batch = src.poll(0.3, 50_000)
             for recs in batch.values():

@@ -45,7 +45,10 @@ def test_halt_budget_is_split_by_weight() -> None:
         ({"min_canary_requests": 10.5}, "must be an integer"),
         ({"min_canary_requests": 100, "max_canary_requests": 10}, "must be >= min_canary_requests"),
         ({"errors": {"tolerance": 0.2}}, 'unknown field\\(s\\) "tolerance" in "errors"'),
-        ({"colour": "red"}, 'unknown field\\(s\\) "colour" in policy; valid: alpha'),
+        (
+            {"colour": "red"},
+            'unknown field\\(s\\) "colour" in policy; valid: allowed_lateness_s, alpha',
+        ),
         ({"on_inconclusive": "maybe"}, '"on_inconclusive": must be "halt" or "promote"'),
         ({"promotion_windows": [{"days": "funday"}]}, "unknown day"),
         ({"promotion_windows": [{"start": "9am"}]}, 'must be "HH:MM"'),

@@ -18,6 +18,9 @@ T0 = 1795428000.0  # Monday 2026-11-23 10:00 UTC
 
 
 def _spec(**policy: Any) -> BakeSpec:
+    # One-second windows closed at once: each increment is tested when the next one arrives
+    # (window formation itself is pinned in test_windows.py).
+    policy = {"window_s": 1.0, "allowed_lateness_s": 0.0, **policy}
     return BakeSpec.from_dict(
         {
             "id": "checkout-v42",
@@ -53,6 +56,7 @@ def _feed(
     for i in range(steps):
         v.update(_inc(rng, n, p_c, lat), _inc(rng, n, p_b), t0 + i * dt)
         out.append(v.status)
+    v.update(CohortSummary(), CohortSummary(), t0 + steps * dt)  # closes the last window
     return out
 
 
