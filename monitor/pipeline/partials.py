@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 import orjson
 
 from detectors.summary import NUM_BUCKETS, CohortSummary
@@ -111,15 +112,52 @@ class Partial:
             raise PartialError(msg) from exc
 
 
-def _decode_cells(raw: Any) -> CellPairs:
+def _encode_cells(cells: CellPairs) -> dict[str, list[Any]]:
+    """The cells as columns: window ``k``, ``stratum``, per cell ``[n_c, n_b]`` requests and
+    ``[e_c, e_b]`` errors, and the histograms as ``[row, bucket, count]`` triplets (row
+    ``2·cell + cohort``, canary 0). Whole-array ``tolist`` calls, no per-cell objects: ingest
+    re-sends an open block's cells at every flush, so this is on its hot path."""
+    items = sorted(cells.items())
+    summaries = [s for _, pair in items for s in pair]
+    if summaries:
+        hist = np.stack([s.hist for s in summaries])
+        rows, cols = np.nonzero(hist)
+        triplets = np.column_stack([rows, cols, hist[rows, cols]]).ravel().tolist()
+    else:
+        triplets = []
     return {
-        (int(k), str(stratum)): (CohortSummary.from_dict(c), CohortSummary.from_dict(b))
-        for k, stratum, c, b in raw
+        "k": [k for (k, _), _ in items],
+        "s": [stratum for (_, stratum), _ in items],
+        "n": [s.requests for s in summaries],
+        "e": [s.errors for s in summaries],
+        "h": triplets,
     }
 
 
-def _encode_cells(cells: CellPairs) -> list[list[Any]]:
-    return [[k, s, c.to_dict(), b.to_dict()] for (k, s), (c, b) in sorted(cells.items())]
+def _decode_cells(raw: Any) -> CellPairs:
+    if isinstance(raw, list):  # written before the columnar form: [[k, stratum, c, b], ...]
+        return {
+            (int(k), str(st)): (CohortSummary.from_dict(c), CohortSummary.from_dict(b))
+            for k, st, c, b in raw
+        }
+    ks, strata, ns, es = raw["k"], raw["s"], raw["n"], raw["e"]
+    m = len(ks)
+    if not (len(strata) == m and len(ns) == len(es) == 2 * m):
+        msg = "cells: columns of different lengths"
+        raise ValueError(msg)
+    hist = np.zeros((2 * m, NUM_BUCKETS), dtype=np.int64)
+    trip = np.asarray(raw["h"], dtype=np.int64).reshape(-1, 3)
+    if trip.size:
+        if trip[:, 0].min() < 0 or trip[:, 0].max() >= 2 * m or trip[:, 1].min() < 0:
+            msg = "cells: histogram triplet out of range"
+            raise ValueError(msg)
+        hist[trip[:, 0], trip[:, 1]] = trip[:, 2]
+    out: CellPairs = {}
+    for i in range(m):
+        c = CohortSummary(int(ns[2 * i]), int(es[2 * i]), hist[2 * i].copy())
+        b = CohortSummary(int(ns[2 * i + 1]), int(es[2 * i + 1]), hist[2 * i + 1].copy())
+        out[(int(ks[i]), str(strata[i]))] = (c, b)
+    return out
 
 
 class Increment(NamedTuple):
