@@ -236,10 +236,11 @@ def increments(batch: RecordBatch, tags: Tags, registry: Registry) -> dict[int, 
     for bake_idx in sorted({b for b, _ in groups}):
         c, tc = groups.get((bake_idx, CANARY), (CohortSummary(), -math.inf))
         b, tb = groups.get((bake_idx, BASELINE), (CohortSummary(), -math.inf))
-        pairs: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]] = {}
-        for cohort in (CANARY, BASELINE):
-            for key, s in cells.get((bake_idx, cohort), {}).items():
-                pair = pairs.setdefault(key, (CohortSummary(), CohortSummary()))
-                pair[0 if cohort == CANARY else 1].merge(s)
+        can = cells.get((bake_idx, CANARY), {})
+        base = cells.get((bake_idx, BASELINE), {})
+        pairs = {
+            key: (can.get(key) or CohortSummary(), base.get(key) or CohortSummary())
+            for key in sorted({*can, *base})
+        }
         out[bake_idx] = BakeIncrement(c, b, max(tc, tb), pairs)
     return out

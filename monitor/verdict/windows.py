@@ -202,11 +202,12 @@ def merge_cells(
     into: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]],
     cells: Iterable[tuple[tuple[int, str], tuple[CohortSummary, CohortSummary]]],
 ) -> None:
-    """Add ``cells`` into ``into`` (copies on first sight, so callers keep their summaries)."""
+    """Add ``cells`` into ``into``; a key seen for the first time takes the given summaries
+    (not copies: hand over summaries nobody else keeps)."""
     for key, (c, b) in cells:
         have = into.get(key)
         if have is None:
-            into[key] = (c.copy(), b.copy())
+            into[key] = (c, b)
         else:
             have[0].merge(c)
             have[1].merge(b)
