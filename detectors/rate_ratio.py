@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -45,9 +45,10 @@ from detectors.base import Finding
 from detectors.binomial_bound import beta_binomial_upper
 from detectors.errors import ParameterError, StateError
 
-__all__ = ["RateRatioAssessment", "RateRatioTest", "Trace"]
+__all__ = ["Gate", "RateRatioAssessment", "RateRatioTest", "Trace"]
 
 FloatArray = npt.NDArray[np.float64]
+Gate = Literal["halt", "promote"]
 
 STATE_VERSION = 1
 # Prior scales (standard deviations of the mixing normals on θ), tuned with
@@ -384,30 +385,32 @@ class RateRatioTest:
         return p_c_upper - p_b_lower < self.abs_tol
 
     def _requests_to_decision(
-        self, theta_hat: float | None, log_e_halt: float, log_e_promote: float
+        self, theta_hat: float | None, log_e_halt: float, log_e_promote: float, gates: str = "hp"
     ) -> int | None:
         """Project further canary requests until a gate fires if the estimate stays put."""
         if theta_hat is None or self._n_c == 0:
             return None
         ll_hat = float(np.max(self._loglik))
         needs: list[float] = []
-        for log_e, i_null, alpha in (
-            (log_e_halt, self._i_halt, self.alpha),
-            (log_e_promote, self._i_tol, self._alpha_ratio_path),
-        ):
+        for gate in gates:  # "h": HALT, "p": PROMOTE
+            if gate == "h":
+                log_e, i_null, alpha = log_e_halt, self._i_halt, self.alpha
+                on_side = theta_hat > self._theta_halt
+            else:
+                log_e, i_null, alpha = log_e_promote, self._i_tol, self._alpha_ratio_path
+                on_side = theta_hat < self._theta_tol
             drift = ll_hat - float(self._loglik[i_null])  # grows ~ linearly in requests
-            target = math.log(1.0 / alpha)
             penalty = max(drift - log_e, 0.0)
-            on_side = (
-                (theta_hat > self._theta_halt)
-                if i_null == self._i_halt
-                else (theta_hat < self._theta_tol)
-            )
             if on_side and drift > 1e-9:
-                needs.append(self._n_c * max((target + penalty) / drift - 1.0, 0.0))
+                needs.append(self._n_c * max((math.log(1.0 / alpha) + penalty) / drift - 1.0, 0.0))
         if not needs:
             return None
         return math.ceil(min(needs))
+
+    def requests_to_gate(self, gate: Gate) -> int | None:
+        """Projected further canary requests until ``gate`` fires (None: not in sight)."""
+        log_e_halt, log_e_promote = self.log_e_values()
+        return self._requests_to_decision(self._estimate(), log_e_halt, log_e_promote, gate[0])
 
     def assess(self) -> RateRatioAssessment:
         """Current finding with estimate, confidence-sequence bounds and e-values."""

@@ -42,7 +42,9 @@ def test_aa_log_with_enough_traffic_exits_0(
     logs: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """An A/A log with enough canary traffic for its tolerance replays to PROMOTE (exit 0)."""
-    code = main(["replay", str(logs["aa"]), *BAKE, "--error-tol", "1.3", "--json"])
+    code = main(
+        ["replay", str(logs["aa"]), *BAKE, "--error-tol", "1.3", "--latency-tol", "1.3", "--json"]
+    )
     doc = orjson.loads(capsys.readouterr().out)
     assert code == 0, doc["reasons"]
     assert doc["status"] == "PROMOTE" and doc["progress"]["canary_requests"] >= 10_000
