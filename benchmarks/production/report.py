@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.detection.report import _wilson
 from benchmarks.production.scenarios import ALPHA, SCENARIO_OF, SCENARIOS, VARIANTS, Variant
 
 if TYPE_CHECKING:
@@ -22,17 +23,8 @@ if TYPE_CHECKING:
 TARGET = {"aa": "PROMOTE", "regression": "HALT", "boundary": "PROMOTE", "minor": "HALT"}
 FALSE_HALT = ("aa", "boundary")
 FALSE_PROMOTE = ("regression", "boundary")
+wilson = _wilson  # one Wilson interval for both benchmarks
 _NUMBER = re.compile(r"[-+]?\d[\d,]*(\.\d+)?(e[-+]?\d+)?")
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95 % Wilson score interval for k successes in n trials."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(centre - half, 0.0), min(centre + half, 1.0)
 
 
 def normalise(reason: str) -> str:
