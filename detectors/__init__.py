@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from detectors.base import Assessment, Detector, Finding
+from detectors.dispersion import DispersionAssessment, DispersionCheck
 from detectors.drift import DriftEvent, DriftMonitor
 from detectors.error_rate import ErrorRateTest
 from detectors.errors import DetectorError, ParameterError, StateError
@@ -16,6 +17,8 @@ __all__ = [
     "CohortSummary",
     "Detector",
     "DetectorError",
+    "DispersionAssessment",
+    "DispersionCheck",
     "DriftEvent",
     "DriftMonitor",
     "ErrorRateTest",

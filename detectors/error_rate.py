@@ -51,6 +51,11 @@ class ErrorRateTest:
         """The underlying rate-ratio test."""
         return self._test
 
+    @property
+    def halted(self) -> bool:
+        """True once the HALT gate has fired (sticky)."""
+        return self._test.halted
+
     def update(self, canary: CohortSummary, baseline: CohortSummary) -> None:
         """Fold one increment of each cohort."""
         self._test.update(canary.errors, canary.requests, baseline.errors, baseline.requests)

@@ -212,6 +212,11 @@ class LatencyTest:
         self._thresholds = [self._threshold(q) for q in self.quantiles]
         self._thresholds += [self._threshold(None, s) for s in self.slo_thresholds_s]
 
+    @property
+    def halted(self) -> bool:
+        """True once the HALT gate has fired (sticky)."""
+        return self._halted
+
     def _warmup_requests(self, q: float) -> int:
         return max(self.min_warmup_requests, math.ceil(self.warmup_exceedances / (1.0 - q)))
 

@@ -11,55 +11,15 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from monitor.errors import ConfigError
+from monitor.bakes.evidence import Coverage, Evidence
+from monitor.bakes.fields import check_keys as _check_keys
+from monitor.bakes.fields import fail as _fail
+from monitor.bakes.fields import num as _num
 
 __all__ = ["BlastRadius", "Coverage", "MetricPolicy", "Policy", "PromotionWindow"]
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
-
-
-def _fail(path: str, problem: str, value: Any) -> ConfigError:
-    """The error for a bad field: ``policy field "errors.tol": must be <= 50.0, got 80``."""
-    msg = f'policy field "{path}": {problem}, got {value!r}'
-    return ConfigError(msg, value=value)
-
-
-def _check_keys(data: Mapping[str, Any], allowed: set[str], path: str) -> None:
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        where = f'"{path}"' if path else "policy"
-        names = ", ".join(f'"{k}"' for k in unknown)
-        msg = f"unknown field(s) {names} in {where}; valid: {', '.join(sorted(allowed))}"
-        raise ConfigError(msg, value=unknown)
-
-
-def _num(
-    data: Mapping[str, Any],
-    key: str,
-    path: str,
-    default: Any,
-    lo: float | None = None,
-    hi: float | None = None,
-    *,
-    integer: bool = False,
-    lo_open: bool = False,
-) -> Any:
-    if key not in data or data[key] is None:
-        return default
-    v = data[key]
-    full = f"{path}.{key}" if path else key
-    if (
-        isinstance(v, bool)
-        or not isinstance(v, int | float)
-        or (integer and not isinstance(v, int))
-    ):
-        raise _fail(full, "must be an integer" if integer else "must be a number", v)
-    if lo is not None and (v <= lo if lo_open else v < lo):
-        raise _fail(full, f"must be {'>' if lo_open else '>='} {lo}", v)
-    if hi is not None and v > hi:
-        raise _fail(full, f"must be <= {hi}", v)
-    return v
 
 
 @dataclass(frozen=True)
@@ -211,63 +171,9 @@ class BlastRadius:
         return cls(segment, max_values, action)
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """PROMOTE waits until the canary served ``min_values`` values of ``segment`` with at
-    least ``min_requests_each`` requests each (e.g. every route, every zone)."""
-
-    segment: str = "route"
-    min_values: int = 1
-    min_requests_each: int = 1
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], path: str) -> Coverage:
-        if not isinstance(data, Mapping):
-            raise _fail(path, "must be a table/object", data)
-        _check_keys(data, {"segment", "min_values", "min_requests_each"}, path)
-        segment = data.get("segment", "route")
-        if not isinstance(segment, str) or not segment:
-            raise _fail(f"{path}.segment", "must be a segment name", segment)
-        return cls(
-            segment,
-            int(_num(data, "min_values", path, 1, 1, None, integer=True)),
-            int(_num(data, "min_requests_each", path, 1, 1, None, integer=True)),
-        )
-
-
-DEFAULT_STRATIFY = ("zone", "route")
-MAX_STRATA_LIMIT = 256
-
-
-@dataclass(frozen=True)
-class Evidence:
-    """How requests become evidence (STATISTICS.md §7.1–7.2): event-time windows of
-    ``window_s``, closed ``allowed_lateness_s`` after their end, compared within strata of the
-    ``stratify`` segments (top ``max_strata`` per window, the rest merged; ``[]`` pools)."""
-
-    window_s: float = 10.0
-    allowed_lateness_s: float = 30.0
-    stratify: tuple[str, ...] = DEFAULT_STRATIFY
-    max_strata: int = 16
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Evidence:
-        """Read the policy's top-level ``window_s``, ``allowed_lateness_s``, ``stratify``,
-        ``max_strata``."""
-        window_s = float(_num(data, "window_s", "", 10.0, 0.0, 3600.0, lo_open=True))
-        lateness = float(_num(data, "allowed_lateness_s", "", 30.0, 0.0, 86400.0))
-        raw = data.get("stratify", list(DEFAULT_STRATIFY))
-        if not isinstance(raw, list | tuple) or not all(isinstance(x, str) and x for x in raw):
-            raise _fail("stratify", "must be a list of segment names (e.g. zone, route)", raw)
-        if len(set(raw)) != len(raw):
-            raise _fail("stratify", "must not repeat a segment", raw)
-        max_strata = int(_num(data, "max_strata", "", 16, 1, MAX_STRATA_LIMIT, integer=True))
-        return cls(window_s, lateness, tuple(raw), max_strata)
-
-
 # Errors get the larger share of the HALT budget: they are the commonest and most visible canary
 # failure, and the latency family already pools its thresholds (benchmarks/detection/).
-DEFAULT_ERRORS = MetricPolicy(tol=0.2, abs_tol=0.001, weight=0.6)
+DEFAULT_ERRORS = MetricPolicy(tol=0.2, abs_tol=None, weight=0.6)
 # Latency tolerances are latency ratios (0.1 = canary up to 10 % slower at each quantile).
 DEFAULT_LATENCY = MetricPolicy(tol=0.1, abs_tol=0.005, weight=0.4, quantiles=(0.5, 0.9, 0.99))
 
@@ -286,7 +192,7 @@ class Policy:
     on_inconclusive: Literal["halt", "promote"] = "halt"
     promotion_windows: tuple[PromotionWindow, ...] = ()
     blast_radius: BlastRadius | None = None
-    coverage: Coverage | None = None
+    coverage: Coverage | None = field(default_factory=lambda: Coverage())
     drift_alerts: bool = True
     evidence: Evidence = field(default_factory=lambda: Evidence())
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -335,8 +241,10 @@ class Policy:
             d[key]["slo_thresholds_ms"] = list(d[key]["slo_thresholds_ms"])
         for key in ("quantiles", "slo_thresholds_ms", "slo_tol"):
             d["errors"].pop(key)
-        d["stratify"] = list(self.evidence.stratify)
-        d.update({k: v for k, v in d.pop("evidence").items() if k != "stratify"})
+        d.pop("evidence")
+        d.update(self.evidence.to_dict())
+        if self.coverage is None:
+            d["coverage"] = False
         d["promotion_windows"] = [
             {"days": list(w.days), "start": w.start, "end": w.end} for w in self.promotion_windows
         ]
@@ -364,10 +272,7 @@ _POLICY_FIELDS = {
     "blast_radius",
     "coverage",
     "drift_alerts",
-    "window_s",
-    "allowed_lateness_s",
-    "stratify",
-    "max_strata",
+    *Evidence.KEYS,
 }
 
 
@@ -386,6 +291,16 @@ def _bounds(data: Mapping[str, Any]) -> tuple[int, int, float, float | None]:
     return min_req, max_req, min_dur, None if max_dur is None else float(max_dur)
 
 
+def _coverage(raw: Any) -> Coverage | None:
+    """``coverage``: absent (or ``true``) is the default gate, ``false`` turns it off, a table
+    sets it. ``null`` is off too: specs stored before coverage was on by default wrote it."""
+    if raw is True:
+        return Coverage()
+    if raw is None or raw is False:
+        return None
+    return Coverage.from_dict(raw, "coverage")
+
+
 def _gates(
     data: Mapping[str, Any],
 ) -> tuple[tuple[PromotionWindow, ...], BlastRadius | None, Coverage | None, bool]:
@@ -399,10 +314,10 @@ def _gates(
     drift_alerts = data.get("drift_alerts", True)
     if not isinstance(drift_alerts, bool):
         raise _fail("drift_alerts", "must be true or false", drift_alerts)
-    blast, coverage = data.get("blast_radius"), data.get("coverage")
+    blast, coverage = data.get("blast_radius"), data.get("coverage", True)
     return (
         windows,
         None if blast is None else BlastRadius.from_dict(blast, "blast_radius"),
-        None if coverage is None else Coverage.from_dict(coverage, "coverage"),
+        _coverage(coverage),
         drift_alerts,
     )

@@ -202,7 +202,7 @@ def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellS
         window = np.floor(batch.time_s[rows] / evidence.window_s).astype(np.int64)
         w0 = int(window.min())
         n_w = int(window.max()) - w0 + 1
-        stratum, label = _stratum_codes(batch, rows, evidence.stratify)
+        stratum, label = _stratum_codes(batch, rows, evidence.cell_dims)
         n_s = int(stratum.max()) + 1
         key = (tags.cohort[rows].astype(np.int64) * n_w + (window - w0)) * n_s + stratum
         groups, ginv = np.unique(key, return_inverse=True)

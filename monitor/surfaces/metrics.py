@@ -193,8 +193,24 @@ def _bake_metrics(docs: list[dict[str, Any]]) -> Iterator[Metric]:
     p99 = GaugeMetricFamily(
         "bakemon_bake_latency_p99_seconds", "p99 latency per cohort.", labels=["bake", "cohort"]
     )
+    dispersion = GaugeMetricFamily(
+        "bakemon_bake_dispersion_ratio",
+        "Over-dispersion of error events against the binomial model (about 1 when the tests'"
+        " request-level assumption holds; see docs/statistics.md).",
+        labels=["bake"],
+    )
+    suspect = GaugeMetricFamily(
+        "bakemon_bake_assumption_suspect",
+        "1 when a check says a guarantee's assumption looks violated (check=dispersion).",
+        labels=["bake", "check"],
+    )
     for d in docs:
         bake = str(d["id"])
+        disp = (d.get("assumptions") or {}).get("dispersion")
+        if isinstance(disp, dict):
+            if disp.get("ratio") is not None:
+                dispersion.add_metric([bake], disp["ratio"])
+            suspect.add_metric([bake, "dispersion"], 1.0 if disp.get("suspect") else 0.0)
         for s in STATUSES:
             verdict.add_metric([bake, s], 1.0 if d.get("status") == s else 0.0)
         canary.add_metric([bake], d["progress"]["canary_requests"])
@@ -207,4 +223,4 @@ def _bake_metrics(docs: list[dict[str, Any]]) -> Iterator[Metric]:
             q = m.get("latency_p99_seconds", {}).get(cohort)
             if q is not None:
                 p99.add_metric([bake, cohort], q)
-    yield from (verdict, canary, progress, err, p99)
+    yield from (verdict, canary, progress, err, p99, dispersion, suspect)

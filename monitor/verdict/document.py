@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from detectors.base import Assessment
+from detectors.dispersion import DispersionAssessment
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 
@@ -120,6 +121,8 @@ class Evidence:
     late_canary: int = 0  # arrived after their window closed: counted, never tested
     late_baseline: int = 0
     watermark_s: float | None = None
+    warmup_canary: int = 0  # in windows left out as the canary's warm-up
+    warmup_baseline: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,8 @@ class Readout:
     decided_at_s: float | None
     last_event_time_s: float | None
     evidence: Evidence = field(default_factory=lambda: Evidence())
+    segments: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    dispersion: DispersionAssessment | None = None
 
     @property
     def decided(self) -> bool:
@@ -192,12 +197,29 @@ def _progress(r: Readout) -> dict[str, Any]:
         "tested_baseline_requests": ev.tested_baseline,
         "waiting_requests": {"canary": ev.waiting_canary, "baseline": ev.waiting_baseline},
         "late_requests": {"canary": ev.late_canary, "baseline": ev.late_baseline},
+        "warmup_requests": {"canary": ev.warmup_canary, "baseline": ev.warmup_baseline},
         "watermark": iso(ev.watermark_s),
         "min_canary_requests": policy.min_canary_requests,
         "max_canary_requests": policy.max_canary_requests,
         "fraction": round(fraction, 4),
         "estimated_requests_to_decision": r.estimated_requests_to_decision,
         "duration_s": round(r.duration_s, 3),
+    }
+
+
+def _assumptions(r: Readout) -> dict[str, Any]:
+    """Checks of what the guarantees assume (STATISTICS.md §7.6): request-level assignment."""
+    d = r.dispersion
+    if d is None:
+        return {"dispersion": None}
+    return {
+        "dispersion": {
+            "ratio": d.ratio,
+            "z": d.z,
+            "groups": d.df,
+            "suspect": d.suspect,
+            "message": d.message,
+        }
     }
 
 
@@ -221,6 +243,9 @@ def build_document(
         "progress": _progress(r),
         "progress_text": progress_text,
         "metrics": _metrics(r),
+        "segments": {dim: [dict(row) for row in rows] for dim, rows in r.segments.items()},
+        "assumptions": _assumptions(r),
+        "warnings": [r.dispersion.message] if r.dispersion and r.dispersion.suspect else [],
         "canary": {"versions": list(r.spec.canary_versions)},
         "baseline": {"versions": list(r.spec.baseline_versions)},
         "policy": policy.to_dict(),

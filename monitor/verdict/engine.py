@@ -24,11 +24,10 @@ from typing import Any
 
 from detectors.base import Assessment, Finding
 from detectors.drift import DriftEvent, DriftMonitor
-from detectors.error_rate import ErrorRateTest
-from detectors.latency import LatencyTest
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
+from monitor.verdict.bake_tests import BakeTests
 from monitor.verdict.document import Evidence, Readout, Status, build_document, iso
 from monitor.verdict.windows import Cells, ClosedWindow, WindowBuffer, single_cell
 
@@ -59,27 +58,8 @@ class BakeVerdict:
     def __init__(self, spec: BakeSpec) -> None:
         self.spec = spec
         policy = spec.policy
-        alphas = policy.halt_alphas()
-        self._detectors: dict[str, ErrorRateTest | LatencyTest] = {}
-        if policy.errors.enabled:
-            self._detectors["error_rate"] = ErrorRateTest(
-                alphas["error_rate"],
-                alpha_promote=policy.alpha,
-                tol=policy.errors.tol,
-                abs_tol=policy.errors.abs_tol,
-                halt_margin=policy.errors.halt_margin,
-            )
-        if policy.latency.enabled:
-            self._detectors["latency"] = LatencyTest(
-                alphas["latency"],
-                alpha_promote=policy.alpha,
-                quantiles=policy.latency.quantiles,
-                slo_thresholds_s=[ms / 1000.0 for ms in policy.latency.slo_thresholds_ms],
-                tol=policy.latency.tol,
-                slo_tol=policy.latency.slo_tol,
-                abs_tol=policy.latency.abs_tol,
-                halt_margin=policy.latency.halt_margin,
-            )
+        self._tests = BakeTests(policy)
+        ev = policy.evidence
         self._drift = DriftMonitor()
         self._canary = CohortSummary()
         self._baseline = CohortSummary()
@@ -93,10 +73,12 @@ class BakeVerdict:
         self._override: dict[str, Any] | None = None
         self._override_source: dict[str, Any] | None = None
         self._increments = 0
-        ev = policy.evidence
-        self._windows = WindowBuffer(ev.window_s, ev.allowed_lateness_s, ev.max_strata)
-        self._tested_canary = 0
-        self._tested_baseline = 0
+        self._windows = WindowBuffer(
+            ev.window_s,
+            ev.allowed_lateness_s,
+            ev.max_strata,
+            None if ev.cell_dims == ev.stratify else ev.stratify,
+        )
 
     # -- properties ------------------------------------------------------------------------
     @property
@@ -168,19 +150,17 @@ class BakeVerdict:
     ) -> None:
         """Feed one closed window (or an untimed increment) to the detectors, stratum by
         stratum (one effect for all: their likelihoods multiply), then step the verdict."""
-        pooled_c, pooled_b = CohortSummary(), CohortSummary()
-        for _, c, b in strata:
-            for det in self._detectors.values():
-                det.update(c, b)
-            pooled_c.merge(c)
-            pooled_b.merge(b)
-        self._tested_canary += pooled_c.requests
-        self._tested_baseline += pooled_b.requests
         if window is not None:
             if self._first_time_s is None:
                 self._first_time_s = max(window.start_s, self.spec.start_s or window.start_s)
             self._last_time_s = window.end_s
         now = self._last_time_s or 0.0
+        tested = self._tests.feed(strata, window.cells if window is not None else strata, now)
+        if tested is None:  # the canary's warm-up
+            if not self.decided:
+                self._step(now, events)
+            return
+        pooled_c, pooled_b = tested
         if self.spec.policy.drift_alerts:
             for d in self._drift.update(pooled_c, pooled_b):
                 events.append(self._drift_event(d, now))
@@ -220,7 +200,7 @@ class BakeVerdict:
         ]
 
     def _assessments(self) -> dict[str, Assessment]:
-        return {name: det.assess() for name, det in self._detectors.items()}
+        return self._tests.assessments()
 
     def _decide(self, status: Status, reason: str, now: float, events: list[VerdictEvent]) -> None:
         self._status = status
@@ -247,6 +227,10 @@ class BakeVerdict:
             if a.finding is Finding.REGRESSION:
                 self._decide(Status.HALT, a.reason, now, events)
                 return
+        segment = self._tests.segment_regression()
+        if segment is not None:
+            self._decide(Status.HALT, segment.reason, now, events)
+            return
         br = policy.blast_radius
         if br is not None and br.action == "halt" and self._blast_values() > br.max_values:
             self._decide(
@@ -256,20 +240,37 @@ class BakeVerdict:
                 events,
             )
             return
-        if not self._pending_reasons(found, now) and self._tested_canary and self._tested_baseline:
-            self._decide(Status.PROMOTE, "all metrics non-inferior and minimums met", now, events)
+        if (
+            not self._pending_reasons(found, now)
+            and self._tests.tested_canary
+            and self._tests.tested_baseline
+        ):
+            self._decide(Status.PROMOTE, self._promote_reason(found), now, events)
             return
-        over_requests = self._tested_canary >= policy.max_canary_requests
+        over_requests = self._tests.tested_canary >= policy.max_canary_requests
         over_time = (
             policy.max_duration_s is not None and self._duration_s() >= policy.max_duration_s
         )
         if over_requests or over_time:
             limit = (
-                f"canary requests {_fmt(self._tested_canary)} reached maximum {_fmt(policy.max_canary_requests)}"
+                f"canary requests {_fmt(self._tests.tested_canary)} reached maximum {_fmt(policy.max_canary_requests)}"
                 if over_requests
                 else f"bake duration reached maximum {policy.max_duration_s:g}s"
             )
             self._decide(Status.INCONCLUSIVE, f"{limit} without a decision", now, events)
+
+    def _promote_reason(self, found: Mapping[str, Assessment]) -> str:
+        """Which tolerance proved each metric, e.g. ``error rate < 1.2x baseline``."""
+        policy, claims = self.spec.policy, []
+        err = found.get("error_rate")
+        if err is not None:
+            if err.detail.get("promote_path") == "absolute":
+                claims.append(f"error rate excess < {policy.errors.abs_tol:g} (absolute)")
+            else:
+                claims.append(f"error rate < {1 + policy.errors.tol:g}x baseline")
+        if "latency" in found:
+            claims.append(f"latency at most {1 + policy.latency.tol:g}x slower at each threshold")
+        return f"all metrics non-inferior ({'; '.join(claims)}) and minimums met"
 
     def _pending_reasons(self, found: Mapping[str, Assessment], now: float) -> list[str]:
         """Why the bake cannot promote now (empty = it can)."""
@@ -279,9 +280,9 @@ class BakeVerdict:
             reasons.append("no canary traffic")
         if self._baseline.requests == 0:
             reasons.append("no baseline traffic")
-        if self._tested_canary < policy.min_canary_requests:
+        if self._tests.tested_canary < policy.min_canary_requests:
             reasons.append(
-                f"canary requests {_fmt(self._tested_canary)} of {_fmt(policy.min_canary_requests)} minimum"
+                f"canary requests {_fmt(self._tests.tested_canary)} of {_fmt(policy.min_canary_requests)} minimum"
             )
         if self._duration_s() < policy.min_duration_s:
             reasons.append(
@@ -289,12 +290,15 @@ class BakeVerdict:
             )
         cov = policy.coverage
         if cov is not None:
-            counts = self._canary.segments.get(cov.segment, {})
-            covered = sum(1 for c in counts.values() if c >= cov.min_requests_each)
-            if covered < cov.min_values:
-                reasons.append(
-                    f"coverage: canary served {covered} of {cov.min_values} {cov.segment} values"
-                )
+            served = self._tests.served_of(cov.segment) or (  # else the totals' counts
+                self._canary.segments.get(cov.segment, {}),
+                self._baseline.segments.get(cov.segment, {}),
+            )
+            missing = cov.missing(*served)
+            if missing:
+                reasons.append(missing)
+        if self._tests.warmup.warming:
+            reasons.append(self._tests.warmup.reason())
         for a in found.values():
             if a.finding is not Finding.NON_INFERIOR:
                 reasons.append(a.reason)
@@ -363,7 +367,7 @@ class BakeVerdict:
         if self.decided:
             return 0
         policy = self.spec.policy
-        to_min = max(policy.min_canary_requests - self._tested_canary, 0)
+        to_min = max(policy.min_canary_requests - self._tests.tested_canary, 0)
         needs: list[int] = []
         for a in found.values():
             if a.finding is Finding.NON_INFERIOR:
@@ -394,19 +398,23 @@ class BakeVerdict:
             decided_at_s=self._decided_at_s,
             last_event_time_s=self._last_time_s,
             evidence=self._evidence(),
+            segments=self._tests.segments.breakdown(),
+            dispersion=self._tests.dispersion_reading(),
         )
 
     def _evidence(self) -> Evidence:
         waiting_c, waiting_b = self._windows.open_requests()
         wm = self._windows.watermark_s
         return Evidence(
-            self._tested_canary,
-            self._tested_baseline,
+            self._tests.tested_canary,
+            self._tests.tested_baseline,
             waiting_c,
             waiting_b,
             self._windows.late_canary,
             self._windows.late_baseline,
             wm if math.isfinite(wm) else None,
+            self._tests.warmup.excluded_canary,
+            self._tests.warmup.excluded_baseline,
         )
 
     def document(self, *, stale: bool = False, evaluated_at: str | None = None) -> dict[str, Any]:
@@ -419,7 +427,7 @@ class BakeVerdict:
         return {
             "v": STATE_VERSION,
             "spec": self.spec.to_dict(),
-            "detectors": {k: d.state_dict() for k, d in self._detectors.items()},
+            **self._tests.state_dict(),
             "drift": self._drift.state_dict(),
             "canary": self._canary.to_dict(),
             "baseline": self._baseline.to_dict(),
@@ -434,7 +442,6 @@ class BakeVerdict:
             "override_source": self._override_source,
             "increments": self._increments,
             "windows": self._windows.state_dict(),
-            "tested": [self._tested_canary, self._tested_baseline],
         }
 
     @classmethod
@@ -443,8 +450,7 @@ class BakeVerdict:
             msg = f"unsupported verdict state version {state.get('v')!r}"
             raise BakeError(msg, value=state.get("v"))
         obj = cls(BakeSpec.from_dict(state["spec"]))
-        for k, d in state["detectors"].items():
-            obj._detectors[k] = (ErrorRateTest if k == "error_rate" else LatencyTest).from_state(d)
+        obj._tests.restore(state, state.get("tested"))
         obj._drift = DriftMonitor.from_state(state["drift"])
         obj._canary = CohortSummary.from_dict(state["canary"])
         obj._baseline = CohortSummary.from_dict(state["baseline"])
@@ -460,9 +466,9 @@ class BakeVerdict:
         obj._increments = int(state["increments"])
         if "windows" in state:
             obj._windows.restore(state["windows"])
-            obj._tested_canary, obj._tested_baseline = (int(x) for x in state["tested"])
         else:  # v1 (before windows): everything folded so far was tested
-            obj._tested_canary, obj._tested_baseline = obj._canary.requests, obj._baseline.requests
+            obj._tests.tested_canary = obj._canary.requests
+            obj._tests.tested_baseline = obj._baseline.requests
             obj._windows.close_through(obj._last_time_s)
         return obj
 

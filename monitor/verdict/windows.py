@@ -20,13 +20,13 @@ and record contents, so a replay of the same records forms the same windows as t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from detectors.summary import CohortSummary
 
-__all__ = ["OTHER_STRATUM", "Cells", "ClosedWindow", "WindowBuffer"]
+__all__ = ["OTHER_STRATUM", "Cells", "ClosedWindow", "Warmup", "WindowBuffer"]
 
 OTHER_STRATUM = "other"
 STATE_VERSION = 1
@@ -43,6 +43,7 @@ class ClosedWindow:
     start_s: float
     end_s: float
     strata: tuple[tuple[str, CohortSummary, CohortSummary], ...]
+    cells: tuple[tuple[str, CohortSummary, CohortSummary], ...] = ()  # before strata merge
 
     def pooled(self) -> tuple[CohortSummary, CohortSummary]:
         """The window's (canary, baseline) over all strata."""
@@ -56,10 +57,17 @@ class ClosedWindow:
 class WindowBuffer:
     """Open windows of one bake, a watermark, and the late counts."""
 
-    def __init__(self, window_s: float, allowed_lateness_s: float, max_strata: int) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        allowed_lateness_s: float,
+        max_strata: int,
+        stratify: tuple[str, ...] | None = None,
+    ) -> None:
         self.window_s = window_s
         self.allowed_lateness_s = allowed_lateness_s
         self.max_strata = max_strata
+        self.stratify = stratify  # None: cell labels are strata as they are
         self._open: dict[int, dict[str, list[CohortSummary]]] = {}
         self._closed_upto = -1  # every window index <= this one is closed
         self.watermark_s = -math.inf
@@ -122,8 +130,26 @@ class WindowBuffer:
         self._closed_upto = last
         return closed
 
+    def _strata_of(self, cells: dict[str, list[CohortSummary]]) -> dict[str, list[CohortSummary]]:
+        """Cells merged over the segments that are not strata (labels keep the strata's)."""
+        if self.stratify is None:
+            return cells
+        keep = set(self.stratify)
+        out: dict[str, list[CohortSummary]] = {}
+        for label, (c, b) in cells.items():
+            parts = [p for p in label.split("|") if p.split("=", 1)[0] in keep] if label else []
+            key = "|".join(parts)
+            have = out.get(key)
+            if have is None:
+                out[key] = [c.copy(), b.copy()]
+            else:
+                have[0].merge(c)
+                have[1].merge(b)
+        return out
+
     def _close(self, k: int) -> ClosedWindow:
-        cells = self._open.pop(k)
+        raw = self._open.pop(k)
+        cells = self._strata_of(raw)
         ranked = sorted(
             cells.items(), key=lambda kv: (-(kv[1][0].requests + kv[1][1].requests), kv[0])
         )
@@ -137,7 +163,8 @@ class WindowBuffer:
                 oc.merge(c)
                 ob.merge(b)
             strata.append((OTHER_STRATUM, oc, ob))
-        return ClosedWindow(k, k * self.window_s, (k + 1) * self.window_s, tuple(strata))
+        cell_list = tuple((label, c, b) for label, (c, b) in sorted(raw.items()))
+        return ClosedWindow(k, k * self.window_s, (k + 1) * self.window_s, tuple(strata), cell_list)
 
     def close_through(self, event_time_s: float | None) -> None:
         """Treat every window up to the one holding ``event_time_s`` as already tested (a bake
@@ -211,3 +238,63 @@ def merge_cells(
         else:
             have[0].merge(c)
             have[1].merge(b)
+
+
+class Warmup:
+    """The canary warm-up (STATISTICS.md §7.6): closed windows are left out of the tests, whole,
+    until the canary has served ``requests`` requests in earlier closed windows and ``seconds``
+    of event time have passed since the start of its first window. Which windows are left out
+    depends only on request counts and times, never on outcomes, so the tests stay valid."""
+
+    def __init__(self, requests: int, seconds: float) -> None:
+        self.requests = requests
+        self.seconds = seconds
+        self.first_canary_s: float | None = None
+        self.seen_canary = 0
+        self.excluded_canary = 0
+        self.excluded_baseline = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.requests > 0 or self.seconds > 0
+
+    def excludes(self, start_s: float, canary: int, baseline: int) -> bool:
+        """Whether the closed window starting at ``start_s`` (with these request counts) is
+        left out; counts it either way."""
+        if canary and self.first_canary_s is None:
+            self.first_canary_s = start_s
+        warming = self.enabled and (
+            self.seen_canary < self.requests
+            or self.first_canary_s is None
+            or start_s < self.first_canary_s + self.seconds
+        )
+        self.seen_canary += canary
+        if warming:
+            self.excluded_canary += canary
+            self.excluded_baseline += baseline
+        return warming
+
+    @property
+    def warming(self) -> bool:
+        """Every canary request seen so far was left out (the warm-up is not over)."""
+        return self.enabled and self.excluded_canary >= self.seen_canary
+
+    def reason(self) -> str:
+        parts = []
+        if self.requests:
+            parts.append(f"{self.seen_canary:,} of {self.requests:,} requests")
+        if self.seconds:
+            parts.append(f"{self.seconds:g}s from its first window")
+        return f"canary warm-up: {' and '.join(parts)} left out of the tests"
+
+    def state_dict(self) -> list[Any]:
+        return [self.first_canary_s, self.seen_canary, self.excluded_canary, self.excluded_baseline]
+
+    def restore(self, state: Sequence[Any]) -> None:
+        first, seen, ex_c, ex_b = state
+        self.first_canary_s = None if first is None else float(first)
+        self.seen_canary, self.excluded_canary, self.excluded_baseline = (
+            int(seen),
+            int(ex_c),
+            int(ex_b),
+        )

@@ -1,0 +1,122 @@
+"""What the tests of one bake have seen: the pooled detectors, the per-segment tests, the canary
+warm-up, the coverage counts and the dispersion check, fed one closed window at a time.
+
+:class:`BakeTests` is the evidence side of a :class:`~monitor.verdict.engine.BakeVerdict`: the
+engine decides, this module keeps what the decision is based on (docs/statistics.md).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from detectors.base import Assessment
+from detectors.dispersion import DispersionAssessment, DispersionCheck
+from detectors.summary import CohortSummary
+from monitor.bakes.policy import Policy
+from monitor.verdict.build import Detector, halt_budgets, load_detector, make_detector
+from monitor.verdict.segments import SegmentFinding, SegmentTests, ServedCounts
+from monitor.verdict.windows import Warmup
+
+__all__ = ["BakeTests"]
+
+Stratum = tuple[str, CohortSummary, CohortSummary]
+
+
+class BakeTests:
+    """The tests of one bake under its policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        pooled, per_value = halt_budgets(policy)
+        self.detectors: dict[str, Detector] = {
+            m: make_detector(policy, m, a) for m, a in pooled.items()
+        }
+        ev = policy.evidence
+        self.segments = SegmentTests(
+            ev.segment_tests,
+            ev.max_segment_values,
+            per_value,
+            lambda metric, alpha: make_detector(policy, metric, alpha),
+        )
+        self.warmup = Warmup(ev.canary_warmup_requests, ev.canary_warmup_s)
+        self.served = ServedCounts()
+        self.dispersion = DispersionCheck()
+        self.tested_canary = 0
+        self.tested_baseline = 0
+
+    def feed(
+        self, strata: Sequence[Stratum], cells: Sequence[Stratum], start_s: float
+    ) -> tuple[CohortSummary, CohortSummary] | None:
+        """Test one closed window (its strata, and its cells for the segment tests) unless it
+        is in the canary's warm-up; returns its pooled (canary, baseline) when tested."""
+        pooled_c, pooled_b = CohortSummary(), CohortSummary()
+        for _, c, b in strata:
+            pooled_c.merge(c)
+            pooled_b.merge(b)
+        self.served.add(cells)
+        if self.warmup.excludes(start_s, pooled_c.requests, pooled_b.requests):
+            return None
+        self._check_dispersion(strata)
+        for _, c, b in strata:
+            for det in self.detectors.values():
+                det.update(c, b)
+        self.segments.update(cells)
+        self.tested_canary += pooled_c.requests
+        self.tested_baseline += pooled_b.requests
+        return pooled_c, pooled_b
+
+    def _check_dispersion(self, strata: Sequence[Stratum]) -> None:
+        """Error events of each stratum against the error test's estimate so far."""
+        det = self.detectors.get("error_rate")
+        if det is None:
+            return
+        est = det.assess().estimate if self.dispersion.cells else None
+        theta = math.log(est) if est is not None and est > 0 else 0.0
+        for _, c, b in strata:
+            self.dispersion.update(c.errors, c.requests, b.errors, b.requests, theta)
+
+    # -- read-outs ---------------------------------------------------------------------------
+    def assessments(self) -> dict[str, Assessment]:
+        return {name: det.assess() for name, det in self.detectors.items()}
+
+    def segment_regression(self) -> SegmentFinding | None:
+        """The strongest per-segment regression, if any test found one."""
+        if not self.segments.halted:
+            return None
+        found = self.segments.regressions()
+        return found[0] if found else None
+
+    def served_of(self, dim: str) -> tuple[dict[str, int], dict[str, int]] | None:
+        """(canary, baseline) requests per value of a cell segment; None for other segments."""
+        return self.served.of(dim) if dim in self.served else None
+
+    def dispersion_reading(self) -> DispersionAssessment:
+        return self.dispersion.assess()
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
+            "tested": [self.tested_canary, self.tested_baseline],
+            "segments": self.segments.state_dict(),
+            "warmup": self.warmup.state_dict(),
+            "served": self.served.state_dict(),
+            "dispersion": self.dispersion.state_dict(),
+        }
+
+    def restore(self, state: Mapping[str, Any], tested: Sequence[int] | None) -> None:
+        """Load an engine state's evidence (``tested`` None: a state from before windows, whose
+        folded requests were all tested). A state from before the segment tests keeps its
+        pooled tests' whole budget and runs no segment tests."""
+        for k, d in state["detectors"].items():
+            self.detectors[k] = load_detector(k, d)
+        if tested is not None:
+            self.tested_canary, self.tested_baseline = (int(x) for x in tested)
+        if "segments" in state:
+            self.segments.restore(state["segments"], load_detector)
+            self.warmup.restore(state["warmup"])
+            self.served.restore(state["served"])
+            self.dispersion = DispersionCheck.from_state(state["dispersion"])
+        else:
+            self.segments = SegmentTests((), 1, {}, self.segments.factory)
