@@ -7,6 +7,7 @@ from detectors.dispersion import DispersionAssessment, DispersionCheck
 from detectors.drift import DriftEvent, DriftMonitor
 from detectors.error_rate import ErrorRateTest
 from detectors.errors import DetectorError, ParameterError, StateError
+from detectors.excess_bound import MatchedExcessBound
 from detectors.latency import LatencyTest
 from detectors.page_hinkley import PageHinkley
 from detectors.rate_ratio import RateRatioTest
@@ -24,6 +25,7 @@ __all__ = [
     "ErrorRateTest",
     "Finding",
     "LatencyTest",
+    "MatchedExcessBound",
     "PageHinkley",
     "ParameterError",
     "RateRatioTest",

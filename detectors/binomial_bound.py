@@ -6,8 +6,10 @@ For a prior Beta(a, b) the mixture likelihood ratio against a fixed rate p,
 
 is a test martingale under p (Robbins' method of mixtures), so by Ville's inequality
 ``{p : M_n(p) < 1/alpha}`` covers the true rate at every n simultaneously with probability at
-least ``1 - alpha``. It is used for the baseline's rate in the absolute-tolerance path of
-:class:`detectors.rate_ratio.RateRatioTest`.
+least ``1 - alpha``. It bounds one cohort's *cumulative* rate, which is why
+:class:`detectors.rate_ratio.RateRatioTest` no longer uses it: under changing rates and traffic
+shares the two cohorts' cumulative rates are differently weighted averages (Simpson's paradox),
+see :mod:`detectors.excess_bound`. It stays for the tests that document that failure.
 
 >>> round(beta_binomial_upper(10, 1000, 0.05), 4)
 0.0262

@@ -17,8 +17,8 @@ Three mixtures of likelihood ratios are read off ``ℓ_t``:
 * A two-sided normal mixture, whose level sets give the confidence sequence reported as
   ``ratio_bounds``.
 
-For rare events an absolute tolerance can also promote: the canary's excess rate is bounded
-with time-uniform beta-binomial bounds on each cohort's rate (see ``abs_tol``).
+For rare events an absolute tolerance can also promote: the canary's excess rate, matched cell by
+cell (an increment is a window and stratum), is shown below ``abs_tol`` (``excess_bound``).
 
 The grid contains ``θ_h`` and ``θ_tol`` exactly, so the gates are evaluated without
 interpolation. A HALT is sticky (stopping at the first crossing is what the guarantee covers);
@@ -42,15 +42,15 @@ import numpy as np
 import numpy.typing as npt
 
 from detectors.base import Finding
-from detectors.binomial_bound import beta_binomial_upper
 from detectors.errors import ParameterError, StateError
+from detectors.excess_bound import MatchedExcessBound
 
 __all__ = ["Gate", "RateRatioAssessment", "RateRatioTest", "Trace"]
 
 FloatArray = npt.NDArray[np.float64]
 Gate = Literal["halt", "promote"]
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # v2 adds the abs path's matched-cell accumulators ("excess")
 # Prior scales (standard deviations of the mixing normals on θ), tuned with
 # benchmarks/detection/: HALT detects a 2x error rate near the fixed-horizon z-test's sample
 # size; PROMOTE concludes an A/A bake at tolerance 1.2 well inside the 60k budget.
@@ -59,8 +59,8 @@ DEFAULT_PROMOTE_PRIOR_SCALE = 0.1
 DEFAULT_CS_PRIOR_SCALE = math.log(1.5)
 _LOG_E_CAP = 700.0  # exp() of more overflows a float; such e-values are reported as exp(700)
 _CHUNK_INCREMENTS = 2048
-# With abs_tol, each of the two rate bounds gets this share of alpha_promote, the ratio path the
-# rest: the ratio path decides common events, so it keeps most of the budget.
+# With abs_tol, the absolute path gets twice this share of alpha_promote, the ratio path the rest
+# (the split of v1, which had two rate bounds): the ratio path decides common events.
 _ABS_PATH_SHARE = 0.125
 
 
@@ -159,9 +159,9 @@ class RateRatioTest:
         REGRESSION means the ratio is shown to be above ``1 + halt_margin``.
     abs_tol
         Optional absolute tolerance on the canary's excess rate ``p_c - p_b`` (for rare events,
-        where the ratio bound never gets tight): NON_INFERIOR also when the canary's upper rate
-        bound minus the baseline's lower rate bound is below it. When set, ``alpha_promote`` is
-        split: three quarters for the ratio path, an eighth for each rate bound.
+        where the ratio bound never gets tight): NON_INFERIOR also when the excess matched per
+        increment is shown below it (:mod:`detectors.excess_bound`: valid under any changing
+        rates and shares). ``alpha_promote`` is then split: 3/4 ratio path, 1/4 this path.
     halt_prior_scale, promote_prior_scale, cs_prior_scale
         Standard deviations of the mixing normals on θ.
     grid_limit, grid_step
@@ -257,6 +257,7 @@ class RateRatioTest:
         self._halted = False
         self._increments = 0
         self._informative = 0
+        self._excess = None if self.abs_tol is None else MatchedExcessBound()
 
     @property
     def theta(self) -> FloatArray:
@@ -292,6 +293,8 @@ class RateRatioTest:
         self._n_b += int(n_b)
         self._increments += 1
         self._informative += int(n_c > 0 and n_b > 0 and x_c + x_b > 0)
+        if self._excess is not None:
+            self._excess.update(x_c, n_c, x_b, n_b)
         if not self._halted:
             log_e_halt, _ = self._log_e(self._loglik)
             self._halted = bool(log_e_halt[0] >= math.log(1.0 / self.alpha))
@@ -331,6 +334,8 @@ class RateRatioTest:
         self._n_b += int(nb.sum())
         self._increments += int(xc.size)
         self._informative += int(np.count_nonzero((nc > 0) & (nb > 0) & (xc + xb > 0)))
+        if self._excess is not None:
+            self._excess.update_many(xc, nc, xb, nb)
         trace = Trace(
             np.concatenate(halts) if halts else np.zeros(0),
             np.concatenate(promotes) if promotes else np.zeros(0),
@@ -370,19 +375,13 @@ class RateRatioTest:
             denom = y0 * h2 + y2 * h0 - y1 * (h0 + h2)
             if denom < 0 and math.isclose(h0, h2):
                 return float(self._theta[i] + 0.5 * h0 * h0 * (y0 - y2) / denom)
-        if i in (0, ll.size - 1) and self._x_b and self._x_c:
-            return math.log((self._x_c / self._n_c) / (self._x_b / self._n_b))
-        return float(self._theta[i])
+        return float(self._theta[i])  # at an edge: the bounds' edge too (counts may mislead)
 
     def _absolute_path(self) -> bool:
-        """Canary's excess rate shown below ``abs_tol``: upper bound of the canary's rate minus
-        lower bound of the baseline's, each time-uniform at ``alpha_promote / 8``."""
-        if self.abs_tol is None or self._n_b == 0 or self._n_c == 0:
-            return False
-        a = self.alpha_promote * _ABS_PATH_SHARE
-        p_c_upper = beta_binomial_upper(self._x_c, self._n_c, a)
-        p_b_lower = 1.0 - beta_binomial_upper(self._n_b - self._x_b, self._n_b, a)
-        return p_c_upper - p_b_lower < self.abs_tol
+        """The canary's matched excess rate shown below ``abs_tol``, time-uniformly at
+        ``alpha_promote / 4`` (:class:`~detectors.excess_bound.MatchedExcessBound`)."""
+        alpha = self.alpha_promote * 2.0 * _ABS_PATH_SHARE
+        return self._excess is not None and self._excess.shows_below(self.abs_tol or 0.0, alpha)
 
     def _requests_to_decision(
         self, theta_hat: float | None, log_e_halt: float, log_e_promote: float, gates: str = "hp"
@@ -473,14 +472,17 @@ class RateRatioTest:
             "halted": self._halted,
             "increments": self._increments,
             "informative": self._informative,
+            "excess": None if self._excess is None else self._excess.state_dict(),
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> RateRatioTest:
-        """Rebuild a test from :meth:`state_dict` output; StateError on a bad document."""
-        if state.get("v") != STATE_VERSION:
-            msg = f"unsupported rate-ratio state version {state.get('v')!r}"
-            raise StateError(msg, value=state.get("v"))
+        """Rebuild a test from :meth:`state_dict` output; StateError on a bad document. A v1 state
+        loads with an empty absolute path (still valid); ``excess`` is read only with abs_tol."""
+        version = state.get("v")
+        if version not in (1, STATE_VERSION):
+            msg = f"unsupported rate-ratio state version {version!r}"
+            raise StateError(msg, value=version)
         test = cls(**dict(state["params"]))
         loglik = np.asarray(state["loglik"], dtype=np.float64)
         if loglik.shape != test._theta.shape:
@@ -491,4 +493,6 @@ class RateRatioTest:
         test._halted = bool(state["halted"])
         test._increments = int(state["increments"])
         test._informative = int(state["informative"])
+        if version == STATE_VERSION and test._excess is not None:
+            test._excess = MatchedExcessBound.from_state(state.get("excess"))
         return test

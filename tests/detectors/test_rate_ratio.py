@@ -215,3 +215,63 @@ def test_negative_or_inconsistent_counts_are_rejected() -> None:
     t = RateRatioTest(ALPHA)
     with pytest.raises(ValueError, match="events <= requests"):
         t.update(5, 3, 0, 10)
+
+
+def _diurnal_regression(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    """Cells of a bake from the daily peak to the trough: load and the baseline's error rate
+    (3 % → 0.2 %) fall while the canary's share steps 2 % → 50 %; the canary is 1.5x worse in
+    every cell, so its excess is >= 0.1 pp everywhere, yet its cumulative rate is the lower."""
+    w = np.arange(96)
+    total = np.round(4000 * (1.0 + 0.6 * np.cos(np.pi * w / 96))).astype(np.int64)
+    p_b = 0.002 + 0.028 * (0.5 + 0.5 * np.cos(np.pi * w / 96))
+    n_c = np.round(total * np.array([0.02, 0.05, 0.1, 0.25, 0.5])[w * 5 // 96]).astype(np.int64)
+    n_b = total - n_c
+    return rng.binomial(n_c, 1.5 * p_b), n_c, rng.binomial(n_b, p_b), n_b
+
+
+def test_absolute_path_is_matched_per_cell_under_drifting_shares() -> None:
+    """The diurnal 1.5x regression is never promoted through abs_tol (v1's cumulative bounds
+    promoted it), checked after every cell; update and update_many agree on the evidence."""
+    rng = np.random.default_rng(31)
+    for _ in range(5):
+        xc, nc, xb, nb = _diurnal_regression(rng)
+        t, many = RateRatioTest(ALPHA, abs_tol=0.001), RateRatioTest(ALPHA, abs_tol=0.001)
+        many.update_many(xc, nc, xb, nb)
+        for i in range(xc.size):
+            t.update(int(xc[i]), int(nc[i]), int(xb[i]), int(nb[i]))
+            assert t.assess().promote_path != "absolute"
+        assert t.state_dict()["excess"] == many.state_dict()["excess"]
+        assert xc.sum() / nc.sum() < xb.sum() / nb.sum()  # cumulatively the canary looks better
+
+
+def test_v1_state_loads_with_an_empty_absolute_path() -> None:
+    """A v1 state (before the matched path) loads: ratio evidence and counts carry over, the
+    absolute path starts empty at the restore; a v2 state saves it."""
+    t = RateRatioTest(ALPHA, abs_tol=0.001)
+    for _ in range(100):
+        t.update(0, 1000, 0, 1000)
+    state = t.state_dict()
+    assert state["v"] == 2 and state["excess"]["n"] == 100_000
+    v1 = {k: v for k, v in state.items() if k != "excess"} | {"v": 1}
+    r = RateRatioTest.from_state(v1)
+    assert r.state_dict()["loglik"] == state["loglik"]
+    assert r.state_dict()["counts"] == state["counts"]
+    assert r.state_dict()["excess"] == RateRatioTest(ALPHA, abs_tol=0.001).state_dict()["excess"]
+    assert t.assess().promote_path == "absolute" and r.assess().promote_path is None
+    assert RateRatioTest.from_state(state).state_dict() == state
+
+
+def test_bad_absolute_path_states_raise_state_error() -> None:
+    """A v2 state with abs_tol must carry the matched-excess state; unknown versions fail. The
+    entry is ignored without abs_tol (as when a restore swaps in other parameters)."""
+    from detectors.errors import StateError
+
+    state = RateRatioTest(ALPHA, abs_tol=0.001).state_dict()
+    with pytest.raises(StateError, match="matched-excess state: expected an object"):
+        RateRatioTest.from_state({**state, "excess": None})
+    with pytest.raises(StateError, match="counts must be integers"):
+        RateRatioTest.from_state({**state, "excess": {**state["excess"], "n": -1}})
+    with pytest.raises(StateError, match="unsupported rate-ratio state version 3"):
+        RateRatioTest.from_state({**state, "v": 3})
+    plain = {**state, "params": RateRatioTest(ALPHA).params()}
+    assert RateRatioTest.from_state(plain).state_dict()["excess"] is None
