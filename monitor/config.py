@@ -60,6 +60,10 @@ class Settings:
     api_port: int = 8080
     api_token: str | None = field(default=None, repr=False)
     api_protect_reads: bool = False
+    api_workers: int = 8
+    api_max_connections: int = 1000
+    api_max_streams: int = 64
+    api_read_timeout_s: float = 10.0
     stale_after_s: float = 120.0
     alertmanager_url: str | None = None
     alertmanager_resend_s: float = 60.0
@@ -89,6 +93,10 @@ _SCALARS: dict[str, type] = {
     "api_port": int,
     "api_token": str,
     "api_protect_reads": bool,
+    "api_workers": int,
+    "api_max_connections": int,
+    "api_max_streams": int,
+    "api_read_timeout_s": float,
     "stale_after_s": float,
     "alertmanager_url": str,
     "alertmanager_resend_s": float,
@@ -243,6 +251,10 @@ def _validate(s: Settings) -> None:
         ("bootstrap_servers", bool(s.bootstrap_servers.strip()), "non-empty"),
         ("api_port", 0 <= s.api_port <= 65535, "a port number"),
         ("stale_after_s", s.stale_after_s > 0, "> 0"),
+        ("api_workers", 1 <= s.api_workers <= 256, "in [1, 256]"),
+        ("api_max_connections", 1 <= s.api_max_connections <= 100_000, "in [1, 100000]"),
+        ("api_max_streams", 1 <= s.api_max_streams <= 10_000, "in [1, 10000]"),
+        ("api_read_timeout_s", 0 < s.api_read_timeout_s <= 600, "in (0, 600]"),
         ("api_token", s.api_token is None or len(s.api_token) >= 16, "at least 16 characters"),
     )
     for key, ok, want in checks:

@@ -27,6 +27,7 @@ from monitor.pipeline.ingest import Ingest
 from monitor.pipeline.judge import Judge
 from monitor.surfaces.alert_sinks import AlertmanagerPusher, JsonLinesWriter
 from monitor.surfaces.api import Api, ApiSettings
+from monitor.surfaces.httpserver import ServerLimits
 from monitor.surfaces.metrics import Metrics
 from monitor.surfaces.views import AlertLog, VerdictView
 
@@ -186,6 +187,12 @@ class Service:
                 token=s.api_token,
                 protect_reads=s.api_protect_reads,
                 stale_after_s=s.stale_after_s,
+                limits=ServerLimits(
+                    workers=s.api_workers,
+                    max_connections=s.api_max_connections,
+                    max_streams=s.api_max_streams,
+                    read_timeout_s=s.api_read_timeout_s,
+                ),
             ),
             follower=self.follower,
             view=self.view,

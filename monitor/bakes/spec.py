@@ -30,7 +30,7 @@ BASELINE = 0
 CANARY = 1
 COHORT_NAMES = ("baseline", "canary")
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # whole string (fullmatch: no "\n")
 
 
 def _str_tuple(value: Any, path: str) -> tuple[str, ...]:
@@ -86,8 +86,11 @@ class BakeSpec:
     override: Mapping[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if not _ID.match(self.id):
-            msg = f'bake id must match {_ID.pattern}, got "{self.id}"'
+        if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
+            msg = (
+                "bake id must be 1-128 characters of letters, digits, '.', '_' and '-', "
+                f"starting with a letter or digit, got {self.id!r}"
+            )
             raise ConfigError(msg, value=self.id)
         if not self.service:
             msg = "bake service must not be empty"

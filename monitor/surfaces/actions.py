@@ -13,7 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,6 +23,7 @@ from monitor.bakes.store import BakeFollower, publish_bake
 from monitor.errors import ConfigError, MonitorError
 from monitor.kafka.io import Sink
 from monitor.kafka.topics import TopicLayout
+from monitor.surfaces.httpserver import ServerLimits
 from monitor.surfaces.views import AlertLog, VerdictView
 from monitor.verdict import Gate, document_without_data, interpret, iso
 from monitor.verdict.document import GATE_BROKEN
@@ -45,6 +46,7 @@ class ApiSettings:
     stale_after_s: float = 120.0
     base_url: str = ""
     sse_keepalive_s: float = SSE_KEEPALIVE_S
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 class HttpError(MonitorError):

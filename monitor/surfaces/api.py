@@ -15,13 +15,15 @@ import hmac
 import logging
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
 from monitor.surfaces.actions import ApiActions, ApiSettings, HttpError, alert_matches
+from monitor.surfaces.httpserver import BoundedHTTPServer
 from monitor.surfaces.openapi import OPENAPI
 
 __all__ = ["Api", "ApiSettings", "HttpError"]
@@ -34,7 +36,7 @@ _PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 class Api(ApiActions):
     """The API's actions served over HTTP."""
 
-    _server: ThreadingHTTPServer | None = None
+    _server: BoundedHTTPServer | None = None
     _thread: threading.Thread | None = None
 
     def start(self) -> Api:
@@ -45,8 +47,12 @@ class Api(ApiActions):
             pass
 
         Handler.api = api
-        self._server = ThreadingHTTPServer((self.settings.host, self.settings.port), Handler)
-        self._server.daemon_threads = True
+        self._server = BoundedHTTPServer(
+            (self.settings.host, self.settings.port),
+            Handler,
+            replace(self.settings.limits, max_body_bytes=self.settings.max_body_bytes),
+            is_stream=_is_stream,
+        )
         self._thread = threading.Thread(target=self._server.serve_forever, name="api", daemon=True)
         self._thread.start()
         log.info("API listening on http://%s:%d", self.settings.host, self.port)
@@ -68,6 +74,12 @@ class Api(ApiActions):
             self._server.server_close()
 
 
+def _is_stream(request_line: bytes) -> bool:
+    """The long-lived requests (SSE), which run on their own capped threads."""
+    parts = request_line.split(b" ")
+    return len(parts) >= 2 and parts[1].split(b"?", 1)[0].rstrip(b"/") == b"/v1/alerts/stream"
+
+
 def _require(method: str, *allowed: str) -> None:
     if method not in allowed:
         msg = f"method {method} not allowed here; use {', '.join(allowed)}"
@@ -82,6 +94,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), fmt % args)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The stdlib's own errors (unknown method, malformed request line, …) as JSON."""
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line did not parse: answer 1.1
+            self.request_version = self.protocol_version
+        text = message or self.responses.get(code, ("error",))[0]
+        if code == 501 and self.command:
+            text = f"method {self.command} is not supported; use GET, HEAD, POST, PUT or DELETE"
+        with contextlib.suppress(OSError):
+            self._send(code, {"error": text, "status": code})
 
     # -- plumbing ----------------------------------------------------------------------------
     def _send(self, status: int, body: Any, *, content_type: str = "application/json") -> None:

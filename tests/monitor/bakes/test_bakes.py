@@ -207,8 +207,10 @@ def test_spec_validation_messages() -> None:
         BakeSpec.from_dict({"id": "x", "service": "s", "baseline": "v1"})
     with pytest.raises(ConfigError, match="in both canary and baseline"):
         _spec("x", "v1", "v1")
-    with pytest.raises(ConfigError, match="bake id must match"):
-        _spec("bad id!", "v2", "v1")
+    for bad in ("bad id!", "ok\n", "x" * 129, "-leading", ""):
+        with pytest.raises(ConfigError, match="bake id must be 1-128 characters"):
+            _spec(bad, "v2", "v1")
+    assert _spec("a" * 128, "v2", "v1").id == "a" * 128
     with pytest.raises(ConfigError, match="unknown bake field"):
         BakeSpec.from_dict({"id": "x", "service": "s", "canary": "a", "baseline": "b", "colour": 1})
 
