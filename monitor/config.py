@@ -50,6 +50,7 @@ class Settings:
     dead_letter: bool = True
     create_topics: bool = True
     shutdown_timeout_s: float = 10.0
+    broker_wait_s: float = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     field_map: FieldMap = PRESETS["plain"]
@@ -87,6 +88,7 @@ _SCALARS: dict[str, type] = {
     "dead_letter": bool,
     "create_topics": bool,
     "shutdown_timeout_s": float,
+    "broker_wait_s": float,
     "log_level": str,
     "log_format": str,
     "api_host": str,
@@ -242,6 +244,7 @@ def _validate(s: Settings) -> None:
         ("unknown_bake_hold_s", 0 < s.unknown_bake_hold_s <= 86_400, "in (0, 86400]"),
         ("max_clock_skew_s", 0 < s.max_clock_skew_s <= 86_400, "in (0, 86400]"),
         ("shutdown_timeout_s", 0 < s.shutdown_timeout_s <= 600, "in (0, 600]"),
+        ("broker_wait_s", 0 <= s.broker_wait_s <= 86_400, "in [0, 86400]"),
         (
             "log_level",
             s.log_level in ("debug", "info", "warning", "error"),

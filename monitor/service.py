@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -21,7 +22,9 @@ from prometheus_client import CollectorRegistry
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.store import BakeFollower
 from monitor.config import Settings
-from monitor.kafka.io import TP, KafkaSink, KafkaSource, Source
+from monitor.kafka.follower import TopicFollower
+from monitor.kafka.io import TP, KafkaIOError, KafkaSink, KafkaSource, Source
+from monitor.kafka.outage import Outage, RateLimitFilter, is_transient
 from monitor.kafka.topics import ensure_topics
 from monitor.pipeline.ingest import Ingest
 from monitor.pipeline.judge import Judge
@@ -37,7 +40,7 @@ log = logging.getLogger("bakemon.service")
 
 INGEST_GROUP = "bakemon-ingest"
 JUDGE_GROUP = "bakemon-judge"
-STALL_AFTER_S = 30.0
+STALL_AFTER_S = 120.0  # > the longest bounded Kafka call a loop may wait in (flush 30 s, restore 30 s)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -53,6 +56,17 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(out)
 
 
+class _KafkaLogLimit(logging.Filter):
+    """kafka-python logs every failed reconnect: one line per logger and message a minute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._limit = RateLimitFilter(60.0)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.name.startswith("kafka") or self._limit.filter(record)
+
+
 def configure_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(
@@ -60,6 +74,7 @@ def configure_logging(level: str, fmt: str) -> None:
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(_KafkaLogLimit())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -67,6 +82,22 @@ def configure_logging(level: str, fmt: str) -> None:
     logging.getLogger("kafka").setLevel(
         logging.DEBUG if root.level <= logging.DEBUG else logging.ERROR
     )
+
+
+def probe_broker(bootstrap_servers: str, timeout_s: float = 2.0) -> None:
+    """Fail fast (OSError) when no bootstrap address accepts a TCP connection, before a Kafka
+    client spends its 30 s bootstrap timeout (and its log lines) finding that out."""
+    last: OSError | None = None
+    for addr in bootstrap_servers.split(","):
+        host, _, port = addr.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]") or "localhost", int(port)), timeout_s):
+                return
+        except ValueError:
+            return  # not host:port; let the client report it
+        except OSError as exc:
+            last = exc
+    raise last or OSError(f"no bootstrap servers in {bootstrap_servers!r}")
 
 
 def _closer(*things: KafkaSource | KafkaSink) -> Callable[[], None]:
@@ -89,6 +120,7 @@ class Service:
         self.follower: BakeFollower | None = None
         self.sink: KafkaSink | None = None
         self.errors: list[BaseException] = []
+        self.outages: dict[str, Outage] = {}
         self.view: VerdictView | None = None
         self.alert_log: AlertLog | None = None
         self.api: Api | None = None
@@ -99,12 +131,8 @@ class Service:
     def start(self) -> Service:
         s = self.settings
         client = dict(s.kafka)
-        if s.create_topics:
-            ensure_topics(s.bootstrap_servers, s.layout, client)
-        self.sink = KafkaSink(s.bootstrap_servers, client=client)
-        self.follower = BakeFollower(
-            s.bootstrap_servers, s.layout, static=s.bakes, client=client
-        ).start()
+        self._connect(client)
+        assert self.follower is not None
         self.metrics = Metrics(
             CollectorRegistry(),
             ingest=lambda: self.ingest.stats if self.ingest else None,
@@ -128,6 +156,37 @@ class Service:
             s.bootstrap_servers,
         )
         return self
+
+    def _connect(self, client: dict[str, Any]) -> None:
+        """Topics, the shared producer and the bake registry, retried for ``broker_wait_s``;
+        then one clear error (a configuration problem, or no broker)."""
+        s = self.settings
+        deadline = time.monotonic() + s.broker_wait_s
+        quiet = logging.getLogger("bakemon.startup")  # a short wait ends in one error line
+        quiet.setLevel(logging.INFO if s.broker_wait_s > 10 else logging.ERROR)
+        outage = Outage("start-up", quiet, cap_s=5.0)
+        while True:
+            try:
+                probe_broker(s.bootstrap_servers)
+                if s.create_topics:
+                    ensure_topics(s.bootstrap_servers, s.layout, client)
+                self.sink = self.sink or KafkaSink(s.bootstrap_servers, client=client)
+                self.follower = BakeFollower(
+                    s.bootstrap_servers, s.layout, static=s.bakes, client=client
+                ).start()
+                outage.ok()
+                return
+            except Exception as exc:
+                if not is_transient(exc) or time.monotonic() >= deadline:
+                    if self.sink is not None:
+                        self.sink.close()
+                    msg = (
+                        f"cannot reach Kafka at {s.bootstrap_servers} within "
+                        f"{s.broker_wait_s:g}s ({type(exc).__name__}: {exc}); check "
+                        "bootstrap_servers, or wait longer with broker_wait_s / BAKEMON_BROKER_WAIT_S"
+                    )
+                    raise KafkaIOError(msg, value=s.bootstrap_servers) from exc
+                time.sleep(min(outage.failed(exc), max(deadline - time.monotonic(), 0.1)))
 
     def _start_ingest(self, client: dict[str, Any]) -> None:
         s = self.settings
@@ -237,22 +296,40 @@ class Service:
         return out
 
     def healthy(self) -> tuple[bool, str]:
-        """The poll loops advanced recently (never broker reachability)."""
-        now = time.monotonic()
-        stalled = [k for k, t in self._last_polls().items() if t and now - t > STALL_AFTER_S]
+        """Every loop is alive: it polled, or tried to and is backing off (a broker outage is
+        not a reason to restart the process); 503 when a loop is stuck or keeps failing on
+        something that is not Kafka (a bug a restart may clear)."""
         if self.errors:
             return False, f"role failed: {self.errors[0]!r}"
-        if stalled:
-            return False, f"stalled poll loops: {', '.join(stalled)}"
-        return True, "poll loops advancing"
+        now = time.monotonic()
+        stuck = [n for n, o in self.outages.items() if now - o.alive_at > STALL_AFTER_S]
+        stuck += [n for n, f in self._followers() if f.stalled(STALL_AFTER_S)]
+        if stuck:
+            return False, f"stalled loops: {', '.join(stuck)}"
+        broken = [o.describe() for o in self._troubles() if not o.transient]
+        if broken:
+            return False, "; ".join(broken)
+        return True, "loops alive"
+
+    def _followers(self) -> list[tuple[str, TopicFollower]]:
+        pairs = (("bakes", self.follower), ("verdicts", self.view), ("alerts", self.alert_log))
+        return [(n, f) for n, f in pairs if f is not None]
+
+    def _troubles(self) -> list[Outage]:
+        outages = list(self.outages.values()) + [f.outage for _, f in self._followers()]
+        return [o for o in outages if o.active]
 
     def ready(self) -> tuple[bool, str]:
-        """Registry loaded, followers caught up, and every role has polled once."""
+        """Registry loaded, followers caught up, every role has polled once, and no loop is
+        cut off from the broker (``broker unreachable since …``)."""
         if not self._started or self.follower is None or not self.follower.ready:
             return False, "bake registry loading"
         for name, f in (("verdicts", self.view), ("alerts", self.alert_log)):
             if f is not None and not f.ready:
                 return False, f"{name} loading"
+        troubles = self._troubles()
+        if troubles:
+            return False, "; ".join(o.describe() for o in troubles)
         for name, r in (("ingest", self.ingest), ("judge", self.judge)):
             if r is not None and r.stats.last_poll_s == 0.0:
                 return False, f"{name} not polling yet"
@@ -265,12 +342,24 @@ class Service:
         checkpoint: Callable[[], Any],
         close: Callable[[], None],
     ) -> None:
+        outage = self.outages[name] = Outage(name, log)
+
         def loop() -> None:
             try:
                 while not self._stop.is_set():
-                    step()
-                checkpoint()
-            except BaseException as exc:  # a dead role must stop the process, not idle silently
+                    try:
+                        step()
+                    except Exception as exc:
+                        self._stop.wait(outage.failed(exc))
+                    else:
+                        outage.ok()
+                try:
+                    checkpoint()
+                except Exception:
+                    log.exception(
+                        "final checkpoint of %s failed (it resumes from the last one)", name
+                    )
+            except BaseException as exc:  # not an Exception: the loop itself is broken
                 log.exception("role %s failed", name)
                 self.errors.append(exc)
                 self._stop.set()

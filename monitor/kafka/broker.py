@@ -71,8 +71,17 @@ def _answers(port: int) -> bool:
 class EmbeddedBroker:
     """A Tansu broker process on ``127.0.0.1:port`` with memory storage."""
 
-    def __init__(self, port: int | None = None, *, log_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        log_path: str | Path | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.port = port or free_port()
+        # Clients reconnect to the advertised address after bootstrap: a fault proxy in front
+        # of the broker is advertised instead of the broker itself (tests/faults/).
+        self.advertised_port = advertised_port or self.port
         self._log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_file: object = None
@@ -100,7 +109,7 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://127.0.0.1:{self.advertised_port}",
                 "--storage-engine",
                 "memory://tansu/",
             ],

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Self
 
 from monitor.kafka.io import TP, KafkaSource, Record, Source, consume_to_end
+from monitor.kafka.outage import Outage
 
 __all__ = ["SourceFactory", "TopicFollower"]
 
@@ -51,6 +52,7 @@ class TopicFollower:
         self._thread: threading.Thread | None = None
         self.last_poll_s = 0.0
         self.failed: BaseException | None = None
+        self.outage = Outage(self.name, log)
 
     # -- for subclasses ----------------------------------------------------------------------
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> bool:
@@ -102,14 +104,28 @@ class TopicFollower:
         return bool(batch)
 
     def _follow(self, source: Source) -> None:
+        """Follow until stopped; a failure (a broker outage, a bad record) keeps the last view
+        served, backs off and carries on (``outage`` says since when, for /readyz)."""
         try:
             while not self._stop.is_set():
-                self._poll(source)
-        except Exception as exc:  # keep serving the last view; /healthz reports the stall
-            self.failed = exc
-            log.exception("%s stopped", self.name)
+                try:
+                    self._poll(source)
+                except Exception as exc:
+                    self.failed = exc
+                    self._stop.wait(self.outage.failed(exc))
+                else:
+                    self.failed = None
+                    self.outage.ok()
         finally:
             source.close()
+
+    def stalled(self, after_s: float) -> bool:
+        """The follower thread has neither polled nor tried to for ``after_s``."""
+        if self._thread is None:
+            return False
+        if not self._thread.is_alive() and not self._stop.is_set():
+            return True
+        return time.monotonic() - self.outage.alive_at > after_s
 
     def stop(self) -> None:
         self._stop.set()
