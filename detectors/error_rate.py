@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.base import Assessment, Finding
@@ -59,6 +59,18 @@ class ErrorRateTest:
     def update(self, canary: CohortSummary, baseline: CohortSummary) -> None:
         """Fold one increment of each cohort."""
         self._test.update(canary.errors, canary.requests, baseline.errors, baseline.requests)
+
+    def update_many(
+        self, canary: Sequence[CohortSummary], baseline: Sequence[CohortSummary]
+    ) -> None:
+        """Fold increments (pairs ``canary[i]``, ``baseline[i]``; e.g. the strata of a window)
+        at once: the same as :meth:`update` on each pair, vectorised."""
+        self._test.update_many(
+            [c.errors for c in canary],
+            [c.requests for c in canary],
+            [b.errors for b in baseline],
+            [b.requests for b in baseline],
+        )
 
     def assess(self) -> Assessment:
         """Current finding with the error-rate evidence."""

@@ -65,6 +65,8 @@ class Settings:
     api_max_connections: int = 1000
     api_max_streams: int = 64
     api_read_timeout_s: float = 10.0
+    ops_host: str = "0.0.0.0"
+    ops_port: int = 8081
     stale_after_s: float = 120.0
     alertmanager_url: str | None = None
     alertmanager_resend_s: float = 60.0
@@ -99,6 +101,8 @@ _SCALARS: dict[str, type] = {
     "api_max_connections": int,
     "api_max_streams": int,
     "api_read_timeout_s": float,
+    "ops_host": str,
+    "ops_port": int,
     "stale_after_s": float,
     "alertmanager_url": str,
     "alertmanager_resend_s": float,
@@ -253,6 +257,7 @@ def _validate(s: Settings) -> None:
         ("log_format", s.log_format in ("text", "json"), "text|json"),
         ("bootstrap_servers", bool(s.bootstrap_servers.strip()), "non-empty"),
         ("api_port", 0 <= s.api_port <= 65535, "a port number"),
+        ("ops_port", -1 <= s.ops_port <= 65535, "a port number (0: any free one, -1: off)"),
         ("stale_after_s", s.stale_after_s > 0, "> 0"),
         ("api_workers", 1 <= s.api_workers <= 256, "in [1, 256]"),
         ("api_max_connections", 1 <= s.api_max_connections <= 100_000, "in [1, 100000]"),

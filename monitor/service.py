@@ -32,6 +32,7 @@ from monitor.surfaces.alert_sinks import AlertmanagerPusher, JsonLinesWriter
 from monitor.surfaces.api import Api, ApiSettings
 from monitor.surfaces.httpserver import ServerLimits
 from monitor.surfaces.metrics import Metrics
+from monitor.surfaces.ops import OpsServer
 from monitor.surfaces.views import AlertLog, VerdictView
 
 __all__ = ["Service", "configure_logging"]
@@ -40,7 +41,9 @@ log = logging.getLogger("bakemon.service")
 
 INGEST_GROUP = "bakemon-ingest"
 JUDGE_GROUP = "bakemon-judge"
-STALL_AFTER_S = 120.0  # > the longest bounded Kafka call a loop may wait in (flush 30 s, restore 30 s)
+STALL_AFTER_S = (
+    120.0  # > the longest bounded Kafka call a loop may wait in (flush 30 s, restore 30 s)
+)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -127,6 +130,7 @@ class Service:
         self._started = False
         self.pusher: AlertmanagerPusher | None = None
         self.jsonl: JsonLinesWriter | None = None
+        self.ops: OpsServer | None = None
 
     def start(self) -> Service:
         s = self.settings
@@ -142,6 +146,14 @@ class Service:
             alerts=lambda: len(self.alert_log.alerts()) if self.alert_log else 0,
             last_poll=self._last_polls,
         )
+        if s.ops_port >= 0:
+            self.ops = OpsServer(
+                s.ops_host,
+                s.ops_port,
+                metrics=self.metrics.render,
+                healthy=self.healthy,
+                ready=self.ready,
+            ).start()
         if "ingest" in s.roles:
             self._start_ingest(client)
         if "judge" in s.roles:
@@ -378,6 +390,8 @@ class Service:
         self._stop.set()
         if self.api is not None:
             self.api.stop()
+        if self.ops is not None:
+            self.ops.stop()
         for sink in (self.pusher, self.jsonl):
             if sink is not None:
                 sink.stop()

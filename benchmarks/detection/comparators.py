@@ -1,7 +1,7 @@
 """The classical canary judges bakemon is compared with, on the same simulated data.
 
 Fixed-horizon tests (one look at the 80 %-power sample size), the same tests re-run at every
-increment ("peeked"), and the oracle SPRT that knows the true effect.
+look ("peeked"), and the oracle SPRT that knows the true effect.
 """
 
 from __future__ import annotations
@@ -63,18 +63,19 @@ def fixed_t(sc: Scenario, st: Stream, n: int) -> Outcome:
     return Outcome("HALT" if float(res.pvalue) < ALPHA else None, n)
 
 
-def _step_sums(x: npt.NDArray[Any], per_step: int, steps: int) -> FloatArray:
-    return np.asarray(x[: steps * per_step].reshape(steps, per_step).sum(axis=1), dtype=np.float64)
+def _step_sums(x: npt.NDArray[Any], per_look: int, looks: int) -> FloatArray:
+    """Per look, the sum of its ``per_look`` values."""
+    return np.asarray(x[: looks * per_look].reshape(looks, per_look).sum(axis=1), dtype=np.float64)
 
 
-def _first_crossing(stat: FloatArray, threshold: float, per_step: int) -> Outcome:
+def _first_crossing(stat: FloatArray, threshold: float, per_look: int) -> Outcome:
     hit = np.flatnonzero(stat > threshold)
-    return Outcome("HALT", int(hit[0] + 1) * per_step) if hit.size else Outcome(None, None)
+    return Outcome("HALT", int(hit[0] + 1) * per_look) if hit.size else Outcome(None, None)
 
 
 def peeked_z(sc: Scenario, st: Stream) -> Outcome:
-    """The z-test on cumulative errors, re-run after every increment."""
-    lc, lb, steps = sc.canary_per_step, sc.baseline_per_step, sc.steps
+    """The z-test on cumulative errors, re-run after every look."""
+    lc, lb, steps = sc.canary_per_look, sc.baseline_per_look, sc.looks
     looks = np.arange(1, steps + 1, dtype=np.float64)
     z = _z_errors(
         np.cumsum(_step_sums(st.canary_err, lc, steps)),
@@ -143,17 +144,17 @@ def peeked_mw(
 
 def oracle_sprt(sc: Scenario, st: Stream) -> Outcome:
     """One-sided SPRT at the true effect against no effect, threshold log(1/α)."""
-    lc, lb, steps = sc.canary_per_step, sc.baseline_per_step, sc.steps
+    lc, lb, steps = sc.canary_per_look, sc.baseline_per_look, sc.looks
     threshold = math.log(1.0 / ALPHA)
     if sc.kind == "errors":
-        # The canary's share of the increment's errors is binomial (STATISTICS.md §1).
+        # The canary's share of a look's errors is binomial (STATISTICS.md §1).
         r = sc.canary_error_p / BASE_ERROR_P
         rho0, rho1 = lc / (lc + lb), r * lc / (r * lc + lb)
         x_c, x_b = _step_sums(st.canary_err, lc, steps), _step_sums(st.baseline_err, lb, steps)
         llr = x_c * math.log(rho1 / rho0) + x_b * math.log((1.0 - rho1) / (1.0 - rho0))
         return _first_crossing(np.cumsum(llr), threshold, lc)
     if sc.tail_prob == 0.0:
-        # Difference of the increment's mean log-latencies ~ N(δ, σ²(1/n_c + 1/n_b)).
+        # Difference of a look's mean log-latencies ~ N(δ, σ²(1/n_c + 1/n_b)).
         delta = math.log(sc.latency_factor)
         var = LOG_LATENCY_SIGMA**2 * (1.0 / lc + 1.0 / lb)
         d = (

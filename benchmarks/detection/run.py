@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import math
 import multiprocessing as mp
 import sys
 import time
@@ -46,6 +47,7 @@ from benchmarks.detection.scenarios import (
     STATS_MW_ALPHA,
     STATS_MW_CAP_CANARY,
     STATS_MW_LOOK_REQUESTS,
+    STEPS_PER_LOOK,
     Outcome,
     Scenario,
     Stream,
@@ -58,17 +60,31 @@ from monitor.verdict.engine import BakeVerdict
 
 
 def run_bakemon(sc: Scenario, st: Stream) -> Outcome:
-    """Feed the real verdict engine one increment at a time, as the service does."""
+    """Feed the real verdict engine one second of event time per update, as the service does.
+
+    Each second holds ``1 / STEPS_PER_LOOK`` of a look's requests, so a default 10 s window holds
+    one look (the comparators' schedule); after the data, seconds without requests let the last
+    windows close (``window_s`` + ``allowed_lateness_s``). The outcome's n is the canary
+    requests the tests had seen when the verdict was taken.
+    """
     spec = BakeSpec.from_dict(
         {"id": "b", "service": "s", "canary": "v2", "baseline": "v1", "policy": dict(sc.policy)}
     )
+    ev = spec.policy.evidence
+    if ev.window_s != STEPS_PER_LOOK:
+        msg = (
+            f"a look is {STEPS_PER_LOOK} one-second steps: window_s must be that, got {ev.window_s}"
+        )
+        raise ValueError(msg)
     verdict = BakeVerdict(spec)
-    lc, lb = sc.canary_per_step, sc.baseline_per_step
+    lc, lb = sc.canary_per_look // STEPS_PER_LOOK, sc.baseline_per_look // STEPS_PER_LOOK
+    steps = sc.looks * STEPS_PER_LOOK
     reason = ""
-    for i in range(sc.steps):
+    for i in range(steps + math.ceil(ev.window_s + ev.allowed_lateness_s)):
         c, b = CohortSummary(), CohortSummary()
-        c.update(st.canary_lat[i * lc : (i + 1) * lc], st.canary_err[i * lc : (i + 1) * lc])
-        b.update(st.baseline_lat[i * lb : (i + 1) * lb], st.baseline_err[i * lb : (i + 1) * lb])
+        if i < steps:
+            c.update(st.canary_lat[i * lc : (i + 1) * lc], st.canary_err[i * lc : (i + 1) * lc])
+            b.update(st.baseline_lat[i * lb : (i + 1) * lb], st.baseline_err[i * lb : (i + 1) * lb])
         for event in verdict.update(c, b, EVENT_TIME_START_S + i):
             if event.kind == "verdict":
                 reason = event.summary.split(":")[0]
@@ -76,7 +92,7 @@ def run_bakemon(sc: Scenario, st: Stream) -> Outcome:
             break
     if not verdict.decided:
         return Outcome(None, None)
-    return Outcome(verdict.status.value, verdict.canary.requests, reason)
+    return Outcome(verdict.status.value, verdict.readout().evidence.tested_canary, reason)
 
 
 MethodFn = Callable[[Scenario, Stream], Outcome]
@@ -112,7 +128,7 @@ def methods_for(sc: Scenario) -> list[tuple[str, MethodFn]]:
             (
                 PEEKED_MW,
                 lambda s, st: peeked_mw(
-                    st, s.canary_per_step, s.baseline_per_step, s.cap_canary, ALPHA, False
+                    st, s.canary_per_look, s.baseline_per_look, s.cap_canary, ALPHA, False
                 ),
             ),
         ]

@@ -39,9 +39,19 @@ RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 Kind = Literal["aa", "errors", "latency"]
 
 
+# bakemon gets the requests of one second of event time per update; its default 10 s windows
+# are the comparators' looks, so a look is this many seconds (see run.run_bakemon).
+STEPS_PER_LOOK = 10
+
+
 @dataclass(frozen=True)
 class Scenario:
-    """One simulated bake setting; ``cap_canary`` bounds every sequential method's horizon."""
+    """One simulated bake setting; ``cap_canary`` bounds every sequential method's horizon.
+
+    A *look* is ``canary_per_look`` + ``baseline_per_look`` requests: the comparators look at the
+    cumulative data once per look, and bakemon, fed one second (``1 / STEPS_PER_LOOK`` of a look)
+    at a time, tests once per 10 s window, which holds one look's requests.
+    """
 
     name: str
     kind: Kind
@@ -50,19 +60,38 @@ class Scenario:
     latency_factor: float = 1.0
     tail_prob: float = 0.0
     tail_add_s: float = 0.0
-    canary_per_step: int = 100
-    baseline_per_step: int = 100
+    canary_per_look: int = 100
+    baseline_per_look: int = 100
     cap_canary: int = 60_000
     policy: Mapping[str, Any] = field(default_factory=lambda: {"min_canary_requests": 0})
 
+    def __post_init__(self) -> None:
+        for n in (self.canary_per_look, self.baseline_per_look):
+            if n % STEPS_PER_LOOK:
+                msg = f"requests per look must be multiples of {STEPS_PER_LOOK}, got {n}"
+                raise ValueError(msg)
+
     @property
-    def steps(self) -> int:
-        return self.cap_canary // self.canary_per_step
+    def looks(self) -> int:
+        return self.cap_canary // self.canary_per_look
 
     @property
     def baseline_ratio(self) -> float:
         """Baseline requests per canary request."""
-        return self.baseline_per_step / self.canary_per_step
+        return self.baseline_per_look / self.canary_per_look
+
+
+def _share_10pct(name: str, kind: Kind, label: str, **kw: Any) -> Scenario:
+    """A scenario at a 10 % canary share: 10 canary + 90 baseline requests per look."""
+    return Scenario(
+        name,
+        kind,
+        f"{label}, canary share 10%",
+        canary_per_look=10,
+        baseline_per_look=90,
+        cap_canary=40_000 if name.startswith("latency-1.05") else 20_000,
+        **kw,
+    )
 
 
 SCENARIOS: dict[str, Scenario] = {
@@ -76,14 +105,15 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "slow-tail", "latency", "5% of canary requests +200 ms", tail_prob=0.05, tail_add_s=0.2
         ),
-        Scenario(
-            "low-traffic",
-            "errors",
-            "canary share 10% (5 + 45 requests/increment), errors 2%",
-            canary_error_p=0.02,
-            canary_per_step=5,
-            baseline_per_step=45,
-            cap_canary=20_000,
+        _share_10pct("errors-2x-10pct", "errors", "canary errors 2%", canary_error_p=0.02),
+        _share_10pct("latency-1.10-10pct", "latency", "canary latency ×1.10", latency_factor=1.10),
+        _share_10pct("latency-1.05-10pct", "latency", "canary latency ×1.05", latency_factor=1.05),
+        _share_10pct(
+            "slow-tail-10pct",
+            "latency",
+            "5% of canary requests +200 ms",
+            tail_prob=0.05,
+            tail_add_s=0.2,
         ),
     )
 }
@@ -110,7 +140,7 @@ class Outcome:
 
 def simulate(sc: Scenario, rng: np.random.Generator) -> Stream:
     """Draw a run's requests for both cohorts up to the cap."""
-    n_c, n_b = sc.cap_canary, sc.steps * sc.baseline_per_step
+    n_c, n_b = sc.cap_canary, sc.looks * sc.baseline_per_look
     mu = math.log(LATENCY_MEDIAN_S)
     baseline_lat = rng.lognormal(mu, LOG_LATENCY_SIGMA, n_b)
     baseline_err = rng.random(n_b) < BASE_ERROR_P

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.detection.report import _wilson
+from benchmarks.production.acceptance import acceptance_lines
 from benchmarks.production.scenarios import ALPHA, SCENARIO_OF, SCENARIOS, VARIANTS, Variant
 
 if TYPE_CHECKING:
@@ -53,8 +54,9 @@ def summarize(v: Variant, outcomes: Sequence[Outcome], cpu_s: float) -> dict[str
     runs = len(outcomes)
     count = Counter(o.status or "undecided" for o in outcomes)
     target = TARGET[v.truth]
-    n_target = [o.canary_n if o.status == target else math.inf for o in outcomes]
+    n_target = [o.tested_canary if o.status == target else math.inf for o in outcomes]
     med, p90 = _quantiles(n_target)
+    lags = [o.lag_s for o in outcomes if o.status is not None and o.lag_s is not None]
     reasons = Counter(normalise(o.reason) for o in outcomes).most_common(3)
     return {
         "scenario": v.scenario,
@@ -67,6 +69,13 @@ def summarize(v: Variant, outcomes: Sequence[Outcome], cpu_s: float) -> dict[str
         "target": target,
         "median_n": med,
         "p90_n": p90,
+        "median_served": _quantiles(
+            [o.canary_n if o.status == target else math.inf for o in outcomes]
+        )[0],
+        "median_lag_s": _median(lags),
+        "late_canary": sum(o.late_canary for o in outcomes),
+        "canary_served": sum(o.canary_n for o in outcomes),
+        "bad_time": sum(o.bad_time for o in outcomes),
         "reasons": [[r, c] for r, c in reasons],
         "error_reasons": [
             [r, c] for r, c in Counter(normalise(o.error_reason) for o in outcomes).most_common(2)
@@ -90,11 +99,12 @@ def _extra(v: Variant, outcomes: Sequence[Outcome]) -> dict[str, Any]:
         out["promote_before_min_duration"] = sum(o.elapsed_s < min_s for o in promotes)
         out["median_elapsed_s_at_promote"] = _median([o.elapsed_s for o in promotes])
         out["median_reported_duration_s"] = _median([o.duration_s for o in promotes])
-        out["median_n_at_promote"] = _median([o.canary_n for o in promotes])
+        out["median_n_at_promote"] = _median([o.tested_canary for o in promotes])
+        out["runs_with_bad_time"] = sum(o.bad_time > 0 for o in outcomes)
     if v.truth != "aa" and any(o.promote_path == "absolute" for o in promotes):
         out["promote_paths"] = dict(Counter(str(o.promote_path) for o in promotes))
     if v.watch_route is not None:
-        out["halt_names_route"] = sum(v.watch_route in o.reason for o in halts)
+        out["halt_names_route"] = sum(f'route "{v.watch_route}"' in o.reason for o in halts)
         out["median_route_n_at_halt"] = _median([o.route_n or 0 for o in halts])
         out["median_ratio_at_halt"] = _median([o.error_bounds[0] or 0.0 for o in halts])
     if v.scenario in ("canary-burst", "pod-keyed"):
@@ -126,6 +136,11 @@ def _n_cell(s: Mapping[str, Any]) -> str:
     return f"{s['target']}: {_n(s['median_n'])} / {_n(s['p90_n'])}"
 
 
+def _served_lag(s: Mapping[str, Any]) -> str:
+    lag = s.get("median_lag_s")
+    return f"{_n(s.get('median_served'))} / {'—' if lag is None else f'{lag:.0f} s'}"
+
+
 def _counts(s: Mapping[str, Any]) -> str:
     c = s["counts"]
     return f"{c['HALT']}/{c['PROMOTE']}/{c['INCONCLUSIVE']}/{c['undecided']}"
@@ -147,7 +162,7 @@ def _notes(name: str, s: Mapping[str, Any], results: Mapping[str, Mapping[str, A
         out.append(f"`{name}`: PROMOTEs by the error test's path: {paths}")
     if "halt_names_route" in x and v.traffic.only_route is not None:
         out.append(
-            f"`{name}`: median canary {v.watch_route} requests at HALT: "
+            f"`{name}`: median canary {v.watch_route} requests tested at HALT: "
             f"{_n(x['median_route_n_at_halt'])}; median ratio reported {x['median_ratio_at_halt']:.2f}"
         )
     elif "halt_names_route" in x:
@@ -157,9 +172,15 @@ def _notes(name: str, s: Mapping[str, Any], results: Mapping[str, Mapping[str, A
             ratio = f"; {x['median_route_n_at_halt'] / alone:.2f}× the route-alone test's median"
         out.append(
             f"`{name}`: HALT reasons naming {v.watch_route}: {x['halt_names_route']}/"
-            f"{s['counts']['HALT']}; median canary {v.watch_route} requests at HALT: "
+            f"{s['counts']['HALT']}; median canary {v.watch_route} requests tested at HALT: "
             f"{_n(x['median_route_n_at_halt'])}{ratio}; median error-rate ratio reported at HALT "
             f"{x['median_ratio_at_halt']:.2f}"
+        )
+    if s.get("late_canary"):
+        share = s["late_canary"] / max(s["canary_served"], 1)
+        out.append(
+            f"`{name}`: canary requests that arrived after their window closed (counted, never "
+            f"tested): {s['late_canary']:,} of {s['canary_served']:,} served ({100 * share:.2f} %)"
         )
     if "estimate_outside_bounds" in x:
         ex = x["example_outside"]
@@ -174,7 +195,9 @@ def _notes(name: str, s: Mapping[str, Any], results: Mapping[str, Mapping[str, A
     return out
 
 
-def render_markdown(results: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any]) -> str:
+def render_markdown(
+    results: Mapping[str, Mapping[str, Any]], settings: Mapping[str, Any], raw: Raw
+) -> str:
     """The header, a summary table and one table per scenario with its notes."""
     code = settings["code"]
     dirty = " (verdict code modified in the work tree)" if code["verdict_code_changed"] else ""
@@ -191,18 +214,30 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], settings: Mapping[
         "/static 40 % (latency ×0.3, 0.1 % errors), /api/search 30 % (×1, 1 %), /api/cart 15 % "
         "(×1.5, 0.5 %), /api/checkout 15 % (×3, 2 %); lognormal latency (median 50 ms, σ 0.5); "
         "3 zones; 6 baseline pods and 2–3 canary pods; 4 source partitions with random keys and a "
-        "1 s flush unless stated. Each partial (one partition's flush) is one "
-        "`BakeVerdict.update`. Default policy except where a variant says otherwise.",
+        "1 s flush unless stated. The path is bakemon's own: per source partition and flush, a "
+        "`RecordBatch` of what arrived (event time + shipper lag) is screened by that partition's "
+        "`EventClock` (records > `max_clock_skew_s` ahead rejected as bad_time), tagged and "
+        "summarised into totals and (window, stratum) cells by `monitor.bakes.tagging`, and fed "
+        "by `monitor.pipeline.judge.feed` with the partition's clock — a partial for every "
+        "partition at every flush, data or not; partitions in a random order within a flush. "
+        "Default policy except where a variant says otherwise.",
         "",
         "Columns: decisions H/P/I/U = HALT / PROMOTE / INCONCLUSIVE / undecided at the horizon; "
         "false HALT is counted where no version is worse (A/A) or the canary is exactly on the "
         "margin; false PROMOTE where the canary is worse than the tolerance or on it (neither for a "
-        "canary worse but within the tolerance); 95 % Wilson "
-        "intervals; n = canary requests at the decision named (median / p90; — = not reached "
-        "by half / 90 % of runs).",
+        "canary worse but within the tolerance); 95 % Wilson intervals. **n = canary requests "
+        "tested** at the decision named — those of the event-time windows closed when it was "
+        "taken, the statistic's sample size (median / p90; — = not reached by half / 90 % of "
+        "runs). A decision additionally waits for its window to close: `window_s` + "
+        "`allowed_lateness_s` (10 + 30 s) of event time after the window's end, plus the "
+        "watermark's own lag (the slowest partition's clock, the 64th-latest event time it has "
+        "seen); *served / lag* gives the median canary requests served (in the totals) at that "
+        "decision and the median event time between the end of the last tested window and the "
+        "stream at any decision.",
         "",
-        "| # | variant | runs | false HALT | false PROMOTE | n median / p90 | issue said |",
-        "|---|---|---|---|---|---|---|",
+        *acceptance_lines(results, raw),
+        "| # | variant | runs | false HALT | false PROMOTE | tested n median / p90 | served / lag | issue said |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     seen: set[int] = set()
     for name, s in results.items():
@@ -211,7 +246,7 @@ def render_markdown(results: Mapping[str, Mapping[str, Any]], settings: Mapping[
         seen.add(sc.number)
         lines.append(
             f"| {sc.number} | {name} | {s['runs']} | {_pct(s['false_halt'])} | "
-            f"{_pct(s['false_promote'])} | {_n_cell(s)} | {issue} |"
+            f"{_pct(s['false_promote'])} | {_n_cell(s)} | {_served_lag(s)} | {issue} |"
         )
     for sc in SCENARIOS:
         names = [v.name for v in sc.variants if v.name in results]
@@ -228,8 +263,8 @@ def _scenario_table(
         "",
         f"Issue 9: {issue}.",
         "",
-        "| variant | setting | runs | H/P/I/U | false HALT | false PROMOTE | n median / p90 | reasons seen most |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | setting | runs | H/P/I/U | false HALT | false PROMOTE | tested n median / p90 | served / lag | reasons seen most |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     notes: list[str] = []
     for name in names:
@@ -237,7 +272,7 @@ def _scenario_table(
         reasons = "<br>".join(f"{c}× {r[:110]}" for r, c in s["reasons"][:2])
         lines.append(
             f"| {name} | {s['label']} | {s['runs']} | {_counts(s)} | {_pct(s['false_halt'])} | "
-            f"{_pct(s['false_promote'])} | {_n_cell(s)} | {reasons} |"
+            f"{_pct(s['false_promote'])} | {_n_cell(s)} | {_served_lag(s)} | {reasons} |"
         )
         notes += _notes(name, s, results)
     return lines + ([""] + [f"- {n}" for n in notes] if notes else [])

@@ -18,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.production.partials import PartialStream
+from benchmarks.production.partials import EVENT_TIME_START_S, IngestStream
 from benchmarks.production.report import plot, render_markdown, summarize
 from benchmarks.production.scenarios import ALPHA, VARIANTS, Variant, select, with_horizon
-from benchmarks.production.traffic import TrafficGenerator
+from benchmarks.production.traffic import CANARY, Records, TrafficGenerator
 from monitor.bakes.spec import BakeSpec
+from monitor.pipeline.judge import feed
 from monitor.verdict.engine import BakeVerdict
 
-EVENT_TIME_START_S = 1.7e9
 DEFAULT_RUNS = 300
-QUICK_RUNS = 30
+QUICK_RUNS = 2
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
 Bounds = tuple[float | None, float | None, float | None]
 
@@ -37,15 +37,25 @@ class Outcome:
     """One bake's result: the decision (None = none within the horizon) and its evidence."""
 
     status: str | None
-    canary_n: int
+    tested_canary: int  # canary requests the tests had seen at the decision (closed windows)
+    tested_baseline: int
+    canary_n: int  # canary requests served (folded into the totals) by then
     baseline_n: int
+    late_canary: int  # canary requests that arrived after their window closed (never tested)
     reason: str  # the decision's reason, or why it is still pending
     error_reason: str  # the error test's own reason at the end
-    elapsed_s: float  # true event time (skewed clocks excluded) at the decision or the end
+    elapsed_s: float  # true event time ingest had seen (skewed clocks excluded) at the decision
+    tested_through_s: float | None  # end of the last window tested (event time), None = none
     duration_s: float  # the duration the verdict reports
-    route_n: int | None  # canary requests on the variant's watched route
+    bad_time: int  # records the event clocks rejected
+    route_n: int | None  # canary requests on the variant's watched route in the tested windows
     error_bounds: Bounds  # error-rate ratio estimate, lower, upper (at the probe, else the end)
     promote_path: str | None  # how the error test shows non-inferiority: "ratio", "absolute"
+
+    @property
+    def lag_s(self) -> float | None:
+        """Event time between the last tested window's end and the stream at the decision."""
+        return None if self.tested_through_s is None else self.elapsed_s - self.tested_through_s
 
 
 def bake_spec(v: Variant) -> BakeSpec:
@@ -57,25 +67,53 @@ def bake_spec(v: Variant) -> BakeSpec:
 
 
 def run_bake(v: Variant, run: int, seed: int) -> Outcome:
-    """One seeded bake: draw traffic chunk by chunk, fold each partial as the judge does."""
+    """One seeded bake: draw traffic chunk by chunk, publish each flush's partials as ingest
+    does, feed each to the verdict engine as the judge does, until it decides."""
     seq = np.random.SeedSequence([seed, zlib.crc32(v.key.encode()), run])
     gen_seq, order_seq = seq.spawn(2)
     gen = TrafficGenerator(v.traffic, np.random.default_rng(gen_seq))
-    stream = PartialStream(gen, np.random.default_rng(order_seq))
-    engine = BakeVerdict(bake_spec(v))
+    spec = bake_spec(v)
+    stream = IngestStream(gen, spec, np.random.default_rng(order_seq))
+    engine = BakeVerdict(spec)
+    route = None if v.watch_route is None else RouteWindows(gen, v.watch_route, spec)
     probe: Bounds | None = None
-    clock_s, t0 = 0.0, 0.0
+    t0 = 0.0
     while t0 < v.horizon_s and not engine.decided:
         t1 = min(t0 + v.chunk_s, v.horizon_s)
-        for inc in stream.push(gen.records(t0, t1), t1):
-            engine.update(inc.canary, inc.baseline, EVENT_TIME_START_S + inc.event_time_s)
-            clock_s = max(clock_s, inc.clock_s)
-            if v.probe_at_s is not None and probe is None and clock_s >= v.probe_at_s:
+        recs = gen.records(t0, t1)
+        if route is not None:
+            route.add(recs)
+        for flushed in stream.push(recs, t1):
+            feed(engine, flushed.partial, flushed.increment)
+            if v.probe_at_s is not None and probe is None and stream.true_clock_s >= v.probe_at_s:
                 probe = error_bounds(engine)
             if engine.decided:
                 break
         t0 = t1
-    return _outcome(v, engine, clock_s, probe)
+    return _outcome(engine, stream, route, probe)
+
+
+class RouteWindows:
+    """The canary's requests on one route per event-time window, to count those tested."""
+
+    def __init__(self, gen: TrafficGenerator, route: str, spec: BakeSpec) -> None:
+        self._route = gen.route_index(route)
+        ev = spec.policy.evidence
+        self._window_s, self._lateness_s = ev.window_s, ev.allowed_lateness_s
+        self._counts: dict[int, int] = {}
+
+    def add(self, recs: Records) -> None:
+        m = (recs.cohort == CANARY) & (recs.route == self._route) & ~recs.skewed
+        k = np.floor((EVENT_TIME_START_S + recs.time_s[m]) / self._window_s).astype(np.int64)
+        for w, c in zip(*np.unique(k, return_counts=True), strict=True):
+            self._counts[int(w)] = self._counts.get(int(w), 0) + int(c)
+
+    def tested(self, watermark_s: float | None) -> int:
+        """Requests of the windows closed at ``watermark_s`` (end + lateness <= watermark)."""
+        if watermark_s is None:
+            return 0
+        last = math.floor((watermark_s - self._lateness_s) / self._window_s) - 1
+        return sum(c for w, c in self._counts.items() if w <= last)
 
 
 def error_bounds(engine: BakeVerdict) -> Bounds:
@@ -84,24 +122,30 @@ def error_bounds(engine: BakeVerdict) -> Bounds:
     return (None, None, None) if a is None else (a.estimate, a.lower, a.upper)
 
 
-def _outcome(v: Variant, engine: BakeVerdict, clock_s: float, probe: Bounds | None) -> Outcome:
+def _outcome(
+    engine: BakeVerdict, stream: IngestStream, route: RouteWindows | None, probe: Bounds | None
+) -> Outcome:
     readout = engine.readout()
+    ev = readout.evidence
     reason = "; ".join(readout.reasons)
     if not engine.decided:
         reason = f"undecided: {reason}"
     err = readout.assessments.get("error_rate")
-    route_n = None
-    if v.watch_route is not None:
-        route_n = engine.canary.segments.get("route", {}).get(v.watch_route, 0)
+    last = readout.last_event_time_s
     return Outcome(
         status=engine.status.value if engine.decided else None,
+        tested_canary=ev.tested_canary,
+        tested_baseline=ev.tested_baseline,
         canary_n=engine.canary.requests,
         baseline_n=engine.baseline.requests,
+        late_canary=ev.late_canary,
         reason=reason,
         error_reason="" if err is None else err.reason,
-        elapsed_s=round(clock_s, 3),
+        elapsed_s=round(stream.true_clock_s, 3) if math.isfinite(stream.true_clock_s) else 0.0,
+        tested_through_s=None if last is None else round(last - EVENT_TIME_START_S, 3),
         duration_s=round(readout.duration_s, 3),
-        route_n=route_n,
+        bad_time=stream.bad_time,
+        route_n=None if route is None else route.tested(ev.watermark_s),
         error_bounds=probe if probe is not None else error_bounds(engine),
         promote_path=None if err is None else err.detail.get("promote_path"),
     )
@@ -127,7 +171,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=DEFAULT_RUNS, help="runs of each A/A variant")
     p.add_argument("--seed", type=int, default=20240901)
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
-    p.add_argument("--quick", action="store_true", help=f"smoke run: --runs {QUICK_RUNS}")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: --runs {QUICK_RUNS} (every variant, a minute or two)",
+    )
     p.add_argument("--only", default=None, help="scenario numbers or names, comma-separated")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="output directory")
     p.add_argument("--code-label", default=None, help="what code is measured (default: from git)")
@@ -167,15 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     doc = {
         "settings": _settings(args, wall_s),
         "results": {v.name: summarize(v, outcomes[v.name], cpu[v.name]) for v in args.variants},
-        "runs": {
-            name: [[o.status, o.canary_n, o.elapsed_s] for o in outs]
-            for name, outs in outcomes.items()
-        },
+        "runs": {name: [_raw(o) for o in outs] for name, outs in outcomes.items()},
     }
     path = args.out / "production.json"
     if args.update and path.exists():
         doc = _merged(json.loads(path.read_text()), doc)
-    table = render_markdown(doc["results"], doc["settings"])
+    table = render_markdown(doc["results"], doc["settings"], doc["runs"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "production.md").write_text(table)
     path.write_text(dump_json(doc))
@@ -183,6 +228,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table)
     _log(f"done in {wall_s:.1f}s; wrote {args.out}/production.md, .json, .png")
     return 0
+
+
+def _raw(o: Outcome) -> list[Any]:
+    """One run in production.json: status, tested and served canary requests, the event time
+    at the decision, its lag behind the last tested window, the reported duration."""
+    lag = o.lag_s
+    return [
+        o.status,
+        o.tested_canary,
+        o.canary_n,
+        o.elapsed_s,
+        None if lag is None else round(lag, 1),
+        o.duration_s,
+    ]
 
 
 def dump_json(doc: dict[str, Any]) -> str:

@@ -211,8 +211,8 @@ class Records:
     def n(self) -> int:
         return int(self.time_s.size)
 
-    def select(self, mask: npt.NDArray[np.bool_] | IntArray) -> Records:
-        """The rows picked by a boolean mask or an index array."""
+    def select(self, mask: npt.NDArray[np.bool_] | IntArray | slice) -> Records:
+        """The rows picked by a boolean mask, an index array or a slice."""
         return Records(*(getattr(self, f.name)[mask] for f in fields(self)))
 
     @staticmethod
@@ -464,15 +464,24 @@ class TrafficGenerator:
                 self._finish(time_s, CANARY * ones, pod, route, lat, err, np.zeros(n, dtype=bool))
             )
         if ff is not None and t0_s <= ff.at_s < t1_s:
-            one = np.ones(1, dtype=np.int64)
-            rec = self._finish(
-                np.array([ff.at_s]),
-                ff.cohort * one,
-                self.first_pod[ff.cohort] * one,
-                0 * one,
-                np.array([self.traffic.median_s]),
-                np.zeros(1, dtype=bool),
-                np.ones(1, dtype=bool),
-            )
-            parts.append(replace(rec, time_s=rec.time_s + ff.ahead_s))
+            parts.append(self._far_future_record(ff))
         return Records.concat(parts) if parts else None
+
+    def _far_future_record(self, ff: FarFuture) -> Records:
+        """The skewed record: sent at ``ff.at_s`` to partition 0 with no shipper lag, stamped
+        ``ahead_s`` later. It draws nothing from the generator's stream, so a variant with it
+        sees exactly the traffic of the same variant without it (paired runs)."""
+        one = np.ones(1, dtype=np.int64)
+        pod = self.first_pod[ff.cohort] * one
+        return Records(
+            time_s=np.array([ff.at_s + ff.ahead_s]),
+            arrival_s=np.array([ff.at_s]),
+            cohort=ff.cohort * one,
+            pod=pod,
+            zone=self.pod_zone[pod],
+            route=0 * one,
+            partition=0 * one,
+            latency_s=np.array([self.traffic.median_s]),
+            error=np.zeros(1, dtype=bool),
+            skewed=np.ones(1, dtype=bool),
+        )

@@ -52,8 +52,8 @@ class Evidence:
     stratify: tuple[str, ...] = DEFAULT_STRATIFY
     max_strata: int = 16
     segment_tests: tuple[str, ...] = DEFAULT_SEGMENT_TESTS
-    max_segment_values: int = 8
-    segment_share: float = 0.25
+    max_segment_values: int = 6
+    segment_share: float = 0.2
     canary_warmup_requests: int = 0
     canary_warmup_s: float = 0.0
 
@@ -76,9 +76,9 @@ class Evidence:
         lateness = float(num(data, "allowed_lateness_s", "", 30.0, 0.0, 86400.0))
         max_strata = int(num(data, "max_strata", "", 16, 1, MAX_STRATA_LIMIT, integer=True))
         max_values = int(
-            num(data, "max_segment_values", "", 8, 1, MAX_SEGMENT_VALUES_LIMIT, integer=True)
+            num(data, "max_segment_values", "", 6, 1, MAX_SEGMENT_VALUES_LIMIT, integer=True)
         )
-        share = float(num(data, "segment_share", "", 0.25, 0.0, 0.9))
+        share = float(num(data, "segment_share", "", 0.2, 0.0, 0.9))
         return cls(
             window_s,
             lateness,

@@ -247,6 +247,7 @@ class _Stack:
                 "topics": REQUEST_TOPIC,
                 "api_host": "127.0.0.1",
                 "api_port": port,
+                "ops_port": 0,
                 "block_offsets": 20_000,
                 "flush_interval_s": 0.5,
                 "checkpoint_interval_s": 0.5,

@@ -77,7 +77,9 @@ def feed(verdict: BakeVerdict, partial: Partial, inc: Increment | None) -> list[
     """Give a verdict engine what one folded partial added (its totals, its evidence cells) and
     its source partition's clock (also from a partial that adds nothing new); a format-1
     partial, without cells or clock, is one cell at its max event time."""
-    v1 = not partial.cells and partial.progress_s is None
+    # Format 1 had neither cells nor a clock; an idle partition without any record yet has no
+    # clock either, and must still be heard from (else the watermark waits for it forever).
+    v1 = not partial.cells and partial.progress_s is None and not partial.idle
     if inc is None and v1:
         return []
     empty = CohortSummary()

@@ -58,9 +58,9 @@ class BakeTests:
         if self.warmup.excludes(start_s, pooled_c.requests, pooled_b.requests):
             return None
         self._check_dispersion(strata)
-        for _, c, b in strata:
-            for det in self.detectors.values():
-                det.update(c, b)
+        cs, bs = [c for _, c, _ in strata], [b for _, _, b in strata]
+        for det in self.detectors.values():
+            det.update_many(cs, bs)
         self.segments.update(cells)
         self.tested_canary += pooled_c.requests
         self.tested_baseline += pooled_b.requests

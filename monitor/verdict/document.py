@@ -223,6 +223,29 @@ def _assumptions(r: Readout) -> dict[str, Any]:
     }
 
 
+LATE_WARN_SHARE = 0.01
+
+
+def _warnings(r: Readout) -> list[str]:
+    """What makes this verdict less trustworthy than its guarantees say (docs/statistics.md)."""
+    out: list[str] = []
+    if r.dispersion is not None and r.dispersion.suspect:
+        out.append(r.dispersion.message)
+    ev = r.evidence
+    for cohort, late, total in (
+        ("canary", ev.late_canary, r.canary.requests),
+        ("baseline", ev.late_baseline, r.baseline.requests),
+    ):
+        if total and late / total > LATE_WARN_SHARE:
+            out.append(
+                f"{late:,} {cohort} requests ({late / total:.1%}) arrived after their window "
+                "closed: counted, not tested; a cohort whose logs lag by more than "
+                f"allowed_lateness_s ({r.spec.policy.evidence.allowed_lateness_s:g}s) is tested "
+                "on a time-biased part of each window: raise allowed_lateness_s"
+            )
+    return out
+
+
 def build_document(
     r: Readout, *, stale: bool = False, evaluated_at: str | None = None
 ) -> dict[str, Any]:
@@ -245,7 +268,7 @@ def build_document(
         "metrics": _metrics(r),
         "segments": {dim: [dict(row) for row in rows] for dim, rows in r.segments.items()},
         "assumptions": _assumptions(r),
-        "warnings": [r.dispersion.message] if r.dispersion and r.dispersion.suspect else [],
+        "warnings": _warnings(r),
         "canary": {"versions": list(r.spec.canary_versions)},
         "baseline": {"versions": list(r.spec.baseline_versions)},
         "policy": policy.to_dict(),

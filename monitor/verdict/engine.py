@@ -223,9 +223,10 @@ class BakeVerdict:
     def _step(self, now: float, events: list[VerdictEvent]) -> None:
         policy = self.spec.policy
         found = self._assessments()
-        for _name, a in found.items():
+        for name, a in found.items():
             if a.finding is Finding.REGRESSION:
-                self._decide(Status.HALT, a.reason, now, events)
+                where = self._tests.segments.most_evident(name)
+                self._decide(Status.HALT, a.reason + (f"; {where}" if where else ""), now, events)
                 return
         segment = self._tests.segment_regression()
         if segment is not None:

@@ -44,6 +44,10 @@ class _Test(Protocol):
 
     def update(self, canary: CohortSummary, baseline: CohortSummary) -> None: ...
 
+    def update_many(
+        self, canary: Sequence[CohortSummary], baseline: Sequence[CohortSummary]
+    ) -> Any: ...
+
     def assess(self) -> Assessment: ...
 
     def state_dict(self) -> dict[str, Any]: ...
@@ -132,9 +136,10 @@ class SegmentTests:
                 slot = self._slot(dim, value)
                 if slot is None:
                     continue
+                cs, bs = [c for c, _ in pairs], [b for _, b in pairs]
+                for test in slot.tests.values():
+                    test.update_many(cs, bs)
                 for c, b in pairs:
-                    for test in slot.tests.values():
-                        test.update(c, b)
                     slot.canary.merge(c)
                     slot.baseline.merge(b)
 
@@ -158,6 +163,25 @@ class SegmentTests:
             if test.halted and (a := test.assess()).finding is Finding.REGRESSION
         ]
         return sorted(found, key=lambda f: (-f.assessment.e_halt, f.segment, f.value))
+
+    def most_evident(self, metric: str, at_least: float = 10.0) -> str | None:
+        """Where a pooled regression of ``metric`` shows most: the tested value whose test has
+        the largest HALT e-value (at least ``at_least``), e.g. ``most evident on route "/api"
+        (ratio 3.90, e=120)`` — a description, not a test of its own."""
+        best: tuple[float, str, str, Assessment] | None = None
+        for dim, values in self._values.items():
+            for value, slot in values.items():
+                test = slot.tests.get(metric)
+                if test is None:
+                    continue
+                a = test.assess()
+                if a.e_halt >= at_least and (best is None or a.e_halt > best[0]):
+                    best = (a.e_halt, dim, value, a)
+        if best is None:
+            return None
+        e, dim, value, a = best
+        ratio = "" if a.estimate is None else f"ratio {a.estimate:.2f}, "
+        return f'most evident on {dim} "{value}" ({ratio}e={e:.3g})'
 
     # -- read-out ------------------------------------------------------------------------------
     def breakdown(self) -> dict[str, list[dict[str, Any]]]:

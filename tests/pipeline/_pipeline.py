@@ -101,6 +101,7 @@ def write_config(path: Path, bootstrap: str, **extra: Any) -> Path:
         "flush_interval_s": 0.5,
         "checkpoint_interval_s": 0.5,
         "api_port": 0,
+        "ops_port": 0,
         "api_host": "127.0.0.1",
         **extra,
     }

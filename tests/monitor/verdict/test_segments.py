@@ -76,8 +76,8 @@ def test_budget_split_between_pooled_and_per_value_tests() -> None:
     """The per-value tests take segment_share of each metric's HALT budget, split over every
     possible value; without segment tests the pooled test keeps it all."""
     pooled, per_value = halt_budgets(_spec().policy)
-    assert pooled["error_rate"] == pytest.approx(0.006 * 0.75)
-    assert per_value["error_rate"] == pytest.approx(0.006 * 0.25 / (2 * 8))
+    assert pooled["error_rate"] == pytest.approx(0.006 * 0.8)
+    assert per_value["error_rate"] == pytest.approx(0.006 * 0.2 / (2 * 6))
     pooled0, per_value0 = halt_budgets(_spec(segment_tests=[]).policy)
     assert pooled0["error_rate"] == pytest.approx(0.006)
     assert per_value0 == {}
