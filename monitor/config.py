@@ -65,6 +65,7 @@ class Settings:
     api_max_connections: int = 1000
     api_max_streams: int = 64
     api_read_timeout_s: float = 10.0
+    max_active_bakes: int = 1000
     ops_host: str = "0.0.0.0"
     ops_port: int = 8081
     stale_after_s: float = 120.0
@@ -101,6 +102,7 @@ _SCALARS: dict[str, type] = {
     "api_max_connections": int,
     "api_max_streams": int,
     "api_read_timeout_s": float,
+    "max_active_bakes": int,
     "ops_host": str,
     "ops_port": int,
     "stale_after_s": float,
@@ -260,6 +262,7 @@ def _validate(s: Settings) -> None:
         ("ops_port", -1 <= s.ops_port <= 65535, "a port number (0: any free one, -1: off)"),
         ("stale_after_s", s.stale_after_s > 0, "> 0"),
         ("api_workers", 1 <= s.api_workers <= 256, "in [1, 256]"),
+        ("max_active_bakes", 1 <= s.max_active_bakes <= 1_000_000, "in [1, 1000000]"),
         ("api_max_connections", 1 <= s.api_max_connections <= 100_000, "in [1, 100000]"),
         ("api_max_streams", 1 <= s.api_max_streams <= 10_000, "in [1, 10000]"),
         ("api_read_timeout_s", 0 < s.api_read_timeout_s <= 600, "in (0, 600]"),

@@ -258,6 +258,7 @@ class Service:
                 token=s.api_token,
                 protect_reads=s.api_protect_reads,
                 stale_after_s=s.stale_after_s,
+                max_active_bakes=s.max_active_bakes,
                 limits=ServerLimits(
                     workers=s.api_workers,
                     max_connections=s.api_max_connections,

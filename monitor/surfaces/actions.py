@@ -47,6 +47,7 @@ class ApiSettings:
     base_url: str = ""
     sse_keepalive_s: float = SSE_KEEPALIVE_S
     limits: ServerLimits = field(default_factory=ServerLimits)
+    max_active_bakes: int = 1000
 
 
 class HttpError(MonitorError):
@@ -111,6 +112,16 @@ class ApiActions:
             out["cancelled_at"] = iso(end)
         return out
 
+    def active_bakes(self) -> int:
+        """Registered bakes neither cancelled nor decided (what ``max_active_bakes`` caps)."""
+        docs, _ = self.view.documents()
+        n = 0
+        for b in self.follower.registry().bakes:
+            doc = docs.get(b.id)
+            if b.end_s is None and (doc is None or not interpret(doc).final):
+                n += 1
+        return n
+
     def all_documents(self) -> list[dict[str, Any]]:
         registry = self.follower.registry()
         docs, _ = self.view.documents()
@@ -171,6 +182,13 @@ class ApiActions:
                     return 200, self.document(spec.id) or {}
                 msg = f'bake "{spec.id}" already exists with a different spec'
                 raise HttpError(409, msg)
+            active, cap = self.active_bakes(), self.settings.max_active_bakes
+            if active >= cap:
+                msg = (
+                    f"{active:,} bakes are active, the most max_active_bakes allows ({cap:,}); "
+                    "cancel bakes that are not needed, or wait for decisions"
+                )
+                raise HttpError(429, msg)
             publish_bake(self.sink, self.layout, spec)
             self.sink.flush(PUBLISH_WAIT_S)
             self.follower.wait_for(spec.id, PUBLISH_WAIT_S)

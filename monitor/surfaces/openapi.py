@@ -96,6 +96,7 @@ OPENAPI: dict[str, Any] = {
                     "403": _ERR,
                     "409": _ERR,
                     "413": _ERR,
+                    "429": _ERR,
                 },
             },
         },

@@ -419,3 +419,34 @@ def test_override_before_traffic_opens_the_gate_and_wait_times_out_apart(
     assert doc["reasons"] == ["operator override by bob: hotfix, verified"]
     assert main([*wait, "--timeout", "10s"]) == 0
     assert capsys.readouterr().out == "PROMOTE\n"
+
+
+@pytest.fixture
+def capped_service(broker: EmbeddedBroker, tmp_path: Path):  # type: ignore[no-untyped-def]
+    create_topics(broker.bootstrap_servers)
+    cfg = write_config(tmp_path / "c.toml", broker.bootstrap_servers, max_active_bakes=30)
+    cfg.write_text(cfg.read_text().split("[[bake]]")[0])
+    svc = Service(load_settings(str(cfg), env={"BAKEMON_API_TOKEN": TOKEN})).start()
+    wait_until(lambda: svc.ready()[0], 30, "readiness")
+    yield svc
+    svc.stop()
+
+
+def test_bake_floods_hit_the_cap_with_429_and_creates_stay_cheap(capped_service: Service) -> None:
+    """Creating bakes in a loop: the cap answers 429 with the reason; a cancelled bake frees
+    its slot; the registry builds incrementally (no per-bake full rebuild)."""
+    assert capped_service.api is not None
+    port = capped_service.api.port
+    created = 0
+    for i in range(40):
+        body = {"id": f"flood-{i}", "service": f"svc{i}", "canary": "v2", "baseline": "v1"}
+        status, doc = _req(port, "POST", "/v1/bakes", orjson.dumps(body), _auth())
+        if status == 201:
+            created += 1
+            continue
+        assert status == 429, doc
+        assert "max_active_bakes" in doc["error"] and "30" in doc["error"]
+    assert created == 30
+    assert _req(port, "POST", "/v1/bakes/flood-0/cancel", b"", _auth())[0] == 200
+    body = {"id": "after-cancel", "service": "x", "canary": "v2", "baseline": "v1"}
+    assert _req(port, "POST", "/v1/bakes", orjson.dumps(body), _auth())[0] == 201

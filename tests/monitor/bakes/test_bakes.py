@@ -225,3 +225,14 @@ def test_spec_round_trip() -> None:
     """to_dict/from_dict round-trips a spec with a custom policy."""
     s = _spec("x", "v2", "v1", start=5.0, policy={"alpha": 0.05, "latency": {"enabled": False}})
     assert BakeSpec.from_dict(s.to_dict()) == s
+
+
+def test_registry_replacing_a_bake_reindexes_its_versions() -> None:
+    """add() of a known id replaces its version index entries (incremental, no full rebuild)."""
+    r = Registry([_spec("a", "v2", "v1"), _spec("b", "v3", "v1")])
+    assert [i for _, i, _ in r.candidates("checkout", "v1")] == [0, 1]
+    r.add(_spec("a", "v4", "v0"))
+    assert r.candidates("checkout", "v2") == []
+    assert [i for _, i, _ in r.candidates("checkout", "v1")] == [1]
+    assert [i for _, i, _ in r.candidates("checkout", "v4")] == [0]
+    assert [b.id for b in r.bakes] == ["a", "b"] and r.get("a").canary_versions == ("v4",)
