@@ -61,10 +61,15 @@ class ErrorRateTest:
         self._test.update(canary.errors, canary.requests, baseline.errors, baseline.requests)
 
     def update_many(
-        self, canary: Sequence[CohortSummary], baseline: Sequence[CohortSummary]
+        self,
+        canary: Sequence[CohortSummary],
+        baseline: Sequence[CohortSummary],
+        strata: Sequence[str] | None = None,
     ) -> None:
         """Fold increments (pairs ``canary[i]``, ``baseline[i]``; e.g. the strata of a window)
-        at once: the same as :meth:`update` on each pair, vectorised."""
+        at once: the same as :meth:`update` on each pair, vectorised. ``strata`` (labels) are
+        accepted for symmetry with the latency test and not needed: the conditional binomial has
+        no per-stratum parameter."""
         self._test.update_many(
             [c.errors for c in canary],
             [c.requests for c in canary],

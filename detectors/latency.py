@@ -23,6 +23,31 @@ e-value even though the thresholds see the same requests, and it is never weaker
 Bonferroni); PROMOTE needs every threshold NON_INFERIOR (intersection-union: each at
 ``alpha_promote``). The cohorts' quantiles are reported as the human-readable effect.
 
+Strata (STATISTICS.md §7.2). Cells (``update(..., stratum)``: an event-time window of one
+route/zone stratum) can sit at very different latencies; at one pooled ``T`` a stratum wholly
+above or below it exceeds in both cohorts alike and says nothing about a slowdown. So each
+stratum label freezes its own ``T_s`` per quantile from *its own* baseline (the same warm-up
+rule, counting that stratum's baseline requests), and its cells are tested from the cell after
+that freeze, canary at ``T_s`` shifted by the same edge shifts, baseline at ``T_s``. The strata
+share each threshold's PROMOTE and HALT tests (one θ per quantile; the log-likelihood is a sum
+over cells). This stays valid: a cell's thresholds are fixed before the cell is seen and at the
+ratio-1 nulls its conditional binomial is exact, so the sum is a supermartingale under the null
+whatever the strata do. HALT: shown more than ``1 + halt_margin`` slower at some quantile
+*within some stratum* (its null is "ratio <= 1 in every cell"). PROMOTE: at most ``1 + tol``
+slower at each quantile *within each tested stratum* — exact under the one-θ model; what it
+rejects in any case is "at least ``1 + tol`` slower in every tested stratum", and across unlike
+strata θ̂ is a Mantel–Haenszel-style average (the monitor's per-segment HALT tests name a single
+bad route). Cells with one cohort add nothing; a stratum with too little baseline is untested at
+that quantile and outside its claim. A quantile is warm (PROMOTE possible) once its pooled ``T``
+froze, as without strata, its evidence coming from the strata frozen by then.
+
+The pooled stratum ``""`` freezes from every cell's baseline (the rule without strata, so a
+caller that names no strata gets exactly the earlier numbers) and serves cells labelled ``""``
+and, once ``MAX_STRATA`` = 64 labels have thresholds, cells of any further label. SLO thresholds
+are global. A threshold's ``threshold_s`` (and its comparisons' edges, in the detail and the
+reason) is the pooled ``T``; once labelled strata were seen a quantile threshold's detail adds
+``strata_threshold_s``, ``{label: seconds or None while warming}`` (JSON-able).
+
 >>> import numpy as np
 >>> from detectors.summary import CohortSummary
 >>> rng = np.random.default_rng(1)
@@ -49,15 +74,23 @@ import numpy.typing as npt
 from detectors.base import Assessment, Finding
 from detectors.errors import ParameterError, StateError
 from detectors.rate_ratio import Gate, RateRatioAssessment, RateRatioTest
-from detectors.scaled_threshold import ScaledThreshold, edge_shift
+from detectors.scaled_threshold import (
+    MAX_STRATA,
+    POOLED,
+    ScaledThreshold,
+    StratumThresholds,
+    edge_shift,
+    tail_counts,
+)
 from detectors.summary import GAMMA, NUM_BUCKETS, CohortSummary, bucket_index
 
-__all__ = ["LatencyTest", "LatencyTrace"]
+__all__ = ["MAX_STRATA", "LatencyTest", "LatencyTrace"]
 
 FloatArray = npt.NDArray[np.float64]
 
-# v2: scaled thresholds (a PROMOTE and a HALT comparison per threshold); v1 states still load.
-STATE_VERSION = 2
+# v3: per-stratum quantile thresholds ("strata"); v2: scaled thresholds (a PROMOTE and a HALT
+# comparison per threshold); v1 and v2 states still load (:meth:`LatencyTest.from_state`).
+STATE_VERSION = 3
 _LOG_E_CAP = 700.0
 # Prior scales (θ) of the quantile thresholds' tests. Latency changes worth deciding on move
 # exceedance ratios by 1.1-1.6 (x1.05-x1.10 slower), and a healthy canary sits at ratio
@@ -211,6 +244,8 @@ class LatencyTest:
         self._halted = False
         self._thresholds = [self._threshold(q) for q in self.quantiles]
         self._thresholds += [self._threshold(None, s) for s in self.slo_thresholds_s]
+        need = [self._warmup_requests(q) for q in self.quantiles]
+        self._strata = StratumThresholds(self.quantiles, need)
 
     @property
     def halted(self) -> bool:
@@ -221,39 +256,41 @@ class LatencyTest:
         return max(self.min_warmup_requests, math.ceil(self.warmup_exceedances / (1.0 - q)))
 
     # -- updates ---------------------------------------------------------------------------
-    def update(self, canary: CohortSummary, baseline: CohortSummary) -> None:
-        """Fold one increment of each cohort."""
-        self.update_many([canary], [baseline])
+    def update(self, canary: CohortSummary, baseline: CohortSummary, stratum: str = "") -> None:
+        """Fold one cell (an increment of each cohort) of ``stratum`` (module doc)."""
+        self.update_many([canary], [baseline], [stratum])
 
     def update_many(
-        self, canary: Sequence[CohortSummary], baseline: Sequence[CohortSummary]
+        self,
+        canary: Sequence[CohortSummary],
+        baseline: Sequence[CohortSummary],
+        strata: Sequence[str] | None = None,
     ) -> LatencyTrace:
-        """Fold a sequence of increments (pairs ``canary[i]``, ``baseline[i]``) at once: the same
-        as :meth:`update` on each pair, vectorised, returning the family's log e-values after
-        every increment. A threshold freezes after the increment that completes its warm-up
-        and is tested from the next one on."""
-        if len(canary) != len(baseline):
-            msg = f"canary and baseline must have one length, got {len(canary)}, {len(baseline)}"
-            raise ParameterError(msg, value=(len(canary), len(baseline)))
+        """Fold a sequence of cells (pairs ``canary[i]``, ``baseline[i]`` of stratum
+        ``strata[i]``, all ``""`` when None) at once: the same as :meth:`update` on each,
+        vectorised, returning the family's log e-values after every cell. A stratum's quantile
+        threshold freezes after the cell that completes its warm-up and is tested from the
+        stratum's next cell on."""
         m = len(canary)
+        if len(baseline) != m or (strata is not None and len(strata) != m):
+            lengths = (m, len(baseline), None if strata is None else len(strata))
+            msg = f"canary, baseline and strata must have one length, got {lengths}"
+            raise ParameterError(msg, value=lengths)
         hc, hb = (
             np.array([x.hist for x in xs], np.int64).reshape(m, NUM_BUCKETS)
             for xs in (canary, baseline)
         )
         nc, nb = (np.array([x.requests for x in xs], np.int64) for xs in (canary, baseline))
-        cum_nb = self._baseline.requests + np.cumsum(nb)
+        rows = self._strata.rows([POOLED] * m if strata is None else strata)
+        cell_buckets = self._strata.advance(rows, hb, nb)
+        tails_c, tails_b = tail_counts(hc), tail_counts(hb)
         halt, promote = np.zeros((2, len(self._thresholds), m))
         for j, th in enumerate(self._thresholds):
-            start = 0
-            if th.bucket is None:
-                assert th.quantile is not None
-                start = int(np.searchsorted(cum_nb, self._warmup_requests(th.quantile))) + 1
-                if start > m:
-                    continue
-                warm = CohortSummary(hist=self._baseline.hist + hb[:start].sum(axis=0))
-                th.bucket = warm.quantile_bucket(th.quantile)
-            sl = slice(start, None)
-            halt[j, sl], promote[j, sl] = th.feed(hc[sl], nc[sl], hb[sl], nb[sl])
+            if th.quantile is None:
+                buckets = np.full(m, th.bucket, dtype=np.int64)
+            else:
+                buckets, th.bucket = cell_buckets[j], self._strata.pooled_bucket(j)
+            halt[j], promote[j] = th.feed(tails_c, nc, tails_b, nb, buckets)
         for c, b in zip(canary, baseline, strict=True):
             self._canary.merge(c)
             self._baseline.merge(b)
@@ -305,9 +342,19 @@ class LatencyTest:
                     }
                     for q in (0.5, 0.9, 0.99)
                 },
-                "thresholds": [th.detail(ap, ah, self._null_ratios(th)) for th, ap, ah in per],
+                "thresholds": [self._threshold_detail(j, *p) for j, p in enumerate(per)],
             },
         )
+
+    def _threshold_detail(
+        self, j: int, th: ScaledThreshold, a_p: RateRatioAssessment, a_h: RateRatioAssessment
+    ) -> dict[str, Any]:
+        """A threshold's view (``threshold_s``: the pooled stratum's T), plus, once labelled
+        strata were seen, ``strata_threshold_s``: each labelled stratum's T (None: warming up)."""
+        out = th.detail(a_p, a_h, self._null_ratios(th))
+        if th.quantile is not None and len(self._strata.labels) > 1:
+            out["strata_threshold_s"] = self._strata.thresholds_s(j)
+        return out
 
     def _to_decision(self) -> int | None:
         """Projected canary requests to the first threshold's HALT or to every PROMOTE."""
@@ -336,6 +383,7 @@ class LatencyTest:
             if self.quantiles:
                 labels = ", ".join(t.label for t in self._thresholds[: len(self.quantiles)])
                 factor = GAMMA ** edge_shift(self.tol, "down")
+                labels += " (T per stratum)" if len(self._strata.labels) > 1 else ""
                 claims.insert(0, f"canary > {factor:.4g}·T as rare as baseline > T at {labels}")
             return f"latency non-inferior at every threshold: {'; '.join(claims)}"
         text = f"latency undecided: {what} [{a.lower:.2f}, {a.upper:.2f}]"
@@ -371,15 +419,19 @@ class LatencyTest:
             "baseline": self._baseline.to_dict(),
             "halted": self._halted,
             "thresholds": [th.state_dict() for th in self._thresholds],
+            "strata": self._strata.state_dict(),
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> LatencyTest:
-        """Rebuild from :meth:`state_dict` output. A v1 state (plug-in margins) also loads: its
-        T-vs-T evidence carries over where v2 tests the same counts, the other comparisons
-        start at the restore (:meth:`ScaledThreshold.load_v1`), the sticky HALT is kept."""
+        """Rebuild from :meth:`state_dict` output. A v2 state (no strata) loads with its
+        thresholds as the pooled stratum's (the fallback of cells labelled ``""`` or beyond
+        ``MAX_STRATA``), its baseline as the pooled warm-up; labelled strata start warming at
+        the restore. A v1 state (plug-in margins) also loads so: its T-vs-T evidence carries over
+        where v2 tests the same counts, the other comparisons start at the restore
+        (:meth:`ScaledThreshold.load_v1`), the sticky HALT is kept."""
         version = state.get("v")
-        if version not in (1, STATE_VERSION):
+        if version not in (1, 2, STATE_VERSION):
             msg = f"unsupported latency state version {version!r}"
             raise StateError(msg, value=version)
         obj = cls(**dict(state["params"]))
@@ -391,8 +443,13 @@ class LatencyTest:
             msg = f"latency state has {len(saved)} thresholds, expected {len(obj._thresholds)}"
             raise StateError(msg, value=len(saved))
         for th, s in zip(obj._thresholds, saved, strict=True):
-            if version == 2:
-                th.load(s)
+            if version == 1:
+                th.load_v1(s)
                 continue
-            th.load_v1(s)
+            th.load(s)
+        if version == STATE_VERSION:
+            obj._strata.load(state["strata"])
+        else:
+            buckets = [th.bucket for th in obj._thresholds[: len(obj.quantiles)]]
+            obj._strata.load_pooled(buckets, obj._baseline)
         return obj

@@ -16,6 +16,12 @@ compare the same edges). At the null ratio 1 the conditional-binomial e-processe
 Bernoulli requests too (Hoeffding: the hypergeometric share is less dispersed than the
 binomial), so the guarantees hold exactly, not approximately.
 
+Per stratum (STATISTICS.md §7.2): a quantile's ``T`` may differ from cell to cell — each cell
+is compared at its own stratum's frozen bucket (:class:`StratumThresholds`), both edges shifted
+by the same ``shifts`` — while the two tests stay one per threshold (one θ for every stratum;
+the likelihood is a sum over cells). A cell's bucket is fixed before the cell is seen, so each
+cell's conditional binomial is exact at ratio 1 and the sum stays a supermartingale.
+
 >>> edge_shift(0.1, "down"), edge_shift(0.1, "up"), edge_shift(GAMMA**5 - 1, "down")
 (4, 5, 5)
 """
@@ -23,7 +29,7 @@ binomial), so the guarantees hold exactly, not approximately.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -32,9 +38,9 @@ import numpy.typing as npt
 from detectors.base import Finding
 from detectors.errors import StateError
 from detectors.rate_ratio import Gate, RateRatioAssessment, RateRatioTest
-from detectors.summary import GAMMA, NUM_BUCKETS, bucket_upper_edge_s
+from detectors.summary import GAMMA, NUM_BUCKETS, CohortSummary, bucket_upper_edge_s
 
-__all__ = ["ScaledThreshold", "edge_shift"]
+__all__ = ["MAX_STRATA", "POOLED", "ScaledThreshold", "StratumThresholds", "edge_shift"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -42,6 +48,9 @@ IntArray = npt.NDArray[np.int64]
 # (1 + slowdown)·T within this many buckets of an edge is on it (float rounding of the log).
 _ON_EDGE_BUCKETS = 1e-9
 _LAST_FINITE = NUM_BUCKETS - 2  # highest bucket with a finite upper edge (the overflow is above)
+# Labelled strata with thresholds of their own; cells of further labels use the pooled ones.
+MAX_STRATA = 64
+POOLED = ""  # the pooled stratum: its warm-up counts every cell, the fallback of other labels
 
 
 def edge_shift(slowdown: float, snap: Literal["down", "up"]) -> int:
@@ -67,9 +76,28 @@ def edge_s(bucket: int) -> float | None:
     return edge if math.isfinite(edge) else None
 
 
-def _above(hist: IntArray, bucket: int) -> IntArray:
-    """Per row of stacked histograms: requests slower than ``bucket``'s upper edge."""
-    out: IntArray = hist[:, bucket + 1 :].sum(axis=1)
+def tail_counts(hist: IntArray) -> IntArray:
+    """Per row of stacked histograms, ``out[i, k]`` = requests in buckets ``>= k`` (one zero
+    column appended), so row ``i``'s requests slower than bucket ``b``'s upper edge are
+    ``out[i, b + 1]`` for every ``b``: one reverse cumulative sum serves every threshold."""
+    out = np.zeros((hist.shape[0], NUM_BUCKETS + 1), dtype=np.int64)
+    np.cumsum(hist[:, ::-1], axis=1, out=out[:, NUM_BUCKETS - 1 :: -1])
+    return out
+
+
+def _above(tails: IntArray, rows: IntArray, buckets: IntArray) -> IntArray:
+    """Requests of ``rows`` slower than their own ``buckets``' upper edges (fancy indexing)."""
+    out: IntArray = tails[rows, buckets + 1]
+    return out
+
+
+def _carry(values: FloatArray, rows: IntArray, m: int, before: float) -> FloatArray:
+    """``values`` (after each of ``rows``) spread over all ``m`` rows: an untested row repeats
+    the value after the last tested row before it (``before`` ahead of the first)."""
+    if rows.size == m:
+        return values
+    last = np.searchsorted(rows, np.arange(m), side="right") - 1
+    out: FloatArray = np.where(last >= 0, values[np.maximum(last, 0)], before)
     return out
 
 
@@ -81,7 +109,9 @@ class ScaledThreshold:
     label, quantile
         ``"p99"`` and 0.99, or ``"slo 300ms"`` and None for a fixed SLO threshold.
     bucket
-        Baseline threshold ``T``'s bucket (its upper edge), None while warming up.
+        The reported threshold ``T``'s bucket (its upper edge): an SLO's fixed bucket, or the
+        pooled stratum's frozen quantile bucket (None while warming up). :meth:`feed` compares
+        each cell at the bucket it is given (its stratum's).
     shifts
         Buckets from ``T`` up to ``T⁻`` (PROMOTE) and to ``T⁺`` (HALT), from :func:`edge_shift`.
     promote, halt
@@ -106,28 +136,37 @@ class ScaledThreshold:
         self.promote = promote
         self.halt = halt
 
-    def canary_buckets(self) -> tuple[int, int]:
-        """Buckets whose upper edges are T⁻ (PROMOTE) and T⁺ (HALT): T⁻ is capped at the last
-        finite edge (lower, so still conservative), T⁺ at the overflow (never exceeded)."""
-        assert self.bucket is not None
-        return (
-            min(self.bucket + self.promote_shift, _LAST_FINITE),
-            min(self.bucket + self.halt_shift, NUM_BUCKETS - 1),
-        )
+    def canary_buckets(self, bucket: int | None = None) -> tuple[int, int]:
+        """Buckets whose upper edges are T⁻ (PROMOTE) and T⁺ (HALT) for T = ``bucket`` (default
+        the reported one): T⁻ is capped at the last finite edge (lower, so still conservative),
+        T⁺ at the overflow (never exceeded)."""
+        b = self.bucket if bucket is None else bucket
+        assert b is not None
+        return min(b + self.promote_shift, _LAST_FINITE), min(b + self.halt_shift, NUM_BUCKETS - 1)
 
     def feed(
-        self, hc: IntArray, nc: IntArray, hb: IntArray, nb: IntArray
+        self, tails_c: IntArray, nc: IntArray, tails_b: IntArray, nb: IntArray, buckets: IntArray
     ) -> tuple[FloatArray, FloatArray]:
-        """Fold stacked increments (histogram rows, request counts); the HALT and PROMOTE log
-        e-values after each."""
-        assert self.bucket is not None
-        k_promote, k_halt = self.canary_buckets()
-        x_b = _above(hb, self.bucket)
-        trace = self.promote.update_many(_above(hc, k_promote), nc, x_b, nb)
-        if self.halt is self.promote:
-            return trace.log_e_halt, trace.log_e_promote
-        halt = self.halt.update_many(_above(hc, k_halt), nc, x_b, nb)
-        return halt.log_e_halt, trace.log_e_promote
+        """Fold stacked increments (:func:`tail_counts` rows, request counts), row ``i`` compared
+        at its own T = ``buckets[i]`` (-1: not tested, e.g. its stratum is warming up); the HALT
+        and PROMOTE log e-values after each row (an untested row leaves them as they were)."""
+        m = buckets.size
+        rows = np.flatnonzero(buckets >= 0)
+        before = (0.0, 0.0)
+        if rows.size < m and (rows.size == 0 or rows[0] > 0):
+            before = (self.halt.log_e_values()[0], self.promote.log_e_values()[1])
+        if not rows.size:
+            return np.full(m, before[0]), np.full(m, before[1])
+        b = buckets[rows]
+        x_b, n_c, n_b = _above(tails_b, rows, b), nc[rows], nb[rows]
+        x_promote = _above(tails_c, rows, np.minimum(b + self.promote_shift, _LAST_FINITE))
+        trace = self.promote.update_many(x_promote, n_c, x_b, n_b)
+        log_e_halt = trace.log_e_halt
+        if self.halt is not self.promote:
+            x_halt = _above(tails_c, rows, np.minimum(b + self.halt_shift, NUM_BUCKETS - 1))
+            log_e_halt = self.halt.update_many(x_halt, n_c, x_b, n_b).log_e_halt
+        log_e_promote = trace.log_e_promote
+        return _carry(log_e_halt, rows, m, before[0]), _carry(log_e_promote, rows, m, before[1])
 
     def assess(self) -> tuple[RateRatioAssessment, RateRatioAssessment]:
         """The PROMOTE and HALT comparisons' assessments."""
@@ -228,3 +267,137 @@ class ScaledThreshold:
         self.halt = carried
         if shared:
             self.promote = carried
+
+
+class StratumThresholds:
+    """Frozen quantile buckets per stratum label, and the baseline warm-ups that freeze them.
+
+    Row 0 is the pooled stratum :data:`POOLED` (``""``): its warm-up counts every cell's
+    baseline (the rule without strata), and its buckets serve cells labelled ``""`` and, once
+    ``max_strata`` labels have rows, cells of any further label. Every other label gets a row
+    whose warm-up counts only that label's baseline. Quantile ``j`` of a row freezes, at the
+    baseline's ``quantiles[j]`` bucket, after the cell that brings the row's baseline requests to
+    ``need[j]``; the row's cells are compared there from the next cell on. ``buckets[j, r]`` is
+    -1 while warming; ``warm_hist`` is kept only until a row's every quantile froze.
+    """
+
+    def __init__(
+        self, quantiles: Sequence[float], need: Sequence[int], max_strata: int = MAX_STRATA
+    ) -> None:
+        self.quantiles = tuple(quantiles)
+        self.need = tuple(int(n) for n in need)
+        self.max_strata = max_strata
+        self.labels: list[str] = [POOLED]
+        self._index: dict[str, int] = {POOLED: 0}
+        self.buckets: IntArray = np.full((len(self.quantiles), 1), -1, dtype=np.int64)
+        self.warm_n: IntArray = np.zeros(1, dtype=np.int64)
+        self.warm_hist: IntArray = np.zeros((1, NUM_BUCKETS), dtype=np.int64)
+
+    def _row(self, label: str) -> int:
+        row = self._index.get(label)
+        if row is not None:
+            return row
+        if len(self.labels) > self.max_strata:
+            return 0
+        row = self._index[label] = len(self.labels)
+        self.labels.append(label)
+        self.buckets = np.hstack([self.buckets, np.full((len(self.quantiles), 1), -1)])
+        self.warm_n = np.append(self.warm_n, 0)
+        self.warm_hist = np.vstack([self.warm_hist, np.zeros((1, NUM_BUCKETS), np.int64)])
+        return row
+
+    def rows(self, strata: Sequence[str]) -> IntArray:
+        """Each cell's row (new labels get one while there is room)."""
+        return np.array([self._row(s) for s in strata], dtype=np.int64)
+
+    def pooled_bucket(self, j: int) -> int | None:
+        b = int(self.buckets[j, 0])
+        return None if b < 0 else b
+
+    def advance(self, rows: IntArray, hb: IntArray, nb: IntArray) -> IntArray:
+        """Each cell's bucket per quantile (shape ``(quantiles, cells)``, -1: not tested), frozen
+        before the cell — its stratum's own, else the pooled one; then the cells' baselines join
+        their rows' (and the pooled) warm-ups."""
+        out: IntArray = self.buckets[:, rows]
+        # A stratum still warming up is tested at the pooled threshold frozen before this batch
+        # (fixed before the cells it tests, so valid), not left out: its early data still counts.
+        out = np.where(out < 0, self.buckets[:, :1], out)
+        n_before = self.warm_n.copy()
+        self.warm_n += np.bincount(rows, weights=nb, minlength=n_before.size).astype(np.int64)
+        self.warm_n[0] += nb.sum() - nb[rows == 0].sum()
+        touched = np.zeros(n_before.size, dtype=bool)
+        touched[rows] = touched[0] = True  # every cell joins the pooled warm-up
+        touched &= (self.buckets < 0).any(axis=0)
+        for r in np.flatnonzero(touched).tolist():
+            self._freeze(r, rows, hb, nb, int(n_before[r]), out)
+        return out
+
+    def _freeze(
+        self, r: int, rows: IntArray, hb: IntArray, nb: IntArray, n_before: int, out: IntArray
+    ) -> None:
+        """Row ``r``'s warm-up through this batch: freeze each quantile whose warm-up completes
+        (setting ``out`` for the row's later cells), then fold the rest into ``warm_hist``."""
+        sel = np.arange(rows.size) if r == 0 else np.flatnonzero(rows == r)
+        cum = n_before + np.cumsum(nb[sel])
+        for j in np.flatnonzero(self.buckets[:, r] < 0).tolist():
+            pos = int(np.searchsorted(cum, self.need[j]))
+            if pos >= sel.size:
+                continue
+            hist = self.warm_hist[r] + hb[sel[: pos + 1]].sum(axis=0)
+            bucket = CohortSummary(hist=hist).quantile_bucket(self.quantiles[j])
+            if bucket is None:
+                continue
+            self.buckets[j, r] = bucket
+            later = np.arange(rows.size) > sel[pos]
+            out[j, (rows == r) & later] = bucket
+            if r == 0:  # the pooled threshold froze: later cells of warming strata use it
+                out[j, (out[j] < 0) & later] = bucket
+        frozen = bool((self.buckets[:, r] >= 0).all())
+        self.warm_hist[r] = 0 if frozen else self.warm_hist[r] + hb[sel].sum(axis=0)
+
+    def thresholds_s(self, j: int) -> dict[str, float | None]:
+        """Quantile ``j``'s threshold per labelled stratum, in seconds (None: warming up)."""
+        return {
+            label: None if b < 0 else edge_s(int(b))
+            for label, b in zip(self.labels[1:], self.buckets[j, 1:].tolist(), strict=True)
+        }
+
+    # -- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state; warm-up histograms sparse, only for rows still warming."""
+        warm = [
+            [r, nz.tolist(), self.warm_hist[r, nz].tolist()]
+            for r in range(len(self.labels))
+            if (nz := np.flatnonzero(self.warm_hist[r])).size
+        ]
+        return {
+            "labels": self.labels[1:],
+            "buckets": self.buckets.tolist(),
+            "warm_n": self.warm_n.tolist(),
+            "warm_hist": warm,
+        }
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        """Restore from :meth:`state_dict` output."""
+        labels = [POOLED, *(str(x) for x in state["labels"])]
+        buckets = np.asarray(state["buckets"], dtype=np.int64)
+        warm_n = np.asarray(state["warm_n"], dtype=np.int64)
+        shape = (len(self.quantiles), len(labels))
+        ok = buckets.size == math.prod(shape) and warm_n.size == len(labels) <= self.max_strata + 1
+        if not ok:
+            msg = f"latency strata state has {len(labels)} labels, {warm_n.size} warm-ups"
+            raise StateError(msg, value=len(labels))
+        buckets = buckets.reshape(shape)
+        self.labels, self._index = labels, {x: i for i, x in enumerate(labels)}
+        self.buckets, self.warm_n = buckets, warm_n
+        self.warm_hist = np.zeros((len(labels), NUM_BUCKETS), dtype=np.int64)
+        for r, idx, counts in state["warm_hist"]:
+            self.warm_hist[int(r), np.asarray(idx, dtype=np.int64)] = counts
+
+    def load_pooled(self, buckets: Sequence[int | None], baseline: CohortSummary) -> None:
+        """Start from a state without strata (latency v1/v2): its thresholds become the pooled
+        row's, its baseline the pooled warm-up; labelled strata start warming at the restore."""
+        self.buckets[:, 0] = [-1 if b is None else b for b in buckets]
+        self.warm_n[0] = baseline.requests
+        frozen = bool((self.buckets[:, 0] >= 0).all())
+        self.warm_hist[0] = 0 if frozen else baseline.hist

@@ -58,9 +58,10 @@ class BakeTests:
         if self.warmup.excludes(start_s, pooled_c.requests, pooled_b.requests):
             return None
         self._check_dispersion(strata)
+        labels = [label for label, _, _ in strata]
         cs, bs = [c for _, c, _ in strata], [b for _, _, b in strata]
         for det in self.detectors.values():
-            det.update_many(cs, bs)
+            det.update_many(cs, bs, labels)  # latency: thresholds per stratum
         self.segments.update(cells)
         self.tested_canary += pooled_c.requests
         self.tested_baseline += pooled_b.requests

@@ -45,7 +45,10 @@ class _Test(Protocol):
     def update(self, canary: CohortSummary, baseline: CohortSummary) -> None: ...
 
     def update_many(
-        self, canary: Sequence[CohortSummary], baseline: Sequence[CohortSummary]
+        self,
+        canary: Sequence[CohortSummary],
+        baseline: Sequence[CohortSummary],
+        strata: Sequence[str] | None = None,
     ) -> Any: ...
 
     def assess(self) -> Assessment: ...
@@ -123,23 +126,24 @@ class SegmentTests:
             return
         parsed = [(parse_label(label), c, b) for label, c, b in cells]
         for dim in self.dims:
-            groups: dict[str, list[tuple[CohortSummary, CohortSummary]]] = {}
-            for labels, c, b in parsed:
-                value = labels.get(dim, "")
+            groups: dict[str, list[tuple[str, CohortSummary, CohortSummary]]] = {}
+            for (values, c, b), (label, _, _) in zip(parsed, cells, strict=True):
+                value = values.get(dim, "")
                 if value:
-                    groups.setdefault(value, []).append((c, b))
+                    groups.setdefault(value, []).append((label, c, b))
             ranked = sorted(
                 groups.items(),
-                key=lambda kv: (-sum(c.requests + b.requests for c, b in kv[1]), kv[0]),
+                key=lambda kv: (-sum(c.requests + b.requests for _, c, b in kv[1]), kv[0]),
             )
             for value, pairs in ranked:
                 slot = self._slot(dim, value)
                 if slot is None:
                     continue
-                cs, bs = [c for c, _ in pairs], [b for _, b in pairs]
+                strata = [label for label, _, _ in pairs]
+                cs, bs = [c for _, c, _ in pairs], [b for _, _, b in pairs]
                 for test in slot.tests.values():
-                    test.update_many(cs, bs)
-                for c, b in pairs:
+                    test.update_many(cs, bs, strata)
+                for _, c, b in pairs:
                     slot.canary.merge(c)
                     slot.baseline.merge(b)
 

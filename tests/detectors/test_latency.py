@@ -146,7 +146,8 @@ def test_aa_false_halt_at_most_alpha() -> None:
     halts = 0
     for _ in range(runs):
         t = LatencyTest(ALPHA)
-        trace = t.update_many(*(_increments(rng, steps, per_arm) for _ in range(2)))
+        canary = _increments(rng, steps, per_arm)
+        trace = t.update_many(canary, _increments(rng, steps, per_arm))
         halts += _first_crossing(trace.log_e_halt, ALPHA) is not None
         assert (t.assess().finding is Finding.REGRESSION) == bool(np.any(trace.log_e_halt >= 4.6))
     _assert_rate_at_most(halts, runs, ALPHA)
@@ -320,13 +321,13 @@ def test_v1_state_loads_with_its_halt_evidence() -> None:
     ]
     assert all(x["promote"]["canary_exceedance"] is None for x in r.assess().detail["thresholds"])
     r.update_many(_increments(rng, 5, 100), _increments(rng, 5, 100))
-    assert r.state_dict()["v"] == 2
+    assert r.state_dict()["v"] == 3
 
 
 def test_unknown_state_version_is_rejected() -> None:
     """A state from a newer release fails with a StateError naming the version."""
-    state = {**LatencyTest(ALPHA).state_dict(), "v": 3}
-    with pytest.raises(StateError, match="unsupported latency state version 3"):
+    state = {**LatencyTest(ALPHA).state_dict(), "v": 4}
+    with pytest.raises(StateError, match="unsupported latency state version 4"):
         LatencyTest.from_state(state)
 
 
