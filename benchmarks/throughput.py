@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -118,16 +119,18 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     broker = None if args.bootstrap_servers else EmbeddedBroker().start()
     bootstrap = args.bootstrap_servers or broker.bootstrap_servers  # type: ignore[union-attr]
+    load = [os.getloadavg()[0]]  # other work on the machine skews both loops (the ratio less)
     try:
         bare, ingest = _measure(bootstrap, args.records, args.partitions, args.repeats)
     finally:
         if broker is not None:
             broker.stop()
+    load.append(os.getloadavg()[0])
     b, i = statistics.median(bare), statistics.median(ingest)
     ratio = i / b
     rows = [("bare kafka-python poll", bare, b), ("bakemon ingest (kafka-python)", ingest, i)]
     where = "embedded Tansu" if broker else bootstrap
-    table = _table(args.records, args.partitions, args.repeats, where, rows, ratio)
+    table = _table(args.records, args.partitions, args.repeats, where, rows, ratio, load)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -137,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         "bare": bare,
         "ingest": ingest,
         "ratio": ratio,
+        "load_average_1m": load,
     }
     (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(rows, ratio, out / "throughput.png")
@@ -164,14 +168,21 @@ Row = tuple[str, list[float], float]
 
 
 def _table(
-    records: int, partitions: int, repeats: int, where: str, rows: list[Row], ratio: float
+    records: int,
+    partitions: int,
+    repeats: int,
+    where: str,
+    rows: list[Row],
+    ratio: float,
+    load: list[float],
 ) -> str:
     met = "met" if ratio >= TARGET_RATIO else "NOT met"
     lines = [
         "# Ingest throughput",
         "",
         f"{records:,} records (plain JSON, ~165 B), {partitions} partitions, "
-        f"{where}, {repeats} alternating runs each, one process.",
+        f"{where}, {repeats} alternating runs each, one process; "
+        f"{os.cpu_count()} CPUs, 1-minute load average {load[0]:.1f} before, {load[-1]:.1f} after.",
         "",
         "| loop | runs (records/s) | median records/s |",
         "|---|---|---|",

@@ -32,7 +32,7 @@ from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.checkpoint import Checkpoint
-from monitor.pipeline.partials import CellPairs, Partial
+from monitor.pipeline.partials import CellCache, CellPairs, Partial
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import Rejection
 from monitor.records.decode import decode_batch
@@ -58,6 +58,7 @@ class _Block:
     )  # by cohort: BASELINE, CANARY
     max_time: dict[str, float] = field(default_factory=dict)
     cells: dict[str, CellPairs] = field(default_factory=dict)  # evidence cells per bake
+    encoded: dict[str, CellCache] = field(default_factory=dict)  # their encoding, per bake
     progress_s: float | None = None  # the partition's event-time clock at ``upto``
     dirty: bool = False
     complete: bool = False
@@ -271,42 +272,50 @@ class Ingest:
     def send_outputs(self, sink: Sink) -> None:
         n_parts = self.layout.partials_partitions
         active = [b.id for b in self.registry().bakes if b.end_s is None]
+        # Encode every partial first, then hand them all to the producer: its sender thread
+        # (batching, lz4, CRC) otherwise contends for the GIL with each next encoding.
+        out: list[tuple[str, bytes]] = []
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
-                if not b.dirty and not b.complete:
-                    continue
-                # Every active bake hears this partition's clock, data or not, so its watermark
-                # can wait for the slowest partition (STATISTICS.md §7.1).
-                for bake_id in sorted({*b.bakes, *active}):
-                    base, can = b.bakes.get(bake_id, (CohortSummary(), CohortSummary()))
-                    p = Partial(
-                        bake_id,
-                        topic,
-                        partition,
-                        b.block,
-                        b.upto,
-                        b.complete,
-                        can,
-                        base,
-                        b.max_time.get(bake_id),
-                        b.cells.get(bake_id, {}),
-                        b.progress_s,
-                        self._idle.get((topic, partition), False),
-                        self._partitions_of(topic),
-                    )
-                    sink.send(
-                        self.layout.partials,
-                        p.encode(),
-                        key=bake_id.encode(),
-                        partition=partition_for(bake_id, n_parts),
-                    )
-                    self.stats.partials += 1
-                b.dirty = False
+                if b.dirty or b.complete:
+                    out.extend(self._encode_block((topic, partition), b, active))
+                    b.dirty = False
+        for bake_id, value in out:
+            key = bake_id.encode()
+            sink.send(
+                self.layout.partials, value, key=key, partition=partition_for(bake_id, n_parts)
+            )
+            self.stats.partials += 1
         if self.discovery is not None:
             for spec in self.discovery.proposals(self.registry()):
                 key, value = proposal_record(spec)
                 self._checkpoint.send(self.layout.bakes, value, key=key, partition=0)
                 self.stats.discovered += 1
+
+    def _encode_block(self, tp: TP, b: _Block, active: list[str]) -> list[tuple[str, bytes]]:
+        """(bake, encoded partial) of one block for each bake with data in it and every active
+        bake: each hears this partition's clock, data or not, so its watermark can wait for the
+        slowest partition (STATISTICS.md §7.1)."""
+        out = []
+        for bake_id in sorted({*b.bakes, *active}):
+            base, can = b.bakes.get(bake_id, (CohortSummary(), CohortSummary()))
+            p = Partial(
+                bake_id,
+                tp[0],
+                tp[1],
+                b.block,
+                b.upto,
+                b.complete,
+                can,
+                base,
+                b.max_time.get(bake_id),
+                b.cells.get(bake_id, {}),
+                b.progress_s,
+                self._idle.get(tp, False),
+                self._partitions_of(tp[0]),
+            )
+            out.append((bake_id, p.encode(b.encoded.setdefault(bake_id, CellCache()))))
+        return out
 
     def outputs_failed(self) -> None:
         for blocks in self._blocks.values():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -27,18 +28,22 @@ from monitor.errors import MonitorError
 __all__ = [
     "PARTIAL_FORMAT_VERSION",
     "BlockFold",
+    "CellCache",
     "CellPairs",
     "Increment",
     "Partial",
     "PartialError",
 ]
 
-# 2 adds the evidence cells (window, stratum) and the source's clock; 1 is still read.
-PARTIAL_FORMAT_VERSION = 2
-_READABLE_VERSIONS = (1, 2)
+# 2 adds the evidence cells (window, stratum) and the source's clock; 3 writes the cells as rows
+# with sparse, delta-coded histograms (see :func:`_cell_rows`). 1 and 2 are still read.
+PARTIAL_FORMAT_VERSION = 3
+_READABLE_VERSIONS = (1, 2, 3)
 
+CellKey = tuple[int, str]  # (window index, stratum label)
 # (window index, stratum label) → (canary, baseline)
-CellPairs = dict[tuple[int, str], tuple[CohortSummary, CohortSummary]]
+CellPairs = dict[CellKey, tuple[CohortSummary, CohortSummary]]
+_Stamp = tuple[int, int, int, int]  # requests and errors of (canary, baseline)
 
 
 class PartialError(MonitorError):
@@ -63,7 +68,9 @@ class Partial:
     idle: bool = False  # the source partition has no new records: its clock holds nothing back
     source_partitions: int | None = None  # partitions of ``topic``: the judge waits for each
 
-    def encode(self) -> bytes:
+    def encode(self, cache: CellCache | None = None) -> bytes:
+        """The message value (format 3); ``cache`` keeps the encoded cells of this bake's block
+        between flushes, so only the cells that changed since the last one are encoded again."""
         return orjson.dumps(
             {
                 "v": PARTIAL_FORMAT_VERSION,
@@ -79,7 +86,7 @@ class Partial:
                 "progress": self.progress_s,
                 "idle": self.idle,
                 "parts": self.source_partitions,
-                "cells": _encode_cells(self.cells),
+                "cells": orjson.Fragment(_cell_rows(self.cells, cache)),
             }
         )
 
@@ -100,7 +107,7 @@ class Partial:
                 canary=CohortSummary.from_dict(d["canary"]),
                 baseline=CohortSummary.from_dict(d["baseline"]),
                 max_event_time_s=None if d.get("t") is None else float(d["t"]),
-                cells=_decode_cells(d.get("cells", [])),
+                cells=_decode_cells(d.get("cells", []), rows=d["v"] >= 3),
                 progress_s=None if d.get("progress") is None else float(d["progress"]),
                 idle=bool(d.get("idle", False)),
                 source_partitions=None if d.get("parts") is None else int(d["parts"]),
@@ -134,7 +141,10 @@ def _encode_cells(cells: CellPairs) -> dict[str, list[Any]]:
     }
 
 
-def _decode_cells(raw: Any) -> CellPairs:
+def _decode_cells(raw: Any, *, rows: bool = False) -> CellPairs:
+    """Cells of a format-3 partial (``rows``), or of format 2 / a judge snapshot (columns)."""
+    if rows:
+        return _decode_rows(raw)
     if isinstance(raw, list):  # written before the columnar form: [[k, stratum, c, b], ...]
         return {
             (int(k), str(st)): (CohortSummary.from_dict(c), CohortSummary.from_dict(b))
@@ -154,9 +164,131 @@ def _decode_cells(raw: Any) -> CellPairs:
         hist[trip[:, 0], trip[:, 1]] = trip[:, 2]
     out: CellPairs = {}
     for i in range(m):
-        c = CohortSummary(int(ns[2 * i]), int(es[2 * i]), hist[2 * i].copy())
-        b = CohortSummary(int(ns[2 * i + 1]), int(es[2 * i + 1]), hist[2 * i + 1].copy())
+        c = CohortSummary(int(ns[2 * i]), int(es[2 * i]), hist[2 * i])  # copies its row
+        b = CohortSummary(int(ns[2 * i + 1]), int(es[2 * i + 1]), hist[2 * i + 1])
         out[(int(ks[i]), str(strata[i]))] = (c, b)
+    return out
+
+
+class CellCache:
+    """The encoded cells of one bake's open block, kept by ingest from one flush to the next.
+
+    Ingest re-sends a block's cumulative cells at every flush, and most of them have not changed
+    since the last one (windows the stream has moved past). An entry is reused while its cell
+    holds the same two summary objects with the same request and error counts: ingest's cells
+    only grow by ``merge`` of summaries built from requests (each request in one bucket), so a
+    merge that changes a histogram changes a count; the entry holds the objects it was made
+    from, so an identity cannot be reused by another summary while it is cached.
+    """
+
+    __slots__ = ("_entries", "encoded", "reused")
+
+    def __init__(self) -> None:
+        self._entries: dict[CellKey, tuple[CohortSummary, CohortSummary, _Stamp, bytes]] = {}
+        self.encoded = 0  # cells encoded
+        self.reused = 0  # cells taken from the cache
+
+
+def _stamp(c: CohortSummary, b: CohortSummary) -> _Stamp:
+    return (c.requests, c.errors, b.requests, b.errors)
+
+
+def _cell_rows(cells: CellPairs, cache: CellCache | None) -> bytes:
+    """The cells of format 3 as a JSON array of rows ``[k, stratum, n_c, e_c, n_b, e_b, h_c,
+    h_b]``, ordered by (k, stratum); ``h`` is a sparse histogram (:func:`_sparse_rows`). Rows of
+    cells unchanged since ``cache`` last saw them are reused as they were encoded."""
+    items = sorted(cells.items())
+    old = cache._entries if cache is not None else {}
+    entries: dict[CellKey, tuple[CohortSummary, CohortSummary, _Stamp, bytes]] = {}
+    out: list[bytes] = []
+    stale: list[int] = []
+    for i, (key, (c, b)) in enumerate(items):
+        e = old.get(key)
+        if e is not None and e[0] is c and e[1] is b and e[2] == _stamp(c, b):
+            entries[key] = e
+            out.append(e[3])
+        else:
+            stale.append(i)
+            out.append(b"")
+    if stale:
+        flat, bounds = _sparse_rows([s.hist for i in stale for s in items[i][1]])
+        for j, i in enumerate(stale):
+            (k, stratum), (c, b) = items[i]
+            st = _stamp(c, b)
+            h_c, h_b = (
+                flat[bounds[2 * j] : bounds[2 * j + 1]],
+                flat[bounds[2 * j + 1] : bounds[2 * j + 2]],
+            )
+            row = orjson.dumps([k, stratum, *st, h_c, h_b], option=orjson.OPT_SERIALIZE_NUMPY)
+            entries[(k, stratum)] = (c, b, st, row)
+            out[i] = row
+    if cache is not None:
+        cache._entries = entries  # cells only grow within a block: nothing else to keep
+        cache.encoded += len(stale)
+        cache.reused += len(items) - len(stale)
+    return b"[" + b",".join(out) + b"]"
+
+
+def _sparse_rows(hists: list[Any]) -> tuple[Any, list[int]]:
+    """The histograms, sparse: histogram ``i`` is ``flat[bounds[i] : bounds[i + 1]]``, that is
+    ``[b_0, c_0, b_1 - b_0, c_1, ...]`` for its nonzero buckets ``b_0 < b_1 < ...`` (the first
+    as an index, each next one as the step from the previous) with their counts ``c_j``. One
+    scan of the stacked rows; no Python object per bucket."""
+    h = np.stack(hists) if hists else np.zeros((0, NUM_BUCKETS), dtype=np.int64)
+    nz = np.flatnonzero(h != 0)  # row-major; a boolean mask scans several times faster
+    r, col = np.divmod(nz, NUM_BUCKETS)
+    step = col.copy()
+    step[1:] -= col[:-1]
+    first = np.ones(r.size, dtype=bool)
+    first[1:] = r[1:] != r[:-1]
+    step[first] = col[first]
+    flat = np.empty(2 * r.size, dtype=np.int64)
+    flat[0::2] = step
+    flat[1::2] = h.ravel()[nz]
+    bounds: list[int] = (2 * np.searchsorted(r, np.arange(len(hists) + 1))).tolist()
+    return flat, bounds
+
+
+def _dense_rows(rows: list[Any]) -> Any:
+    """The inverse of :func:`_sparse_rows`: a ``(len(rows), NUM_BUCKETS)`` int64 array."""
+    hist = np.zeros((len(rows), NUM_BUCKETS), dtype=np.int64)
+    pairs_per_row = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    if pairs_per_row.size == 0 or not pairs_per_row.any():
+        return hist
+    if (pairs_per_row % 2).any():
+        msg = "cells: a sparse histogram of odd length"
+        raise ValueError(msg)
+    pairs_per_row //= 2
+    flat = np.asarray(list(chain.from_iterable(rows)), dtype=np.int64).reshape(-1, 2)
+    step, count = flat[:, 0], flat[:, 1]
+    row_of = np.repeat(np.arange(len(rows)), pairs_per_row)
+    used = pairs_per_row > 0
+    starts = (np.cumsum(pairs_per_row) - pairs_per_row)[used]  # first pair of each used row
+    min_step = np.ones(step.size, dtype=np.int64)  # strictly increasing buckets within a row
+    min_step[starts] = 0
+    if (step < min_step).any() or step.max() >= NUM_BUCKETS or count.min() < 0:
+        msg = "cells: sparse histogram out of range"
+        raise ValueError(msg)
+    total = np.cumsum(step)
+    index = total - np.repeat((total - step)[starts], pairs_per_row[used])  # restart per row
+    if index.max() >= NUM_BUCKETS:
+        msg = "cells: sparse histogram out of range"
+        raise ValueError(msg)
+    hist[row_of, index] = count
+    return hist
+
+
+def _decode_rows(raw: Any) -> CellPairs:
+    """Cells of a format-3 partial, written by :func:`_cell_rows`."""
+    if not isinstance(raw, list) or any(not isinstance(r, list) or len(r) != 8 for r in raw):
+        msg = "cells: rows must be [k, stratum, n_c, e_c, n_b, e_b, h_c, h_b]"
+        raise ValueError(msg)
+    hist = _dense_rows([h for r in raw for h in (r[6], r[7])])
+    out: CellPairs = {}
+    for i, (k, stratum, n_c, e_c, n_b, e_b, _, _) in enumerate(raw):
+        c = CohortSummary(int(n_c), int(e_c), hist[2 * i])  # copies its row
+        b = CohortSummary(int(n_b), int(e_b), hist[2 * i + 1])
+        out[(int(k), str(stratum))] = (c, b)
     return out
 
 
