@@ -16,21 +16,18 @@ import logging
 import threading
 import time
 from dataclasses import replace
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
 from monitor.surfaces.actions import ApiActions, ApiSettings, HttpError, alert_matches
-from monitor.surfaces.httpserver import BoundedHTTPServer
+from monitor.surfaces.httpserver import PROMETHEUS_TEXT, BoundedHTTPServer, JsonHandler
 from monitor.surfaces.openapi import OPENAPI
 
 __all__ = ["Api", "ApiSettings", "HttpError"]
 
 log = logging.getLogger("bakemon.api")
-
-_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class Api(ApiActions):
@@ -86,36 +83,8 @@ def _require(method: str, *allowed: str) -> None:
         raise HttpError(405, msg)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     api: Api
-    server_version = "bakemon"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """The stdlib's own errors (unknown method, malformed request line, …) as JSON."""
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":  # the request line did not parse: answer 1.1
-            self.request_version = self.protocol_version
-        text = message or self.responses.get(code, ("error",))[0]
-        if code == 501 and self.command:
-            text = f"method {self.command} is not supported; use GET, HEAD, POST, PUT or DELETE"
-        with contextlib.suppress(OSError):
-            self._send(code, {"error": text, "status": code})
-
-    # -- plumbing ----------------------------------------------------------------------------
-    def _send(self, status: int, body: Any, *, content_type: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else orjson.dumps(body)
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
 
     def _error(self, status: int, message: str, body: dict[str, Any] | None = None) -> None:
         if status in (401, 403, 411):  # a body we did not read must not parse as a next request
@@ -217,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
             if api.metrics is None:
                 msg = "metrics are not enabled"
                 raise HttpError(404, msg)
-            return self._send(200, api.metrics(), content_type=_PROMETHEUS_TEXT)
+            return self._send(200, api.metrics(), content_type=PROMETHEUS_TEXT)
         if parts == ["openapi.json"]:
             return self._send(200, OPENAPI)
         if not parts or parts[0] != "v1":

@@ -38,11 +38,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["BoundedHTTPServer", "ServerLimits"]
+__all__ = ["PROMETHEUS_TEXT", "BoundedHTTPServer", "JsonHandler", "ServerLimits"]
 
 log = logging.getLogger("bakemon.http")
 
 MAX_HEADER_BYTES = 32 * 1024
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 @dataclass(frozen=True)
@@ -314,6 +315,39 @@ class BoundedHTTPServer:
         for s in (self._wake_r, self._wake_w):
             with contextlib.suppress(OSError):
                 s.close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """The base of bakemon's handlers: HTTP/1.1, responses with a length, errors as JSON (the
+    stdlib's own too: unknown method, malformed request line, …)."""
+
+    server_version = "bakemon"
+    sys_version = ""
+    protocol_version = "HTTP/1.1"
+    methods = "GET, HEAD, POST, PUT or DELETE"  # named in the 501 for any other method
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _send(self, status: int, body: Any, *, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # the request line did not parse: answer 1.1
+            self.request_version = self.protocol_version
+        text = message or self.responses.get(code, ("error",))[0]
+        if code == 501 and self.command:
+            text = f"method {self.command} is not supported; use {self.methods}"
+        with contextlib.suppress(OSError):
+            self._send(code, {"error": text, "status": code})
 
 
 def _run_one(

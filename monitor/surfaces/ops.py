@@ -10,58 +10,37 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
-import orjson
-
-from monitor.surfaces.httpserver import BoundedHTTPServer, ServerLimits
+from monitor.surfaces.httpserver import (
+    PROMETHEUS_TEXT,
+    BoundedHTTPServer,
+    JsonHandler,
+    ServerLimits,
+)
 
 __all__ = ["OpsServer"]
 
 log = logging.getLogger("bakemon.ops")
 
-_PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 Check = Callable[[], tuple[bool, str]]
 
 
-class _OpsHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "bakemon"
-    sys_version = ""
+class _OpsHandler(JsonHandler):
+    methods = "GET or HEAD"
     metrics: Callable[[], bytes]
     healthy: Check
     ready: Check
 
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), fmt % args)
-
-    def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        self.close_connection = True
-        if self.request_version == "HTTP/0.9":
-            self.request_version = self.protocol_version
-        text = message or self.responses.get(code, ("error",))[0]
-        self._send(code, orjson.dumps({"error": text, "status": code}))
-
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         if path == "/metrics":
-            return self._send(200, type(self).metrics(), _PROMETHEUS_TEXT)
+            return self._send(200, type(self).metrics(), content_type=PROMETHEUS_TEXT)
         if path in ("/healthz", "/readyz"):
             ok, why = (type(self).healthy if path == "/healthz" else type(self).ready)()
             body = {"status": "ok" if ok else "unavailable", "detail": why}
-            return self._send(200 if ok else 503, orjson.dumps(body))
+            return self._send(200 if ok else 503, body)
         msg = f"no route for {self.path} on the operations port (try /metrics, /healthz, /readyz)"
-        return self._send(404, orjson.dumps({"error": msg, "status": 404}))
+        return self._send(404, {"error": msg, "status": 404})
 
     def do_HEAD(self) -> None:
         self.do_GET()
