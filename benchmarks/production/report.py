@@ -203,10 +203,14 @@ def render_markdown(
     dirty = " (verdict code modified in the work tree)" if code["verdict_code_changed"] else ""
     if settings.get("updated"):
         dirty += f"; re-run and merged with `--update`: {', '.join(settings['updated'])}"
+    flags = (f" --only {settings['only']}" if settings.get("only") else "") + (
+        " --unscaled" if settings.get("unscaled") else ""
+    )
     lines = [
         "# bakemon on production-shaped traffic (issue 9)",
         "",
-        f"`python -m benchmarks.production --runs {settings['runs']} --seed {settings['seed']}`; "
+        f"`python -m benchmarks.production --runs {settings['runs']} --seed {settings['seed']}"
+        f"{flags}`; "
         f"code {_short(code['commit'])}{dirty}; α = {ALPHA}; {settings['wall_s']:.0f} s on "
         f"{settings['jobs']} workers.",
         "",

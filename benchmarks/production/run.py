@@ -177,6 +177,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"smoke run: --runs {QUICK_RUNS} (every variant, a minute or two)",
     )
     p.add_argument("--only", default=None, help="scenario numbers or names, comma-separated")
+    p.add_argument(
+        "--unscaled",
+        action="store_true",
+        help="every selected variant gets --runs runs (the acceptance runs: no per-variant share)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="output directory")
     p.add_argument("--code-label", default=None, help="what code is measured (default: from git)")
     p.add_argument(
@@ -199,15 +204,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def runs_of(v: Variant, runs: int) -> int:
-    """Runs of a variant: ``runs`` scaled by the variant's share, at least one."""
-    return max(1, math.ceil(runs * v.runs_scale))
+def runs_of(v: Variant, runs: int, unscaled: bool = False) -> int:
+    """Runs of a variant: ``runs`` scaled by the variant's share (unless ``unscaled``), at
+    least one."""
+    return runs if unscaled else max(1, math.ceil(runs * v.runs_scale))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run every selected variant, print the tables, write production.md, .json and .png."""
     args = parse_args(argv)
-    n_runs = {v.name: runs_of(v, args.runs) for v in args.variants}
+    n_runs = {v.name: runs_of(v, args.runs, args.unscaled) for v in args.variants}
     start = time.perf_counter()
     _log(f"production benchmark: {sum(n_runs.values())} bakes, {args.jobs} jobs")
     outcomes, cpu = _run_all(n_runs, args.seed, args.jobs, args.max_event_s, start)
@@ -328,6 +334,8 @@ def _settings(args: argparse.Namespace, wall_s: float) -> dict[str, Any]:
     return {
         "runs": args.runs,
         "seed": args.seed,
+        "only": args.only,
+        "unscaled": args.unscaled,
         "alpha": ALPHA,
         "jobs": args.jobs,
         "max_event_s": args.max_event_s,
@@ -337,7 +345,7 @@ def _settings(args: argparse.Namespace, wall_s: float) -> dict[str, Any]:
         else {"commit": args.code_label, "verdict_code_changed": ""},
         "variants": {
             v.name: {
-                "runs": runs_of(v, args.runs),
+                "runs": runs_of(v, args.runs, args.unscaled),
                 "truth": v.truth,
                 "policy": dict(v.policy),
                 "horizon_s": v.horizon_s,
