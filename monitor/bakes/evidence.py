@@ -42,7 +42,8 @@ class Evidence:
     * ``segment_tests``, ``max_segment_values``, ``segment_share``: per-value HALT tests of
       these segments (the first ``max_segment_values`` values seen per segment), which get
       ``segment_share`` of each metric's HALT budget, split evenly over every possible value
-      (§7.5; ``[]`` turns them off and gives the pooled test the whole budget);
+      (§7.5; ``[]`` turns them off and gives the pooled test the whole budget, as does a
+      segment the records do not carry);
     * ``canary_warmup_requests``, ``canary_warmup_s``: the canary's first requests and seconds
       (event time from its first window) are left out of the tests (§7.6).
     """

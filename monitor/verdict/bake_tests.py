@@ -16,7 +16,7 @@ from detectors.dispersion import DispersionAssessment, DispersionCheck
 from detectors.summary import CohortSummary
 from monitor.bakes.policy import Policy
 from monitor.verdict.build import Detector, halt_budgets, load_detector, make_detector
-from monitor.verdict.segments import SegmentFinding, SegmentTests, ServedCounts
+from monitor.verdict.segments import SegmentFinding, SegmentTests, ServedCounts, parse_label
 from monitor.verdict.windows import Warmup
 
 __all__ = ["BakeTests"]
@@ -28,22 +28,48 @@ class BakeTests:
     """The tests of one bake under its policy."""
 
     def __init__(self, policy: Policy) -> None:
-        pooled, per_value = halt_budgets(policy)
-        self.detectors: dict[str, Detector] = {
-            m: make_detector(policy, m, a) for m, a in pooled.items()
-        }
+        self.policy = policy
         ev = policy.evidence
-        self.segments = SegmentTests(
-            ev.segment_tests,
-            ev.max_segment_values,
-            per_value,
-            lambda metric, alpha: make_detector(policy, metric, alpha),
-        )
+        # The segments whose values get tests (and a share of the HALT budget): fixed at the
+        # first tested window, before any test has seen data (see _fix_budget).
+        self.budget_dims: tuple[str, ...] | None = None
+        self._build(ev.segment_tests)
         self.warmup = Warmup(ev.canary_warmup_requests, ev.canary_warmup_s)
         self.served = ServedCounts()
         self.dispersion = DispersionCheck()
         self.tested_canary = 0
         self.tested_baseline = 0
+
+    def _build(self, dims: Sequence[str]) -> None:
+        """Fresh pooled and segment tests, the HALT budget split over ``dims``' values."""
+        policy = self.policy
+        pooled, per_value = halt_budgets(policy, dims)
+        self.detectors: dict[str, Detector] = {
+            m: make_detector(policy, m, a) for m, a in pooled.items()
+        }
+        self.segments = SegmentTests(
+            dims,
+            policy.evidence.max_segment_values,
+            per_value,
+            lambda metric, alpha: make_detector(policy, metric, alpha),
+        )
+
+    def _fix_budget(self, cells: Sequence[Stratum]) -> None:
+        """At the first tested window: a segment whose values the records do not carry (no such
+        field, or one value only) gets no tests and no budget, so the pooled test keeps it.
+
+        Valid because the choice depends on the cells' labels only (which fields the records
+        have), never on their errors or latencies, and is made before any test has seen data.
+        """
+        seen: dict[str, set[str]] = {}
+        for label, _, _ in cells:
+            for dim, value in parse_label(label).items():
+                if value:
+                    seen.setdefault(dim, set()).add(value)
+        dims = tuple(d for d in self.policy.evidence.segment_tests if len(seen.get(d, ())) >= 2)
+        if dims != self.segments.dims:
+            self._build(dims)
+        self.budget_dims = dims
 
     def feed(
         self, strata: Sequence[Stratum], cells: Sequence[Stratum], start_s: float
@@ -57,6 +83,8 @@ class BakeTests:
         self.served.add(cells)
         if self.warmup.excludes(start_s, pooled_c.requests, pooled_b.requests):
             return None
+        if self.budget_dims is None:
+            self._fix_budget(cells)
         self._check_dispersion(strata)
         labels = [label for label, _, _ in strata]
         cs, bs = [c for _, c, _ in strata], [b for _, _, b in strata]
@@ -100,6 +128,7 @@ class BakeTests:
         return {
             "detectors": {k: d.state_dict() for k, d in self.detectors.items()},
             "tested": [self.tested_canary, self.tested_baseline],
+            "budget_dims": None if self.budget_dims is None else list(self.budget_dims),
             "segments": self.segments.state_dict(),
             "warmup": self.warmup.state_dict(),
             "served": self.served.state_dict(),
@@ -109,7 +138,14 @@ class BakeTests:
     def restore(self, state: Mapping[str, Any], tested: Sequence[int] | None) -> None:
         """Load an engine state's evidence (``tested`` None: a state from before windows, whose
         folded requests were all tested). A state from before the segment tests keeps its
-        pooled tests' whole budget and runs no segment tests."""
+        pooled tests' whole budget and runs no segment tests; one from before the budget was
+        fixed per bake (no ``budget_dims``) keeps the policy's segments."""
+        if "segments" in state:
+            dims = state.get("budget_dims", list(self.policy.evidence.segment_tests))
+            if dims is not None:
+                self.budget_dims = tuple(str(d) for d in dims)
+                if self.budget_dims != self.segments.dims:
+                    self._build(self.budget_dims)
         for k, d in state["detectors"].items():
             self.detectors[k] = load_detector(k, d)
         if tested is not None:
@@ -120,4 +156,5 @@ class BakeTests:
             self.served.restore(state["served"])
             self.dispersion = DispersionCheck.from_state(state["dispersion"])
         else:
+            self.budget_dims = ()
             self.segments = SegmentTests((), 1, {}, self.segments.factory)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.error_rate import ErrorRateTest
@@ -43,13 +43,17 @@ def load_detector(metric: str, state: Mapping[str, Any]) -> Detector:
     return (ErrorRateTest if metric == "error_rate" else LatencyTest).from_state(state)
 
 
-def halt_budgets(policy: Policy) -> tuple[dict[str, float], dict[str, float]]:
+def halt_budgets(
+    policy: Policy, dims: Sequence[str] | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
     """Each enabled metric's HALT α for the pooled test and for one segment value's test: the
-    per-segment tests take ``segment_share`` of the metric's budget, split over every value
-    that could be tested (``monitor.verdict.segments``)."""
+    per-segment tests of ``dims`` (default: the policy's ``segment_tests``) take
+    ``segment_share`` of the metric's budget, split over every value that could be tested
+    (``monitor.verdict.segments``); without any segment the pooled test keeps it all."""
     ev = policy.evidence
-    share = ev.segment_alpha_share
-    slots = max(len(ev.segment_tests) * ev.max_segment_values, 1)
+    dims = ev.segment_tests if dims is None else tuple(dims)
+    share = ev.segment_share if dims else 0.0
+    slots = max(len(dims) * ev.max_segment_values, 1)
     alphas = policy.halt_alphas()
     pooled = {m: a * (1.0 - share) for m, a in alphas.items()}
     per_value = {m: a * share / slots for m, a in alphas.items()} if share > 0 else {}

@@ -195,3 +195,48 @@ def test_warmup_by_time_and_its_pending_reason() -> None:
     v.update(CohortSummary(), CohortSummary(), None, cells={}, progress_s=t + 60, source=("r", 0), source_partitions=1)  # fmt: skip
     assert any(r.startswith("canary warm-up") for r in v.readout().reasons)
     assert v.document()["progress"]["warmup_requests"]["canary"] == 50
+
+
+def _feed_plain(v: BakeVerdict, rng: np.random.Generator, windows: int, label: str) -> int:
+    """Windows whose cells all carry ``label`` (``""``: records without zone or route)."""
+    for i in range(windows):
+        t = T0 + 10 * i
+        c, b = _summary(rng, 200, 0.02), _summary(rng, 200, 0.01)
+        cells = {(int(t // 10), label): (c, b)}
+        v.update(c, b, t + 9, cells=cells, progress_s=t + 9, source=("r", 0), source_partitions=1)
+        if v.decided:
+            return i + 1
+    return windows
+
+
+@pytest.mark.parametrize("label", ["", "route=/only", "zone=a|route=/only"])
+def test_segments_the_records_do_not_carry_keep_their_budget_in_the_pooled_test(
+    label: str,
+) -> None:
+    """Records without a segment field (or with one value of it) cannot be tested per value,
+    so the pooled test keeps the whole HALT budget: the bake decides exactly as one whose
+    policy has no segment tests."""
+    policy = {"min_canary_requests": 0, "latency": {"enabled": False}}
+    for seed in range(3):
+        a = BakeVerdict(_spec(**policy))
+        b = BakeVerdict(_spec(**policy, segment_tests=[]))
+        n_a = _feed_plain(a, np.random.default_rng(seed), 400, label)
+        n_b = _feed_plain(b, np.random.default_rng(seed), 400, label)
+        assert a.status is Status.HALT and n_a == n_b
+        assert a.readout().reasons == b.readout().reasons
+        assert a.document()["segments"] == {}
+        restored = BakeVerdict.from_state(a.state_dict())
+        assert restored.document() == a.document()
+
+
+def test_segments_the_records_carry_take_their_share() -> None:
+    """With zone and route values the per-value tests are built (and take their share of the
+    budget), and the choice survives a restore."""
+    policy = {"min_canary_requests": 0, "latency": {"enabled": False}}
+    for seed in range(3):
+        a = BakeVerdict(_spec(**policy))
+        _run(a, np.random.default_rng(seed), 300, per_window=600, error_p=0.01,
+             canary_p={r: 0.02 for r in ROUTES})  # fmt: skip
+        assert a.status is Status.HALT
+        assert set(a.document()["segments"]) == {"zone", "route"}
+        assert BakeVerdict.from_state(a.state_dict()).document() == a.document()
