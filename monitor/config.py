@@ -66,6 +66,7 @@ class Settings:
     api_max_streams: int = 64
     api_read_timeout_s: float = 10.0
     max_active_bakes: int = 1000
+    retention_s: float = 86_400.0
     ops_host: str = "0.0.0.0"
     ops_port: int = 8081
     stale_after_s: float = 120.0
@@ -103,6 +104,7 @@ _SCALARS: dict[str, type] = {
     "api_max_streams": int,
     "api_read_timeout_s": float,
     "max_active_bakes": int,
+    "retention_s": float,
     "ops_host": str,
     "ops_port": int,
     "stale_after_s": float,
@@ -263,6 +265,7 @@ def _validate(s: Settings) -> None:
         ("stale_after_s", s.stale_after_s > 0, "> 0"),
         ("api_workers", 1 <= s.api_workers <= 256, "in [1, 256]"),
         ("max_active_bakes", 1 <= s.max_active_bakes <= 1_000_000, "in [1, 1000000]"),
+        ("retention_s", 0 <= s.retention_s <= 31_536_000, "in [0, 31536000] (a year)"),
         ("api_max_connections", 1 <= s.api_max_connections <= 100_000, "in [1, 100000]"),
         ("api_max_streams", 1 <= s.api_max_streams <= 10_000, "in [1, 10000]"),
         ("api_read_timeout_s", 0 < s.api_read_timeout_s <= 600, "in (0, 600]"),

@@ -242,6 +242,7 @@ class Service:
             restore_source,
             checkpoint_interval_s=s.checkpoint_interval_s,
             unknown_bake_hold_s=s.unknown_bake_hold_s,
+            retention_s=s.retention_s,
             observe_fold_s=self.metrics.fold_seconds.observe,
         )
         self._spawn("judge", self.judge.step, self.judge.checkpoint, _closer(src, sink))

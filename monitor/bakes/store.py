@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -99,6 +100,7 @@ class BakeFollower(TopicFollower):
         self._specs: dict[str, BakeSpec] = {s.id: s for s in static}
         self._proposals: dict[bytes, BakeSpec] = {}
         self._registry = Registry(self._specs.values())
+        self._published = threading.Condition()
         self.invalid = 0
 
     def registry(self) -> Registry:
@@ -147,13 +149,18 @@ class BakeFollower(TopicFollower):
 
     def publish(self) -> None:
         merged = merge_specs(self._specs, self._proposals.values())
-        self._registry = Registry(sorted(merged.values(), key=lambda s: (s.start_s, s.id)))
+        registry = Registry(sorted(merged.values(), key=lambda s: (s.start_s, s.id)))
+        with self._published:
+            self._registry = registry
+            self._published.notify_all()
 
     def wait_for(self, bake_id: str, timeout_s: float) -> bool:
-        """Wait until ``bake_id`` is in the registry (e.g. a partial arrived first)."""
+        """Wait until ``bake_id`` is in the registry (woken by each publication)."""
         deadline = time.monotonic() + timeout_s
-        while bake_id not in self._registry:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
+        with self._published:
+            while bake_id not in self._registry:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._published.wait(min(left, 0.5))
         return True

@@ -37,7 +37,7 @@ from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import Rejection
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import FieldMap
-from monitor.verdict.windows import merge_cells
+from monitor.verdict.windows import MAX_CELL_LABELS, merge_cells
 
 __all__ = ["Ingest", "IngestStats"]
 
@@ -237,7 +237,7 @@ class Ingest:
             pair[BASELINE].merge(inc.baseline)
             pair[CANARY].merge(inc.canary)
             acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
-            merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items())
+            merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items(), MAX_CELL_LABELS)
         acc.progress_s = clock.progress_s
         acc.upto = max(acc.upto, upto)
         acc.dirty = True

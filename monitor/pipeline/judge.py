@@ -29,8 +29,9 @@ from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout
 from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.held import Held, HeldPartials
 from monitor.pipeline.partials import BlockFold, Increment, Partial, PartialError
-from monitor.pipeline.snapshot import Snapshot, SnapshotError
+from monitor.pipeline.snapshot import Retired, Snapshot, SnapshotError
 from monitor.verdict.alerts import alert_from_event
+from monitor.verdict.document import iso
 from monitor.verdict.engine import BakeVerdict, VerdictEvent
 
 __all__ = ["Judge", "JudgeStats", "feed"]
@@ -39,6 +40,7 @@ log = logging.getLogger("bakemon.judge")
 
 DEFAULT_CHECKPOINT_INTERVAL_S = 1.0
 DEFAULT_UNKNOWN_BAKE_HOLD_S = 300.0
+DEFAULT_RETENTION_S = 86_400.0
 MAX_POLL_RECORDS = 2_000
 
 
@@ -49,6 +51,7 @@ class _BakeState:
     partition: int
     last_offset: int = -1
     dirty: bool = False
+    final_since: float | None = None  # wall clock: first seen decided or cancelled
 
 
 @dataclass
@@ -71,6 +74,8 @@ class JudgeStats:
     commit_failures: int = 0
     last_poll_s: float = 0.0
     restored: int = 0
+    retired: int = 0  # bakes retired from the live set (retention_s after their decision)
+    retired_partials: int = 0  # partials of retired bakes, skipped
 
 
 def feed(verdict: BakeVerdict, partial: Partial, inc: Increment | None) -> list[VerdictEvent]:
@@ -108,7 +113,9 @@ class Judge:
         *,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         unknown_bake_hold_s: float = DEFAULT_UNKNOWN_BAKE_HOLD_S,
+        retention_s: float = DEFAULT_RETENTION_S,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         observe_fold_s: Callable[[float], None] | None = None,
     ) -> None:
         for name, value in (
@@ -123,7 +130,12 @@ class Judge:
         self.layout = layout
         self.registry = registry
         self.restore_source = restore_source
+        if not retention_s >= 0:
+            msg = f"retention_s must be >= 0, got {retention_s}"
+            raise ConfigError(msg, value=retention_s)
+        self.retention_s = retention_s
         self.clock = clock
+        self.wall = wall
         self.observe_fold_s = observe_fold_s
         self.stats = JudgeStats()
         self._checkpoint = Checkpoint(
@@ -136,6 +148,8 @@ class Judge:
         self._published: dict[str, bytes] = {}  # last document acknowledged (or refused) per bake
         self._sent_docs: dict[str, bytes] = {}  # documents of the checkpoint in flight
         self._written: list[_BakeState] = []  # snapshots of the checkpoint in flight
+        self._retired: dict[str, int] = {}  # retired bake → its partition (a marker only)
+        self._retiring: list[str] = []  # retirements of the checkpoint in flight
         # Bakes restored from a v1 value: their document (which replaces that value) waits
         # until their first v2 snapshot is acknowledged, or the next owner would find neither.
         self._legacy: set[str] = set()
@@ -151,7 +165,7 @@ class Judge:
         legacy = self._read(self.layout.verdicts, partition)
         restored = 0
         for key, value in state.values.items():
-            restored += self._restore_one(partition, key, value, Snapshot.decode)
+            restored += self._restore_one(partition, key, value, Snapshot.decode_any)
         for key, value in legacy.values.items():
             if state.values.get(key) is None:
                 restored += self._restore_one(
@@ -172,7 +186,7 @@ class Judge:
         partition: int,
         key: bytes,
         value: bytes | None,
-        decode: Callable[[bytes], Snapshot | None],
+        decode: Callable[[bytes], Snapshot | Retired | None],
         *,
         legacy: bool = False,
     ) -> int:
@@ -186,10 +200,19 @@ class Judge:
             return 0
         if s is None:
             return 0
+        if isinstance(s, Retired):
+            self._retired[s.bake] = partition
+            return 0
         bake_id = s.verdict.spec.id
         self._bakes[bake_id] = _BakeState(
-            s.verdict, s.fold, partition, s.partials_offset, dirty=legacy
+            s.verdict,
+            s.fold,
+            partition,
+            s.partials_offset,
+            dirty=legacy,
+            final_since=s.final_since_s,
         )
+        self._note_final(self._bakes[bake_id])  # a state from before retention_s existed
         if legacy:
             self._legacy.add(bake_id)
         return 1
@@ -199,6 +222,8 @@ class Judge:
             del self._bakes[bake_id]
             self._published.pop(bake_id, None)
             self._legacy.discard(bake_id)
+        for bake_id in [b for b, p in self._retired.items() if p == partition]:
+            del self._retired[bake_id]
         self._positions.pop(partition, None)
         self._held.drop(partition)
 
@@ -258,6 +283,13 @@ class Judge:
             self._alert(ev, st.verdict.spec)
         if events or st.verdict.spec != before:
             st.dirty = True
+        self._note_final(st)
+
+    def _note_final(self, st: _BakeState) -> None:
+        """Start a bake's retention clock when it is first seen decided or cancelled."""
+        if st.final_since is None and (st.verdict.decided or st.verdict.spec.end_s is not None):
+            st.final_since = self.wall()
+            st.dirty = True
 
     def _alert(self, ev: VerdictEvent, spec: BakeSpec) -> None:
         alert = alert_from_event(ev, spec)
@@ -283,6 +315,9 @@ class Judge:
         except PartialError as exc:
             self.stats.malformed += 1
             log.warning("skipping malformed partial at %d/%d: %s", partition, offset, exc)
+            return
+        if partial.bake in self._retired:  # decided long ago: its document stays as it is
+            self.stats.retired_partials += 1
             return
         st = self._bakes.get(partial.bake)
         if st is None and partial.bake in reg:
@@ -310,6 +345,7 @@ class Judge:
             self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset
         st.dirty = True
+        self._note_final(st)
 
     def _dead_letter(self, h: Held) -> None:
         self.stats.unknown_bake_dead_letters += 1
@@ -341,15 +377,19 @@ class Judge:
         return ok
 
     def send_outputs(self, sink: Sink) -> None:
-        self._written, self._sent_docs = [], {}
+        self._written, self._sent_docs, self._retiring = [], {}, []
         # A partition revoked since the last poll has a new owner: its bakes are not ours to write.
         owned = {p for t, p in self.source.assignment() if t == self.layout.partials}
+        now = self.wall()
         for bake_id, st in self._bakes.items():
             if st.partition not in owned:
                 continue
+            if st.final_since is not None and now - st.final_since >= self.retention_s:
+                self._send_retirement(sink, bake_id, st, now)
+                continue
             changed = st.dirty
             if changed:
-                snap = Snapshot(st.verdict, st.fold, st.last_offset).encode()
+                snap = Snapshot(st.verdict, st.fold, st.last_offset, st.final_since).encode()
                 sink.send(self.layout.state, snap, key=bake_id.encode(), partition=st.partition)
                 self._written.append(st)
                 st.dirty = False
@@ -357,6 +397,15 @@ class Judge:
             # After an assignment the previous owner may have died between state and document.
             if bake_id not in self._legacy and (changed or bake_id not in self._published):
                 self._send_document(sink, bake_id, st)
+
+    def _send_retirement(self, sink: Sink, bake_id: str, st: _BakeState, now: float) -> None:
+        """Its last document (marked ``retired_at``) and the marker that replaces its state."""
+        doc = orjson.dumps({**st.verdict.document(), "retired_at": iso(now)})
+        marker = Retired(bake_id, st.last_offset, now).encode()
+        sink.send(self.layout.state, marker, key=bake_id.encode(), partition=st.partition)
+        if len(doc) <= DOCUMENT_MAX_BYTES:
+            sink.send(self.layout.verdicts, doc, key=bake_id.encode(), partition=st.partition)
+        self._retiring.append(bake_id)
 
     def _send_document(self, sink: Sink, bake_id: str, st: _BakeState) -> None:
         doc = orjson.dumps(st.verdict.document())
@@ -379,10 +428,17 @@ class Judge:
     def outputs_failed(self) -> None:
         for st in self._written:
             st.dirty = True
-        self._written, self._sent_docs = [], {}
+        self._written, self._sent_docs, self._retiring = [], {}, []
 
     def outputs_acked(self) -> Mapping[TP, int]:
         self._published.update(self._sent_docs)
+        for bake_id in self._retiring:
+            st = self._bakes.pop(bake_id)
+            self._retired[bake_id] = st.partition
+            self._published.pop(bake_id, None)
+            self.stats.retired += 1
+            log.info('bake "%s" retired from the live set (retention_s)', bake_id)
+        self._retiring = []
         self._legacy.difference_update(st.verdict.spec.id for st in self._written)
         self._written, self._sent_docs = [], {}
         commits: dict[TP, int] = {}

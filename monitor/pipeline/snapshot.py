@@ -17,7 +17,13 @@ from monitor.errors import MonitorError
 from monitor.pipeline.partials import BlockFold
 from monitor.verdict.engine import BakeVerdict
 
-__all__ = ["LEGACY_FORMAT_VERSION", "SNAPSHOT_FORMAT_VERSION", "Snapshot", "SnapshotError"]
+__all__ = [
+    "LEGACY_FORMAT_VERSION",
+    "SNAPSHOT_FORMAT_VERSION",
+    "Retired",
+    "Snapshot",
+    "SnapshotError",
+]
 
 # 2: its own topic. 1 was {"document", "state"} in the verdicts topic; it is still read, so an
 # upgrade in the middle of a bake continues the bake instead of restarting its totals.
@@ -30,22 +36,46 @@ class SnapshotError(MonitorError):
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """One bake's judge state."""
+class Retired:
+    """A bake retired from the live set ``retention_s`` after it was decided or cancelled: its
+    last document stays readable, the judge keeps only this marker (later partials are
+    skipped)."""
 
-    verdict: BakeVerdict
-    fold: BlockFold
+    bake: str
     partials_offset: int
+    retired_at_s: float
 
     def encode(self) -> bytes:
         return orjson.dumps(
             {
                 "v": SNAPSHOT_FORMAT_VERSION,
-                "verdict": self.verdict.state_dict(),
-                "fold": self.fold.state_dict(),
+                "retired": self.bake,
                 "partials_offset": self.partials_offset,
+                "retired_at": self.retired_at_s,
             }
         )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One bake's judge state; ``final_since_s``: wall-clock time the judge first saw it
+    decided or cancelled (the start of its ``retention_s``)."""
+
+    verdict: BakeVerdict
+    fold: BlockFold
+    partials_offset: int
+    final_since_s: float | None = None
+
+    def encode(self) -> bytes:
+        d = {
+            "v": SNAPSHOT_FORMAT_VERSION,
+            "verdict": self.verdict.state_dict(),
+            "fold": self.fold.state_dict(),
+            "partials_offset": self.partials_offset,
+        }
+        if self.final_since_s is not None:
+            d["final_since"] = self.final_since_s
+        return orjson.dumps(d)
 
     @classmethod
     def decode_legacy(cls, raw: bytes) -> Snapshot | None:
@@ -67,16 +97,30 @@ class Snapshot:
 
     @classmethod
     def decode(cls, raw: bytes) -> Snapshot:
+        """A bake's snapshot; :class:`SnapshotError` for anything else (a retirement too)."""
+        s = cls.decode_any(raw)
+        if isinstance(s, Retired):
+            msg = f'bake "{s.bake}" is retired: its state holds no snapshot'
+            raise SnapshotError(msg)
+        return s
+
+    @classmethod
+    def decode_any(cls, raw: bytes) -> Snapshot | Retired:
+        """A state-topic value: a snapshot, or a retired bake's marker."""
         try:
             d = orjson.loads(raw)
             if not isinstance(d, dict) or d.get("v") != SNAPSHOT_FORMAT_VERSION:
                 version = d.get("v") if isinstance(d, dict) else None
                 msg = f"unsupported snapshot format version {version!r}"
                 raise SnapshotError(msg, value=version)
+            if "retired" in d:
+                return Retired(str(d["retired"]), int(d["partials_offset"]), float(d["retired_at"]))
+            since = d.get("final_since")
             return cls(
                 BakeVerdict.from_state(d["verdict"]),
                 BlockFold.from_state(d["fold"]),
                 int(d["partials_offset"]),
+                None if since is None else float(since),
             )
         except SnapshotError:
             raise

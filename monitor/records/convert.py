@@ -24,6 +24,7 @@ from monitor.records.columns import Categorical
 __all__ = [
     "ABSENT",
     "BAD_STATUS",
+    "MAX_LABEL_CHARS",
     "Labels",
     "encode_labels",
     "error_flags",
@@ -210,6 +211,10 @@ def codes_in(column: Labels, names: set[str], m: int) -> BoolArray:
     return np.isin(column.codes, np.asarray(codes, dtype=np.int32))
 
 
+# A label (service, version, cohort, segment value) longer than this is cut, marked "…".
+MAX_LABEL_CHARS = 256
+
+
 def encode_labels(col: list[Any], *, default: str = "", lower: bool = False) -> Labels:
     """Encode a string column; absent values become ``default``, containers are bad."""
     m = len(col)
@@ -223,6 +228,8 @@ def encode_labels(col: list[Any], *, default: str = "", lower: bool = False) -> 
     code_of: dict[str, int] = {}
     for key in keys:
         name = default if key is None else key.strip()
+        if len(name) > MAX_LABEL_CHARS:  # bounded memory and partials whatever the input
+            name = name[: MAX_LABEL_CHARS - 1] + "…"
         if name in ABSENT:
             name = default
         elif lower:

@@ -106,7 +106,8 @@ class ApiActions:
             out = document_without_data(registry.get(bake_id))
         else:
             age_s = self.clock() - arrived.get(bake_id, 0.0)
-            stale = not interpret(doc).final and age_s > self.settings.stale_after_s
+            retired = bool(doc.get("retired_at"))
+            stale = not retired and not interpret(doc).final and age_s > self.settings.stale_after_s
             out = {**doc, "stale": stale}
         if bake_id in registry and (end := registry.get(bake_id).end_s) is not None:
             out["cancelled_at"] = iso(end)

@@ -46,6 +46,16 @@ _JUDGE_COUNTERS = (
     ),
     ("bakemon_judge_snapshots_written", "Judge state snapshots written.", "snapshots"),
     (
+        "bakemon_bakes_retired",
+        "Bakes retired from the live set retention_s after their decision or cancel.",
+        "retired",
+    ),
+    (
+        "bakemon_partials_of_retired_bakes",
+        "Partials of retired bakes, skipped (their documents stay as retired).",
+        "retired_partials",
+    ),
+    (
         "bakemon_judge_snapshots_unreadable",
         "State snapshots that could not be restored (the bake restarts from its partials).",
         "unreadable_snapshots",
@@ -173,8 +183,10 @@ class _Collector(Collector):
         yield poll
 
 
-def _bake_metrics(docs: list[dict[str, Any]]) -> Iterator[Metric]:
-    """Per-bake gauges from the verdict documents (bake ids are bounded by the active bakes)."""
+def _bake_metrics(all_docs: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Per-bake gauges from the verdict documents of the live set: bakes not yet retired
+    (``retention_s`` after their decision), so the bake label stays bounded."""
+    docs = [d for d in all_docs if not d.get("retired_at")]
     active = GaugeMetricFamily("bakemon_active_bakes", "Bakes not yet decided.")
     active.add_metric([], sum(1 for d in docs if not interpret(d).final))
     yield active

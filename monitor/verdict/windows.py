@@ -26,7 +26,17 @@ from typing import Any
 
 from detectors.summary import CohortSummary
 
-__all__ = ["OTHER_STRATUM", "Cells", "ClosedWindow", "Warmup", "WindowBuffer"]
+__all__ = [
+    "MAX_CELL_LABELS",
+    "OTHER_STRATUM",
+    "OVERFLOW_VALUE",
+    "Cells",
+    "ClosedWindow",
+    "Warmup",
+    "WindowBuffer",
+    "merge_cells",
+    "overflow_label",
+]
 
 OTHER_STRATUM = "other"
 STATE_VERSION = 1
@@ -225,14 +235,40 @@ def single_cell(
     return {(math.floor(event_time_s / window_s), ""): (canary, baseline)}
 
 
+# A window's cells per bake and block at ingest: a segment with unbounded values (ids in a
+# route) must not grow a partial past the message limit; the excess shares one label.
+MAX_CELL_LABELS = 256
+OVERFLOW_VALUE = "(other)"
+
+
+def overflow_label(label: str) -> str:
+    """``zone=a|route=/x`` → ``zone=(other)|route=(other)``: where excess cells go."""
+    return "|".join(f"{part.partition('=')[0]}={OVERFLOW_VALUE}" for part in label.split("|"))
+
+
 def merge_cells(
     into: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]],
     cells: Iterable[tuple[tuple[int, str], tuple[CohortSummary, CohortSummary]]],
+    max_labels: int | None = None,
 ) -> None:
     """Add ``cells`` into ``into``; a key seen for the first time takes the given summaries
-    (not copies: hand over summaries nobody else keeps)."""
-    for key, (c, b) in cells:
+    (not copies: hand over summaries nobody else keeps). With ``max_labels``, a window that
+    already has that many labels takes a new one's summaries under :func:`overflow_label`."""
+    items = list(cells)
+    per_window: dict[int, int] | None = None
+    if max_labels is not None and len(into) + len(items) > max_labels:
+        per_window = {}
+        for w, _ in into:
+            per_window[w] = per_window.get(w, 0) + 1
+    for key, (c, b) in items:
         have = into.get(key)
+        if have is None and per_window is not None:
+            w = key[0]
+            if per_window.get(w, 0) >= max_labels:  # type: ignore[operator]
+                key = (w, overflow_label(key[1]))
+                have = into.get(key)
+            if have is None:
+                per_window[w] = per_window.get(w, 0) + 1
         if have is None:
             into[key] = (c, b)
         else:

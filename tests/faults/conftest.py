@@ -12,8 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from proxy import FaultProxy
-
+from benchmarks.faults.proxy import FaultProxy
 from monitor.kafka.broker import EmbeddedBroker, free_port
 
 

@@ -18,8 +18,8 @@ from _pipeline import (
     wait_until,
     write_config,
 )
-from proxy import FaultProxy
 
+from benchmarks.faults.proxy import FaultProxy
 from monitor.config import load_settings
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.service import Service, configure_logging

@@ -415,3 +415,22 @@ def test_categorical_codes_and_categories_are_consistent() -> None:
     assert cat.isin(["h1", "h2"]).tolist() == [h in ("h1", "h2") for h in hosts]
     assert Categorical.from_values(hosts).categories == cat.categories
     assert np.array_equal(Categorical.from_values(hosts).codes, cat.codes)
+
+
+def test_overlong_labels_are_cut_so_memory_and_partials_stay_bounded() -> None:
+    """A 100 kB route (or version) is cut to MAX_LABEL_CHARS, marked; two long values with the
+    same start become one label; short values are untouched."""
+    from monitor.records.convert import MAX_LABEL_CHARS
+
+    base = {"ts": 1764323000.5, "service": "s", "version": "v1", "status": 200, "latency_ms": 5}
+    lines = [
+        orjson.dumps({**base, "route": "/" + "r" * 100_000}),
+        orjson.dumps({**base, "route": "/" + "r" * 50_000}),
+        orjson.dumps({**base, "route": "/api"}),
+    ]
+    r = decode_batch(lines, PRESETS["plain"])
+    route = r.batch.segments["route"]
+    values = route.values().tolist()
+    assert values[2] == "/api"
+    assert values[0] == values[1] and len(values[0]) == MAX_LABEL_CHARS
+    assert values[0].endswith("…") and values[0].startswith("/rrr")

@@ -7,7 +7,12 @@ import pytest
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.verdict.engine import BakeVerdict
-from monitor.verdict.windows import OTHER_STRATUM, WindowBuffer
+from monitor.verdict.windows import (
+    OTHER_STRATUM,
+    WindowBuffer,
+    merge_cells,
+    overflow_label,
+)
 
 T0 = 1_795_824_000.0  # a multiple of 10 s
 
@@ -120,3 +125,31 @@ def test_a_lagging_canary_within_the_allowed_lateness_is_fully_tested(late_s: fl
             v.update(CohortSummary(100, 1), CohortSummary(), t, cells=c, progress_s=t + 9, source=("t", 0), source_partitions=1)  # fmt: skip
     doc = v.document()
     assert doc["progress"]["late_requests"] == {"canary": 0, "baseline": 0}
+
+
+def _one(n: int) -> CohortSummary:
+    s = CohortSummary()
+    s.update([0.05] * n, [False] * n)
+    return s
+
+
+def test_cells_beyond_the_label_cap_share_the_overflow_label() -> None:
+    """A segment with unbounded values cannot grow a window's cells without bound: past
+    ``max_labels`` labels per window, new labels merge into one overflow label per window, and
+    no request is lost."""
+    into: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]] = {}
+    cells = [((w, f"zone=a|route=/u/{i}"), (_one(1), _one(2))) for w in (7, 8) for i in range(50)]
+    merge_cells(into, cells, max_labels=10)
+    assert overflow_label("zone=a|route=/u/1") == "zone=(other)|route=(other)"
+    for w in (7, 8):
+        labels = [label for ww, label in into if ww == w]
+        assert len(labels) == 11 and (w, "zone=(other)|route=(other)") in into
+        assert sum(into[(w, x)][0].requests for x in labels) == 50
+        assert sum(into[(w, x)][1].requests for x in labels) == 100
+    # a label already present keeps merging into itself
+    merge_cells(into, [((7, "zone=a|route=/u/0"), (_one(3), _one(0)))], max_labels=10)
+    assert into[(7, "zone=a|route=/u/0")][0].requests == 4
+    # without a cap nothing is folded
+    free: dict[tuple[int, str], tuple[CohortSummary, CohortSummary]] = {}
+    merge_cells(free, cells)
+    assert len(free) == 100

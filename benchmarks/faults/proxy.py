@@ -1,5 +1,6 @@
 """A loopback TCP fault proxy: forwards ``listen_port`` → ``target_port`` and can cut (reset
-every connection and refuse new ones), stall (hold connections, forward nothing) or heal.
+every connection and refuse new ones), stall (hold connections, forward nothing), slow (delay
+every chunk forwarded) or heal.
 
 Only 127.0.0.1, daemon threads, and :meth:`close` ends everything: it cannot outlive a test.
 """
@@ -20,7 +21,8 @@ class FaultProxy:
         self._listen = socket.create_server(("127.0.0.1", listen_port))
         self._listen.settimeout(0.2)
         self.port = self._listen.getsockname()[1]
-        self.mode = "pass"  # "pass" | "cut" | "stall"
+        self.mode = "pass"  # "pass" | "cut" | "stall" | "slow"
+        self.delay_s = 0.0
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -45,8 +47,14 @@ class FaultProxy:
         """Keep connections open but forward nothing (a hung broker or a black-holed link)."""
         self.mode = "stall"
 
+    def slow(self, delay_s: float) -> None:
+        """Forward, but hold every chunk ``delay_s`` first (a congested or distant link)."""
+        self.delay_s = delay_s
+        self.mode = "slow"
+
     def heal(self) -> None:
         self.mode = "pass"
+        self.delay_s = 0.0
 
     def _accept(self) -> None:
         while not self._stop.is_set():
@@ -70,7 +78,7 @@ class FaultProxy:
 
     def _pump(self) -> None:
         while not self._stop.is_set():
-            if self.mode != "pass":
+            if self.mode not in ("pass", "slow"):
                 self._stop.wait(0.05)
                 continue
             with self._lock:
@@ -94,6 +102,8 @@ class FaultProxy:
     def _forward(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             data = src.recv(65536)
+            if data and self.delay_s > 0:
+                self._stop.wait(self.delay_s)
             if data:
                 dst.setblocking(True)
                 dst.settimeout(5)
