@@ -264,6 +264,23 @@ OPENAPI: dict[str, Any] = {
                     "decided": {"type": "boolean"},
                     "resolution": {"type": ["string", "null"]},
                     "reasons": {"type": "array", "items": {"type": "string"}},
+                    "decision": {
+                        "type": ["object", "null"],
+                        "description": "Fixed when the bake decides (or is overridden): "
+                        "status, reason, at, requests, per metric finding, estimate, lower, "
+                        "upper, e_value_halt, halt_needs, e_value_promote; segment (the value "
+                        "whose test HALTed), override. Never changes afterwards.",
+                    },
+                    "live": {
+                        "type": ["string", "null"],
+                        "description": "Set once decided: progress, metrics and segments "
+                        "keep updating; decision holds the figures at the decision.",
+                    },
+                    "retired_at": {
+                        "type": "string",
+                        "description": "Present once the bake retired from the live set "
+                        "(retention_s after its decision or cancel).",
+                    },
                     "progress": {"type": "object"},
                     "progress_text": {"type": "string"},
                     "metrics": {"type": "object"},

@@ -120,6 +120,13 @@ class BakeTests:
         """(canary, baseline) requests per value of a cell segment; None for other segments."""
         return self.served.of(dim) if dim in self.served else None
 
+    def halt_needs(self) -> tuple[dict[str, float], dict[str, float]]:
+        """The HALT e-value thresholds (1/α): per metric of the pooled test, and of one
+        segment value's test."""
+        dims = self.policy.evidence.segment_tests if self.budget_dims is None else self.budget_dims
+        pooled, per_value = halt_budgets(self.policy, dims)
+        return {m: 1.0 / a for m, a in pooled.items()}, {m: 1.0 / a for m, a in per_value.items()}
+
     def dispersion_reading(self) -> DispersionAssessment:
         return self.dispersion.assess()
 

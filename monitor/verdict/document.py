@@ -41,6 +41,7 @@ from detectors.base import Assessment
 from detectors.dispersion import DispersionAssessment
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
+from monitor.verdict.decision import LIVE_NOTE
 
 __all__ = [
     "GATE_BROKEN",
@@ -144,6 +145,7 @@ class Readout:
     evidence: Evidence = field(default_factory=lambda: Evidence())
     segments: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     dispersion: DispersionAssessment | None = None
+    decision: Mapping[str, Any] | None = None
 
     @property
     def decided(self) -> bool:
@@ -263,6 +265,8 @@ def build_document(
         "decided": r.decided,
         "resolution": r.resolution,
         "reasons": list(r.reasons),
+        "decision": None if r.decision is None else dict(r.decision),
+        "live": LIVE_NOTE if r.decided else None,
         "progress": _progress(r),
         "progress_text": progress_text,
         "metrics": _metrics(r),

@@ -28,6 +28,7 @@ from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
 from monitor.verdict.bake_tests import BakeTests
+from monitor.verdict.decision import freeze_decision, promote_reason
 from monitor.verdict.document import Evidence, Readout, Status, build_document, iso
 from monitor.verdict.windows import Cells, ClosedWindow, WindowBuffer, single_cell
 
@@ -69,6 +70,7 @@ class BakeVerdict:
         self._resolution: str | None = None
         self._decided_at_s: float | None = None
         self._decision_reason: str | None = None
+        self._decision: dict[str, Any] | None = None  # frozen at the decision (issue 11)
         self._blast_alerted = False
         self._override: dict[str, Any] | None = None
         self._override_source: dict[str, Any] | None = None
@@ -207,7 +209,27 @@ class BakeVerdict:
         self._decided_at_s = now
         self._decision_reason = reason
         self._resolution = self._resolution_of(status)
+        self._freeze(status, reason, now)
         events.append(VerdictEvent("verdict", self.spec.id, status, reason, now))
+
+    def _freeze(self, status: Status, reason: str, at_s: float) -> None:
+        pooled, per_value = self._tests.halt_needs()
+        self._decision = freeze_decision(
+            status=status.value,
+            reason=reason,
+            at=iso(at_s),
+            requests={
+                "canary": self._canary.requests,
+                "baseline": self._baseline.requests,
+                "tested_canary": self._tests.tested_canary,
+                "tested_baseline": self._tests.tested_baseline,
+            },
+            found=self._assessments(),
+            halt_needs=pooled,
+            segment=self._tests.segment_regression(),
+            segment_halt_needs=per_value,
+            override=self._override,
+        )
 
     def _resolution_of(self, status: Status) -> str | None:
         """What an INCONCLUSIVE status resolves to under the policy (``on_inconclusive``)."""
@@ -246,7 +268,7 @@ class BakeVerdict:
             and self._tests.tested_canary
             and self._tests.tested_baseline
         ):
-            self._decide(Status.PROMOTE, self._promote_reason(found), now, events)
+            self._decide(Status.PROMOTE, promote_reason(self.spec.policy, found), now, events)
             return
         over_requests = self._tests.tested_canary >= policy.max_canary_requests
         over_time = (
@@ -259,19 +281,6 @@ class BakeVerdict:
                 else f"bake duration reached maximum {policy.max_duration_s:g}s"
             )
             self._decide(Status.INCONCLUSIVE, f"{limit} without a decision", now, events)
-
-    def _promote_reason(self, found: Mapping[str, Assessment]) -> str:
-        """Which tolerance proved each metric, e.g. ``error rate < 1.2x baseline``."""
-        policy, claims = self.spec.policy, []
-        err = found.get("error_rate")
-        if err is not None:
-            if err.detail.get("promote_path") == "absolute":
-                claims.append(f"error rate excess < {policy.errors.abs_tol:g} (absolute)")
-            else:
-                claims.append(f"error rate < {1 + policy.errors.tol:g}x baseline")
-        if "latency" in found:
-            claims.append(f"latency at most {1 + policy.latency.tol:g}x slower at each threshold")
-        return f"all metrics non-inferior ({'; '.join(claims)}) and minimums met"
 
     def _pending_reasons(self, found: Mapping[str, Assessment], now: float) -> list[str]:
         """Why the bake cannot promote now (empty = it can)."""
@@ -342,6 +351,7 @@ class BakeVerdict:
         self._decided_at_s = at_s
         self._decision_reason = f"operator override by {who}: {why}"
         self._resolution = self._resolution_of(status)
+        self._freeze(status, self._decision_reason, at_s)
         self._override_source = source
         return VerdictEvent("override", self.spec.id, status, self._decision_reason, at_s)
 
@@ -401,6 +411,7 @@ class BakeVerdict:
             evidence=self._evidence(),
             segments=self._tests.segments.breakdown(),
             dispersion=self._tests.dispersion_reading(),
+            decision=self._decision,
         )
 
     def _evidence(self) -> Evidence:
@@ -438,6 +449,7 @@ class BakeVerdict:
             "resolution": self._resolution,
             "decided_at_s": self._decided_at_s,
             "decision_reason": self._decision_reason,
+            "decision": self._decision,
             "blast_alerted": self._blast_alerted,
             "override": self._override,
             "override_source": self._override_source,
@@ -461,6 +473,7 @@ class BakeVerdict:
         obj._resolution = state["resolution"]
         obj._decided_at_s = state["decided_at_s"]
         obj._decision_reason = state["decision_reason"]
+        obj._decision = state.get("decision")  # None in states from before it existed
         obj._blast_alerted = bool(state["blast_alerted"])
         obj._override = state["override"]
         obj._override_source = state.get("override_source")

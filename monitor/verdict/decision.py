@@ -1,0 +1,84 @@
+"""The decision, frozen (issue 11): what the verdict document's ``decision`` holds.
+
+When a bake decides (or an operator overrides it) the engine keeps, once, the figures of that
+moment: status, reason, requests, and per metric its finding, ratio estimate and bounds, its
+evidence and the evidence HALT needed. The document's ``progress``, ``metrics`` and
+``segments`` keep updating after the decision (records still arrive); ``decision`` never
+changes again, so a reason that quotes a ratio always agrees with the figures beside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from detectors.base import Assessment
+from monitor.bakes.policy import Policy
+from monitor.verdict.segments import SegmentFinding
+
+__all__ = ["LIVE_NOTE", "freeze_decision", "promote_reason"]
+
+LIVE_NOTE = (
+    "progress, metrics and segments are live and keep updating after the decision; "
+    "decision holds the figures at the moment it was taken"
+)
+
+
+def _metric(a: Assessment, halt_needs: float | None) -> dict[str, Any]:
+    return {
+        "finding": a.finding.value,
+        "estimate": a.estimate,
+        "lower": a.lower,
+        "upper": a.upper,
+        "e_value_halt": a.e_halt,
+        "halt_needs": halt_needs,
+        "e_value_promote": a.e_promote,
+        "canary_requests": a.canary_requests,
+        "baseline_requests": a.baseline_requests,
+    }
+
+
+def freeze_decision(
+    *,
+    status: str,
+    reason: str,
+    at: str | None,
+    requests: Mapping[str, int],
+    found: Mapping[str, Assessment],
+    halt_needs: Mapping[str, float],
+    segment: SegmentFinding | None = None,
+    segment_halt_needs: Mapping[str, float] | None = None,
+    override: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``decision`` object (JSON-able). ``halt_needs``: per metric, the HALT e-value
+    threshold of the pooled test (1/α); ``segment``: the per-value test that HALTed, if one
+    did, with its own threshold from ``segment_halt_needs``."""
+    seg = None
+    if segment is not None:
+        a = segment.assessment
+        needs = (segment_halt_needs or {}).get(a.metric)
+        seg = {"segment": segment.segment, "value": segment.value, "metric": a.metric}
+        seg |= _metric(a, needs)
+    return {
+        "status": status,
+        "reason": reason,
+        "at": at,
+        "requests": dict(requests),
+        "metrics": {name: _metric(a, halt_needs.get(name)) for name, a in found.items()},
+        "segment": seg,
+        "override": None if override is None else dict(override),
+    }
+
+
+def promote_reason(policy: Policy, found: Mapping[str, Assessment]) -> str:
+    """Which tolerance proved each metric, e.g. ``error rate < 1.2x baseline``."""
+    claims = []
+    err = found.get("error_rate")
+    if err is not None:
+        if err.detail.get("promote_path") == "absolute":
+            claims.append(f"error rate excess < {policy.errors.abs_tol:g} (absolute)")
+        else:
+            claims.append(f"error rate < {1 + policy.errors.tol:g}x baseline")
+    if "latency" in found:
+        claims.append(f"latency at most {1 + policy.latency.tol:g}x slower at each threshold")
+    return f"all metrics non-inferior ({'; '.join(claims)}) and minimums met"
