@@ -7,6 +7,7 @@ the roles get plain values from it. Nothing reads the environment at import time
 from __future__ import annotations
 
 import os
+import socket
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -67,6 +68,8 @@ class Settings:
     api_read_timeout_s: float = 10.0
     max_active_bakes: int = 1000
     retention_s: float = 86_400.0
+    external_url: str = ""
+    runbook_url: str = ""
     ops_host: str = "0.0.0.0"
     ops_port: int = 8081
     stale_after_s: float = 120.0
@@ -78,6 +81,15 @@ class Settings:
     @property
     def layout(self) -> TopicLayout:
         return TopicLayout(self.topic_prefix, self.partials_partitions, 1, self.dead_letter)
+
+    @property
+    def alert_base_url(self) -> str:
+        """Where alerts link to: ``external_url``, else this host's API (absolute either way:
+        an alert is read far from here)."""
+        if self.external_url:
+            return self.external_url.rstrip("/")
+        host = self.api_host if self.api_host not in ("", "0.0.0.0", "::") else socket.getfqdn()
+        return f"http://{host}:{self.api_port}"
 
 
 _SCALARS: dict[str, type] = {
@@ -105,6 +117,8 @@ _SCALARS: dict[str, type] = {
     "api_read_timeout_s": float,
     "max_active_bakes": int,
     "retention_s": float,
+    "external_url": str,
+    "runbook_url": str,
     "ops_host": str,
     "ops_port": int,
     "stale_after_s": float,
@@ -266,6 +280,16 @@ def _validate(s: Settings) -> None:
         ("api_workers", 1 <= s.api_workers <= 256, "in [1, 256]"),
         ("max_active_bakes", 1 <= s.max_active_bakes <= 1_000_000, "in [1, 1000000]"),
         ("retention_s", 0 <= s.retention_s <= 31_536_000, "in [0, 31536000] (a year)"),
+        (
+            "external_url",
+            not s.external_url or s.external_url.startswith(("http://", "https://")),
+            'an absolute http(s) URL, e.g. "https://bakemon.example.com"',
+        ),
+        (
+            "runbook_url",
+            not s.runbook_url or s.runbook_url.startswith(("http://", "https://")),
+            "an absolute http(s) URL",
+        ),
         ("api_max_connections", 1 <= s.api_max_connections <= 100_000, "in [1, 100000]"),
         ("api_max_streams", 1 <= s.api_max_streams <= 10_000, "in [1, 10000]"),
         ("api_read_timeout_s", 0 < s.api_read_timeout_s <= 600, "in (0, 600]"),

@@ -243,6 +243,8 @@ class Service:
             checkpoint_interval_s=s.checkpoint_interval_s,
             unknown_bake_hold_s=s.unknown_bake_hold_s,
             retention_s=s.retention_s,
+            alert_base_url=s.alert_base_url,
+            runbook_url=s.runbook_url,
             observe_fold_s=self.metrics.fold_seconds.observe,
         )
         self._spawn("judge", self.judge.step, self.judge.checkpoint, _closer(src, sink))

@@ -85,6 +85,8 @@ class BakeSpec:
     created_at: str | None = None
     # An operator's decision, audited: {"status", "by", "reason", "at" (epoch s)}.
     override: Mapping[str, Any] | None = None
+    # Where an on-call reads what to do about this bake's alerts (else the service default).
+    runbook_url: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not _ID.fullmatch(self.id):
@@ -123,6 +125,7 @@ class BakeSpec:
             "end",
             "created_at",
             "override",
+            "runbook_url",
         }
         unknown = sorted(set(data) - allowed)
         if unknown:
@@ -151,6 +154,7 @@ class BakeSpec:
             end_s=None if end is None else float(end),
             created_at=data.get("created_at"),
             override=_override(data.get("override")),
+            runbook_url=_url(data.get("runbook_url"), "runbook_url"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -165,7 +169,18 @@ class BakeSpec:
             "end": self.end_s,
             "created_at": self.created_at,
             "override": None if self.override is None else dict(self.override),
+            "runbook_url": self.runbook_url,
         }
+
+
+def _url(v: Any, key: str) -> str | None:
+    """An absolute http(s) URL (or None)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v.startswith(("http://", "https://")) or len(v) > 2048:
+        msg = f'bake field "{key}" must be an absolute http(s) URL, got {v!r}'
+        raise ConfigError(msg, value=v)
+    return v
 
 
 class Registry:

@@ -114,6 +114,8 @@ class Judge:
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         unknown_bake_hold_s: float = DEFAULT_UNKNOWN_BAKE_HOLD_S,
         retention_s: float = DEFAULT_RETENTION_S,
+        alert_base_url: str = "",
+        runbook_url: str = "",
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         observe_fold_s: Callable[[float], None] | None = None,
@@ -134,6 +136,8 @@ class Judge:
             msg = f"retention_s must be >= 0, got {retention_s}"
             raise ConfigError(msg, value=retention_s)
         self.retention_s = retention_s
+        self.alert_base_url = alert_base_url
+        self.runbook_url = runbook_url
         self.clock = clock
         self.wall = wall
         self.observe_fold_s = observe_fold_s
@@ -292,7 +296,9 @@ class Judge:
             st.dirty = True
 
     def _alert(self, ev: VerdictEvent, spec: BakeSpec) -> None:
-        alert = alert_from_event(ev, spec)
+        alert = alert_from_event(
+            ev, spec, base_url=self.alert_base_url, runbook_url=self.runbook_url
+        )
         self._checkpoint.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
         self.stats.alerts += 1
 

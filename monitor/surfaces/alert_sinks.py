@@ -22,6 +22,7 @@ from typing import IO, Any
 import orjson
 
 from monitor.surfaces.views import AlertSource
+from monitor.verdict.alerts import RESOLVING_KINDS
 from monitor.verdict.document import iso
 
 __all__ = ["AlertmanagerPusher", "JsonLinesWriter"]
@@ -92,12 +93,20 @@ class AlertmanagerPusher:
         """Send new alerts, re-send firing ones when due, resolve expired ones."""
         now = self.clock()
         new = False
+        resolved: dict[str, tuple[float, dict[str, Any]]] = {}
         for a in self.alerts.after(self._last_id):
             self._last_id = a.id
+            if a.alert.get("kind") in RESOLVING_KINDS:  # an override or cancel: no longer true
+                bake = a.alert.get("labels", {}).get("bake")
+                for fp, (_, alert) in list(self._firing.items()):
+                    if alert.get("labels", {}).get("bake") == bake:
+                        resolved[fp] = self._firing.pop(fp)
             new |= self._track(a.alert, now)
         expired = {fp: v for fp, v in self._firing.items() if now - v[0] >= self.ttl_s}
         for fp in expired:
             del self._firing[fp]
+        expired |= resolved
+        new |= bool(resolved)
         payload = [self._am(alert, started, None) for started, alert in self._firing.values()]
         payload += [self._am(alert, started, now) for started, alert in expired.values()]
         if payload and (new or expired or now >= self._next_resend):

@@ -241,6 +241,7 @@ OPENAPI: dict[str, Any] = {
                     "start": {"type": "number"},
                     "end": {"type": "number"},
                     "created_at": {"type": "string"},
+                    "runbook_url": {"type": "string", "format": "uri"},
                 },
             },
             "Verdict": {

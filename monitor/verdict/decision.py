@@ -12,11 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from detectors.base import Assessment
+from detectors.base import Assessment, Finding
+from detectors.summary import CohortSummary
 from monitor.bakes.policy import Policy
+from monitor.verdict.bake_tests import BakeTests
 from monitor.verdict.segments import SegmentFinding
 
-__all__ = ["LIVE_NOTE", "freeze_decision", "promote_reason"]
+__all__ = ["LIVE_NOTE", "freeze_decision", "pending_reasons", "promote_reason"]
 
 LIVE_NOTE = (
     "progress, metrics and segments are live and keep updating after the decision; "
@@ -82,3 +84,48 @@ def promote_reason(policy: Policy, found: Mapping[str, Assessment]) -> str:
     if "latency" in found:
         claims.append(f"latency at most {1 + policy.latency.tol:g}x slower at each threshold")
     return f"all metrics non-inferior ({'; '.join(claims)}) and minimums met"
+
+
+def pending_reasons(
+    policy: Policy,
+    canary: CohortSummary,
+    baseline: CohortSummary,
+    tests: BakeTests,
+    duration_s: float,
+    found: Mapping[str, Assessment],
+    now: float,
+) -> list[str]:
+    """Why a bake cannot promote now (empty: it can): traffic, minimums, coverage, warm-up,
+    every metric non-inferior, promotion windows."""
+    reasons: list[str] = []
+    if canary.requests == 0:
+        reasons.append("no canary traffic")
+    if baseline.requests == 0:
+        reasons.append("no baseline traffic")
+    if tests.tested_canary < policy.min_canary_requests:
+        reasons.append(
+            f"canary requests {tests.tested_canary:,} of {policy.min_canary_requests:,} minimum"
+        )
+    if duration_s < policy.min_duration_s:
+        reasons.append(f"duration {duration_s:.0f}s of {policy.min_duration_s:g}s minimum")
+    cov = policy.coverage
+    if cov is not None:
+        served = tests.served_of(cov.segment) or (  # else the totals' counts
+            canary.segments.get(cov.segment, {}),
+            baseline.segments.get(cov.segment, {}),
+        )
+        missing = cov.missing(*served)
+        if missing:
+            reasons.append(missing)
+    if tests.warmup.warming:
+        reasons.append(tests.warmup.reason())
+    for a in found.values():
+        if a.finding is not Finding.NON_INFERIOR:
+            reasons.append(a.reason)
+    if (
+        not reasons
+        and policy.promotion_windows
+        and not any(w.contains(now) for w in policy.promotion_windows)
+    ):
+        reasons.append("outside promotion windows")
+    return reasons

@@ -99,11 +99,11 @@ def iso(epoch_s: float | None) -> str | None:
     """RFC 3339 UTC timestamp with milliseconds, or None."""
     if epoch_s is None or not math.isfinite(epoch_s):
         return None
-    return (
-        dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    try:
+        when = dt.datetime.fromtimestamp(epoch_s, tz=dt.UTC)
+    except (ValueError, OverflowError, OSError):  # beyond year 9999 (or before 1): as given
+        return f"{epoch_s:.3f}"
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fmt(n: int) -> str:

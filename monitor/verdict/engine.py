@@ -28,7 +28,7 @@ from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
 from monitor.verdict.bake_tests import BakeTests
-from monitor.verdict.decision import freeze_decision, promote_reason
+from monitor.verdict.decision import freeze_decision, pending_reasons, promote_reason
 from monitor.verdict.document import Evidence, Readout, Status, build_document, iso
 from monitor.verdict.windows import Cells, ClosedWindow, WindowBuffer, single_cell
 
@@ -41,12 +41,13 @@ STATE_VERSION = 2  # 2: event-time windows (1, before them, is still read)
 class VerdictEvent:
     """Something worth an alert: a decision, a drift detection, a blast-radius violation."""
 
-    kind: str  # "verdict" | "drift" | "blast_radius" | "override"
+    kind: str  # "verdict" | "drift" | "blast_radius" | "override" | "cancel"
     bake: str
     status: Status
     summary: str
     event_time_s: float
-    metric: str = ""
+    metric: str = ""  # the metric that decided (a HALT), or the drifting one
+    segment: str = ""  # the segment value whose test HALTed, e.g. 'route="/api/cart"'
 
 
 def _fmt(n: int) -> str:
@@ -204,13 +205,22 @@ class BakeVerdict:
     def _assessments(self) -> dict[str, Assessment]:
         return self._tests.assessments()
 
-    def _decide(self, status: Status, reason: str, now: float, events: list[VerdictEvent]) -> None:
+    def _decide(
+        self,
+        status: Status,
+        reason: str,
+        now: float,
+        events: list[VerdictEvent],
+        *,
+        metric: str = "",
+        segment: str = "",
+    ) -> None:
         self._status = status
         self._decided_at_s = now
         self._decision_reason = reason
         self._resolution = self._resolution_of(status)
         self._freeze(status, reason, now)
-        events.append(VerdictEvent("verdict", self.spec.id, status, reason, now))
+        events.append(VerdictEvent("verdict", self.spec.id, status, reason, now, metric, segment))
 
     def _freeze(self, status: Status, reason: str, at_s: float) -> None:
         pooled, per_value = self._tests.halt_needs()
@@ -248,11 +258,14 @@ class BakeVerdict:
         for name, a in found.items():
             if a.finding is Finding.REGRESSION:
                 where = self._tests.segments.most_evident(name)
-                self._decide(Status.HALT, a.reason + (f"; {where}" if where else ""), now, events)
+                reason = a.reason + (f"; {where}" if where else "")
+                self._decide(Status.HALT, reason, now, events, metric=name)
                 return
         segment = self._tests.segment_regression()
         if segment is not None:
-            self._decide(Status.HALT, segment.reason, now, events)
+            where = f'{segment.segment}="{segment.value}"'
+            metric = segment.assessment.metric
+            self._decide(Status.HALT, segment.reason, now, events, metric=metric, segment=where)
             return
         br = policy.blast_radius
         if br is not None and br.action == "halt" and self._blast_values() > br.max_values:
@@ -284,41 +297,15 @@ class BakeVerdict:
 
     def _pending_reasons(self, found: Mapping[str, Assessment], now: float) -> list[str]:
         """Why the bake cannot promote now (empty = it can)."""
-        policy = self.spec.policy
-        reasons: list[str] = []
-        if self._canary.requests == 0:
-            reasons.append("no canary traffic")
-        if self._baseline.requests == 0:
-            reasons.append("no baseline traffic")
-        if self._tests.tested_canary < policy.min_canary_requests:
-            reasons.append(
-                f"canary requests {_fmt(self._tests.tested_canary)} of {_fmt(policy.min_canary_requests)} minimum"
-            )
-        if self._duration_s() < policy.min_duration_s:
-            reasons.append(
-                f"duration {self._duration_s():.0f}s of {policy.min_duration_s:g}s minimum"
-            )
-        cov = policy.coverage
-        if cov is not None:
-            served = self._tests.served_of(cov.segment) or (  # else the totals' counts
-                self._canary.segments.get(cov.segment, {}),
-                self._baseline.segments.get(cov.segment, {}),
-            )
-            missing = cov.missing(*served)
-            if missing:
-                reasons.append(missing)
-        if self._tests.warmup.warming:
-            reasons.append(self._tests.warmup.reason())
-        for a in found.values():
-            if a.finding is not Finding.NON_INFERIOR:
-                reasons.append(a.reason)
-        if (
-            not reasons
-            and policy.promotion_windows
-            and not any(w.contains(now) for w in policy.promotion_windows)
-        ):
-            reasons.append("outside promotion windows")
-        return reasons
+        return pending_reasons(
+            self.spec.policy,
+            self._canary,
+            self._baseline,
+            self._tests,
+            self._duration_s(),
+            found,
+            now,
+        )
 
     # -- operator actions ------------------------------------------------------------------
     @property
@@ -366,12 +353,17 @@ class BakeVerdict:
         if spec.id != self.spec.id:
             msg = f'spec of bake "{spec.id}" given to the verdict of bake "{self.spec.id}"'
             raise BakeError(msg, value=spec.id)
+        events = []
+        if spec.end_s is not None and self.spec.end_s is None:
+            why = f"cancelled at {iso(spec.end_s)} while {self._status.value}"
+            events.append(VerdictEvent("cancel", spec.id, self._status, why, spec.end_s))
         self.spec = replace(spec, policy=self.spec.policy)
         ov = spec.override
         if ov is None or ov == self._override_source:
-            return []
+            return events
         status = Status(ov["status"])
-        return [self.override(status, ov["by"], ov["reason"], ov["at"], source=dict(ov))]
+        events.append(self.override(status, ov["by"], ov["reason"], ov["at"], source=dict(ov)))
+        return events
 
     # -- read-out --------------------------------------------------------------------------
     def estimated_requests_to_decision(self, found: Mapping[str, Assessment]) -> int | None:

@@ -49,12 +49,23 @@ def test_dashboard_and_rules_use_only_exported_metrics() -> None:
     texts = [
         (DEPLOY / "grafana" / "bakemon-dashboard.json").read_text(),
         (DEPLOY / "kubernetes" / "monitoring.yaml").read_text(),
+        (DEPLOY / "kubernetes" / "halt-rule-without-push.yaml").read_text(),
     ]
     used = {name for t in texts for name in re.findall(r"bakemon_[a-z0-9_]+", t)}
     assert used, "no metric referenced"
     missing = sorted(used - exported)
     assert not missing, missing
     orjson.loads(texts[0])
+
+
+def test_one_halt_pages_once() -> None:
+    """The shipped rules raise no HALT alert of their own (bakemon pushes it); the rule for
+    installations without the push is a separate file."""
+    rules = (DEPLOY / "kubernetes" / "monitoring.yaml").read_text()
+    assert "alert: BakeHalted" not in rules
+    assert (
+        "alert: BakeHalted" in (DEPLOY / "kubernetes" / "halt-rule-without-push.yaml").read_text()
+    )
 
 
 def test_pipeline_examples_use_real_routes_and_fields() -> None:

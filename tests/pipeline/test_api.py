@@ -165,7 +165,7 @@ def test_pipelines_see_pending_then_decisions(service: Service, broker: Embedded
     )
     wait_until(
         lambda: any(
-            a["labels"]["alertname"] == "BakeOverride"
+            a["labels"]["alertname"] == "BakeOverridden"
             for a in _req(port, "GET", "/v1/alerts?bake=checkout-v42")[1]["alerts"]
         ),
         30,

@@ -104,6 +104,37 @@ def test_pushes_resends_and_resolves(receiver: tuple[str, list[list[dict[str, An
     assert len(posts) == 3  # nothing firing: nothing sent
 
 
+def test_a_cancel_or_override_resolves_the_bakes_open_alerts(
+    receiver: tuple[str, list[list[dict[str, Any]]]],
+) -> None:
+    """A cancel (or override) alert resolves every firing alert of its bake at once (endsAt),
+    leaves other bakes' alerts firing, and is pushed itself (a warning)."""
+    url, posts = receiver
+    now = [1000.0]
+    log = FakeAlertLog()
+    pusher = AlertmanagerPusher(log, url, resend_s=600, ttl_s=3600, clock=lambda: now[0])
+    pusher.start()
+    pusher.stop()
+    log.add(_alert("BakeHalted", "critical"))
+    log.add(
+        {**_alert("BakeDrift", "warning"), "labels": {**_alert("x", "warning")["labels"],
+         "alertname": "BakeDrift", "bake": "other"}, "fingerprint": "other-drift"}
+    )  # fmt: skip
+    pusher.step()
+    assert {a["labels"]["alertname"] for a in posts[-1]} == {"BakeHalted", "BakeDrift"}
+    for kind in ("cancel", "override"):
+        log.add({**_alert(f"Bake-{kind}", "warning"), "kind": kind, "fingerprint": kind})
+        now[0] += 1
+        pusher.step()
+        sent = {a["labels"]["alertname"]: a for a in posts[-1]}
+        assert f"Bake-{kind}" in sent and "endsAt" not in sent[f"Bake-{kind}"]
+        assert "endsAt" not in sent["BakeDrift"]  # another bake's alert keeps firing
+        if kind == "cancel":
+            assert sent["BakeHalted"]["endsAt"] is not None  # resolved by the cancel
+        else:  # the override resolves the cancel alert of the same bake too
+            assert sent["Bake-cancel"]["endsAt"] is not None and "BakeHalted" not in sent
+
+
 def test_restart_does_not_refire_expired_alerts(
     receiver: tuple[str, list[list[dict[str, Any]]]],
 ) -> None:

@@ -257,6 +257,8 @@ def test_apply_spec_adopts_the_update_but_keeps_the_policy_in_force() -> None:
     update = BakeSpec.from_dict(
         {**_spec().to_dict(), "end": T0, "policy": {"min_canary_requests": 7}}
     )
+    events = v.apply_spec(update)
+    assert [(e.kind, e.status) for e in events] == [("cancel", Status.PENDING)]  # alerted once
     assert v.apply_spec(update) == []
     assert v.spec.end_s == T0
     assert v.spec.policy.min_canary_requests == 500
