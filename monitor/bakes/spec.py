@@ -189,7 +189,8 @@ class Registry:
     def __init__(self, bakes: Iterable[BakeSpec] = ()) -> None:
         self._bakes: list[BakeSpec] = []
         self._index: dict[str, int] = {}
-        self._by_version: dict[tuple[str, str], list[tuple[float, int, int]]] = {}
+        # (service, version) → (start, id, bake index, cohort), sorted
+        self._by_version: dict[tuple[str, str], list[tuple[float, str, int, int]]] = {}
         self._frozen: tuple[BakeSpec, ...] | None = ()
         for b in bakes:
             self.add(b)
@@ -215,7 +216,9 @@ class Registry:
 
     def add(self, spec: BakeSpec) -> int:
         """Register (or replace, same id) a bake; returns its index. O(log n) per version it
-        selects for a new bake (the registry of 10,000 bakes builds in well under a second)."""
+        selects for a new bake (the registry of 10,000 bakes builds in well under a second).
+        Which bake a record belongs to never depends on the indexes: ties between bakes that
+        select a version from the same start go to the greatest id, in any add order."""
         self._frozen = None
         if spec.id in self._index:
             i = self._index[spec.id]
@@ -230,24 +233,39 @@ class Registry:
             (BASELINE, spec.baseline_versions),
         ):
             for v in versions:
-                bisect.insort(
-                    self._by_version.setdefault((spec.service, v), []), (spec.start_s, i, cohort)
-                )
+                key = (spec.service, v)
+                entries = list(self._by_version.get(key, ()))  # copied: snapshots share lists
+                bisect.insort(entries, (spec.start_s, spec.id, i, cohort))
+                self._by_version[key] = entries
         return i
+
+    def with_specs(self, specs: Iterable[BakeSpec]) -> Registry:
+        """A new registry: this one plus ``specs`` (added, or replacing the same ids). This one
+        is unchanged (readers keep their snapshot); the copy is of references only, so an
+        update costs far less than a rebuild, and tagging is the same either way."""
+        out = Registry.__new__(Registry)
+        out._bakes = list(self._bakes)
+        out._index = dict(self._index)
+        out._by_version = dict(self._by_version)
+        out._frozen = None
+        for spec in specs:
+            out.add(spec)
+        return out
 
     def _unindex(self, i: int, old: BakeSpec) -> None:
         for v in (*old.canary_versions, *old.baseline_versions):
             key = (old.service, v)
-            entries = [e for e in self._by_version.get(key, []) if e[1] != i]
+            entries = [e for e in self._by_version.get(key, []) if e[2] != i]
             if entries:
                 self._by_version[key] = entries
             else:
                 self._by_version.pop(key, None)
 
     def latest_for_service(self, service: str) -> int | None:
-        cands = [(b.start_s, i) for i, b in enumerate(self._bakes) if b.service == service]
-        return max(cands)[1] if cands else None
+        cands = [(b.start_s, b.id, i) for i, b in enumerate(self._bakes) if b.service == service]
+        return max(cands)[2] if cands else None
 
     def candidates(self, service: str, version: str) -> list[tuple[float, int, int]]:
-        """(start, bake index, cohort) of bakes selecting this version, by start time."""
-        return self._by_version.get((service, version), [])
+        """(start, bake index, cohort) of bakes selecting this version, by start time (then
+        id)."""
+        return [(t, i, c) for t, _, i, c in self._by_version.get((service, version), ())]

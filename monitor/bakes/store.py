@@ -101,6 +101,9 @@ class BakeFollower(TopicFollower):
         self._proposals: dict[bytes, BakeSpec] = {}
         self._registry = Registry(self._specs.values())
         self._published = threading.Condition()
+        # Explicit specs added or replaced since the last publication; None: rebuild (a
+        # proposal or a deletion changed, which can change which bakes the merge keeps).
+        self._changed: list[BakeSpec] | None = []
         self.invalid = 0
 
     def registry(self) -> Registry:
@@ -114,7 +117,10 @@ class BakeFollower(TopicFollower):
             return self._apply_proposal(offset, key, value)
         bake_id = key.decode(errors="replace")
         if value is None:
-            return self._specs.pop(bake_id, None) is not None
+            gone = self._specs.pop(bake_id, None) is not None
+            if gone:
+                self._changed = None
+            return gone
         try:
             spec = BakeSpec.from_dict(orjson.loads(value))
         except (orjson.JSONDecodeError, ConfigError) as exc:
@@ -130,6 +136,8 @@ class BakeFollower(TopicFollower):
         if self._specs.get(spec.id) == spec:
             return False
         self._specs[spec.id] = spec
+        if self._changed is not None:
+            self._changed.append(spec)
         return True
 
     def _apply_proposal(self, offset: int, key: bytes, value: bytes | None) -> bool:
@@ -145,11 +153,19 @@ class BakeFollower(TopicFollower):
         if self._proposals.get(key) == spec:
             return False
         self._proposals[key] = spec
+        self._changed = None
         return True
 
     def publish(self) -> None:
-        merged = merge_specs(self._specs, self._proposals.values())
-        registry = Registry(sorted(merged.values(), key=lambda s: (s.start_s, s.id)))
+        """Publish the registry: explicit specs added or replaced go into a copy of the last
+        one (no rebuild: the cost of a create does not grow with the bakes); a proposal or a
+        deletion rebuilds from the merge."""
+        changed, self._changed = self._changed, []
+        if changed is not None and not self._proposals:
+            registry = self._registry.with_specs(changed)
+        else:
+            merged = merge_specs(self._specs, self._proposals.values())
+            registry = Registry(sorted(merged.values(), key=lambda s: (s.start_s, s.id)))
         with self._published:
             self._registry = registry
             self._published.notify_all()

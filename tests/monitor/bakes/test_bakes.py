@@ -236,3 +236,29 @@ def test_registry_replacing_a_bake_reindexes_its_versions() -> None:
     assert [i for _, i, _ in r.candidates("checkout", "v1")] == [1]
     assert [i for _, i, _ in r.candidates("checkout", "v4")] == [0]
     assert [b.id for b in r.bakes] == ["a", "b"] and r.get("a").canary_versions == ("v4",)
+
+
+def test_tagging_does_not_depend_on_the_order_bakes_were_added() -> None:
+    """Bakes selecting the same version from the same start: the greatest id wins, whatever
+    the add order (an incremental update and a rebuild tag the same); with_specs leaves the
+    registry it copies unchanged."""
+    specs = [_spec("b-2", "v2", "v1"), _spec("b-1", "v2", "v1"), _spec("b-3", "v3", "v1", 5.0)]
+    rows = [(float(t), "v2" if t % 2 else "v1") for t in range(10)]
+    lines = [
+        orjson.dumps({"ts": t, "service": "checkout", "version": v, "status": 200,
+                      "latency_ms": 5})
+        for t, v in rows
+    ]  # fmt: skip
+    batch = decode_batch(lines, PRESETS["plain"]).batch
+
+    def owners(reg: Registry) -> list[str | None]:
+        t = tag(batch, reg)
+        return [reg.bakes[i].id if i >= 0 else None for i in t.bake.tolist()]
+
+    forward, backward = Registry(specs), Registry(reversed(specs))
+    base = Registry(specs[:1])
+    grown = base.with_specs(specs[1:])
+    assert owners(forward) == owners(backward) == owners(grown)
+    assert set(owners(forward)) == {"b-2", "b-3"}  # b-2 > b-1 from t=0; b-3 from t=5 (v1)
+    assert [b.id for b in base.bakes] == ["b-2"] and len(grown) == 3
+    assert owners(base) == ["b-2"] * 10
