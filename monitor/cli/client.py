@@ -22,6 +22,7 @@ from typing import Any, TextIO
 import orjson
 
 from monitor.cli.durations import parse_duration_s
+from monitor.cli.watch import add_terminal_commands
 from monitor.config import DEFAULT_API_URL, load_client_settings
 from monitor.errors import ConfigError, InputError, MonitorError
 from monitor.verdict import ExitCode, Reading, interpret
@@ -100,7 +101,8 @@ class ApiClient:
         return self._request("GET", path)[1]
 
     def post(self, path: str, body: Any = None) -> Any:
-        return self._request("POST", path, body if body is not None else {})[1]
+        payload = body if body is not None else {}
+        return self._request("POST", path, payload, ok=(200, 201, 202))[1]
 
     def stream(
         self, path: str, last_event_id: str | None = None
@@ -158,11 +160,6 @@ def cmd_bake_create(args: argparse.Namespace) -> int:
             msg = f"--policy is not JSON: {exc}"
             raise ConfigError(msg, value=args.policy) from None
     _print_json(_client(args).post("/v1/bakes", spec))
-    return 0
-
-
-def cmd_bake_get(args: argparse.Namespace) -> int:
-    _print_json(_client(args).get(f"/v1/bakes/{args.id}"))
     return 0
 
 
@@ -310,10 +307,7 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.add_argument("--baseline", help="baseline version")
     p.add_argument("--policy", help="policy as JSON")
     p.set_defaults(func=cmd_bake_create)
-    p = bsub.add_parser("get", help="print a bake's verdict document")
-    common(p)
-    p.add_argument("id")
-    p.set_defaults(func=cmd_bake_get)
+    add_terminal_commands(bsub, common)
     p = bsub.add_parser("list", help="list bakes")
     common(p)
     p.add_argument("--service")

@@ -334,7 +334,7 @@ def test_cli_client_create_get_list_cancel(
     )
     created = orjson.loads(capsys.readouterr().out)
     assert created["id"] == "cart-v3" and created["status"] == "PENDING"
-    assert main(["bake", "get", "cart-v3", "--url", url]) == 0
+    assert main(["bake", "get", "cart-v3", "--json", "--url", url]) == 0
     assert orjson.loads(capsys.readouterr().out)["policy"]["min_canary_requests"] == 500
     assert main(["bake", "list", "--url", url]) == 0
     assert "cart-v3" in capsys.readouterr().out
@@ -450,3 +450,31 @@ def test_bake_floods_hit_the_cap_with_429_and_creates_stay_cheap(capped_service:
     assert _req(port, "POST", "/v1/bakes/flood-0/cancel", b"", _auth())[0] == 200
     body = {"id": "after-cancel", "service": "x", "canary": "v2", "baseline": "v1"}
     assert _req(port, "POST", "/v1/bakes", orjson.dumps(body), _auth())[0] == 201
+
+
+def test_operators_override_and_read_bakes_from_the_terminal(
+    service: Service, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`bake override` records who and why; `bake get` reads as a summary, `--json` is the
+    document; a blank reason is refused."""
+    assert service.api is not None
+    url = ["--url", f"http://127.0.0.1:{service.api.port}", "--token", TOKEN]
+    bake = {"id": "cart-v3", "service": "cart", "canary": "v3", "baseline": "v2"}
+    assert _req(service.api.port, "POST", "/v1/bakes", orjson.dumps(bake), _auth())[0] == 201
+    capsys.readouterr()
+    assert main(["bake", "override", "cart-v3", "--status", "HALT", "--reason", " ", *url]) == 4
+    assert "--reason must say why" in capsys.readouterr().err
+    args = ["bake", "override", "cart-v3", "--status", "HALT", "--reason", "pager says so"]
+    assert main([*args, "--by", "carol", *url]) == 0
+
+    def overridden() -> bool:
+        doc = ApiClient(url[1], TOKEN).get("/v1/bakes/cart-v3")
+        return doc["status"] == "HALT" and (doc["override"] or {}).get("by") == "carol"
+
+    wait_until(overridden, 30, "the override")
+    capsys.readouterr()
+    assert main(["bake", "get", "cart-v3", *url]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("cart-v3 (cart): HALT") and "operator override by carol" in text
+    assert main(["bake", "get", "cart-v3", "--json", *url]) == 0
+    assert orjson.loads(capsys.readouterr().out)["decision"]["override"]["by"] == "carol"

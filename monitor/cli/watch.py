@@ -1,0 +1,245 @@
+"""Verdicts for a terminal (issue 11): ``bake watch`` (a live table, 80 columns), ``bake get``
+(a readable summary; ``--json`` for the document) and ``bake override`` (an operator's audited
+decision).
+
+The table is two lines per bake so it fits 80 columns whatever the reason says: the figures,
+then the reason cut to the width. On a terminal it is redrawn in place and nothing else is
+printed inside it; piped, it prints a snapshot every ``--interval`` (and the final one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from monitor.cli.durations import parse_duration_s
+from monitor.errors import ConfigError
+from monitor.verdict import ExitCode, interpret
+
+__all__ = ["add_terminal_commands", "render_bake", "render_table"]
+
+WIDTH = 80
+_COLOURS = {"PROMOTE": "\033[32m", "HALT": "\033[31;1m", "INCONCLUSIVE": "\033[33m"}
+_RESET = "\033[0m"
+HEADER = (
+    f"{'bake':<18} {'status':<12} {'tested':>9} {'to decide':>9} {'errors c/b':>13} {'p99 c/b':>13}"
+)
+
+
+def _pct(x: Any) -> str:
+    return f"{100 * x:.2f}%" if isinstance(x, int | float) else "-"
+
+
+def _ms(x: Any) -> str:
+    return f"{1000 * x:.0f}" if isinstance(x, int | float) else "-"
+
+
+def _reason(doc: dict[str, Any]) -> str:
+    decision = doc.get("decision")
+    if decision:
+        return str(decision["reason"])
+    return str(doc["reasons"][0]) if doc.get("reasons") else ""
+
+
+def render_row(doc: dict[str, Any], *, colour: bool = False, width: int = WIDTH) -> list[str]:
+    """One bake as two lines of at most ``width`` columns (colour codes are not counted)."""
+    p, m = doc["progress"], doc.get("metrics", {})
+    err, p99 = m.get("error_rate", {}), m.get("latency_p99_seconds", {})
+    need = p.get("estimated_requests_to_decision")
+    status = str(doc["status"])
+    shown = f"{status:<12}"
+    if colour and status in _COLOURS:
+        shown = f"{_COLOURS[status]}{shown}{_RESET}"
+    errors = f"{_pct(err.get('canary'))}/{_pct(err.get('baseline'))}"
+    lat = f"{_ms(p99.get('canary'))}/{_ms(p99.get('baseline'))}ms"
+    bake_id = str(doc["id"])
+    bake_id = bake_id if len(bake_id) <= 18 else bake_id[:17] + "…"
+    line = (
+        f"{bake_id:<18} {shown} {p.get('tested_canary_requests', p['canary_requests']):>9,} "
+        f"{'-' if need is None else f'{need:,}':>9} {errors:>13} {lat:>13}"
+    )
+    reason = "  " + _reason(doc)
+    if len(reason) > width:
+        reason = reason[: width - 1] + "…"
+    return [line, reason]
+
+
+def render_table(docs: Sequence[dict[str, Any]], *, colour: bool = False) -> list[str]:
+    lines = [HEADER]
+    for d in docs:
+        lines += render_row(d, colour=colour)
+    return lines
+
+
+def render_bake(doc: dict[str, Any]) -> list[str]:
+    """``bake get``: the status and why, the decision's figures, progress, each metric, the
+    segments with a finding."""
+    p = doc["progress"]
+    out = [f"{doc['id']} ({doc['service']}): {doc['status']}"]
+    if doc.get("resolution"):
+        out[0] += f" → {doc['resolution']}"
+    out.append(f"  why: {_reason(doc)}")
+    decision = doc.get("decision")
+    if decision:
+        r = decision["requests"]
+        out.append(
+            f"  decided at {decision['at']} with {r['tested_canary']:,} canary / "
+            f"{r['tested_baseline']:,} baseline requests tested"
+        )
+        for name, fig in decision["metrics"].items():
+            est = "-" if fig["estimate"] is None else f"{fig['estimate']:.2f}x"
+            lo, hi = fig["lower"], fig["upper"]
+            bounds = "" if lo is None or hi is None else f" (bounds {lo:.2f}-{hi:.2f})"
+            needs = fig.get("halt_needs")
+            need = "" if needs is None else f", HALT needs {needs:,.0f}"
+            out.append(
+                f"    {name}: {fig['finding']} {est}{bounds}; evidence {fig['e_value_halt']:,.3g}"
+                f" against 'no worse'{need}"
+            )
+        if decision.get("segment"):
+            s = decision["segment"]
+            out.append(f'    on {s["segment"]} "{s["value"]}": {s["metric"]} {s["finding"]}')
+    out.append(
+        f"  requests: canary {p['canary_requests']:,} (tested {p['tested_canary_requests']:,}), "
+        f"baseline {p['baseline_requests']:,}; {doc.get('progress_text', '')}"
+    )
+    for name, fig in doc.get("metrics", {}).items():
+        if "finding" in fig:
+            ratio = fig.get("ratio")
+            shown = "-" if ratio is None else f"{ratio:.2f}x"
+            out.append(f"  {name} (live): {fig['finding']} ratio {shown}")
+    for dim, rows in (doc.get("segments") or {}).items():
+        bad = [r for r in rows if r.get("finding") == "REGRESSION"]
+        out.append(
+            f"  {dim}: {len(rows)} values tested"
+            + (f", regressed: {', '.join(r['value'] for r in bad)}" if bad else "")
+        )
+    for w in doc.get("warnings") or []:
+        out.append(f"  warning: {w}")
+    return out
+
+
+def _docs(client: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
+    if ids:
+        return [client.get(f"/v1/bakes/{i}") for i in ids]
+    return sorted(client.get("/v1/bakes")["bakes"], key=lambda d: d["id"])
+
+
+def _exit_code(docs: Sequence[dict[str, Any]]) -> int:
+    """One bake: its ``wait`` code; several: HALT if any, else INCONCLUSIVE if any, else
+    PROMOTE (all decided)."""
+    codes = [int(interpret(d).exit_code) for d in docs]
+    for code in (ExitCode.HALT, ExitCode.INCONCLUSIVE):
+        if int(code) in codes:
+            return int(code)
+    return int(ExitCode.PROMOTE)
+
+
+def watch(
+    client: Any,
+    ids: Sequence[str],
+    *,
+    interval_s: float,
+    timeout_s: float,
+    out: TextIO,
+    tty: bool,
+) -> int:
+    """Draw the table until every watched bake is decided (or ``timeout_s``); returns the exit
+    code (``bake wait``'s for one bake)."""
+    deadline = time.monotonic() + timeout_s
+    drawn = 0
+    next_print = 0.0
+    while True:
+        docs = _docs(client, ids)
+        done = bool(docs) and all(interpret(d).final for d in docs)
+        lines = render_table(docs, colour=tty)
+        if tty:
+            if drawn:
+                out.write(f"\033[{drawn}F")
+            out.write("".join(f"\033[2K{line}\n" for line in lines))
+            out.flush()
+            drawn = len(lines)
+        elif done or time.monotonic() >= next_print:
+            out.write("\n".join(lines) + "\n\n")
+            out.flush()
+            next_print = time.monotonic() + max(interval_s, 5.0)
+        if done:
+            return _exit_code(docs)
+        if time.monotonic() >= deadline:
+            return int(ExitCode.TIMEOUT)
+        time.sleep(interval_s)
+
+
+def cmd_bake_watch(args: argparse.Namespace) -> int:
+    from monitor.cli.client import _client
+
+    interval = parse_duration_s(args.interval, name="--interval")
+    timeout = parse_duration_s(args.timeout, name="--timeout")
+    if interval <= 0:
+        msg = f"--interval must be > 0, got {args.interval}"
+        raise ConfigError(msg, value=args.interval)
+    tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    if tty:
+        shutil.get_terminal_size()  # nothing else is printed while the table is live
+    return watch(
+        _client(args), args.ids, interval_s=interval, timeout_s=timeout, out=sys.stdout, tty=tty
+    )
+
+
+def cmd_bake_get(args: argparse.Namespace) -> int:
+    from monitor.cli.client import _client, _print_json
+
+    doc = _client(args).get(f"/v1/bakes/{args.id}")
+    if args.json:
+        _print_json(doc)
+    else:
+        print("\n".join(render_bake(doc)))
+    return 0
+
+
+def cmd_bake_override(args: argparse.Namespace) -> int:
+    from monitor.cli.client import _client, _print_json
+
+    if not args.reason.strip():
+        msg = "--reason must say why (it is shown in the document and the alert)"
+        raise ConfigError(msg, value=args.reason)
+    body = {"status": args.status, "by": args.by or getpass.getuser(), "reason": args.reason}
+    _print_json(_client(args).post(f"/v1/bakes/{args.id}/override", body))
+    return 0
+
+
+def add_terminal_commands(bsub: Any, common: Any) -> None:
+    """``bake watch``, ``bake get`` and ``bake override`` on the ``bake`` subparsers."""
+    p = bsub.add_parser(
+        "watch",
+        help="a live table of bakes (all, or the ids given) until they are decided",
+        description="Redraws in place on a terminal (80 columns); piped, prints a snapshot "
+        "every --interval (at least 5 s). Exits like `bake wait`: 0 PROMOTE, 1 HALT (any), "
+        "2 INCONCLUSIVE (any), 5 timeout.",
+    )
+    common(p)
+    p.add_argument("ids", nargs="*", metavar="ID", help="bakes to watch (default: all)")
+    p.add_argument("--interval", default="2s", help="refresh interval (default 2s)")
+    p.add_argument("--timeout", default="24h", help="give up after this long (default 24h)")
+    p.set_defaults(func=cmd_bake_watch)
+    p = bsub.add_parser("get", help="a bake's verdict, readable (--json: the document)")
+    common(p)
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print the verdict document")
+    p.set_defaults(func=cmd_bake_get)
+    p = bsub.add_parser(
+        "override",
+        help="decide a bake as an operator (audited: who and why show in the document and alert)",
+    )
+    common(p)
+    p.add_argument("id")
+    p.add_argument("--status", required=True, choices=["PROMOTE", "HALT", "INCONCLUSIVE"])
+    p.add_argument("--reason", required=True, help="why (shown in the document and the alert)")
+    p.add_argument("--by", help="who (default: the current user)")
+    p.set_defaults(func=cmd_bake_override)
