@@ -240,3 +240,46 @@ def test_segments_the_records_carry_take_their_share() -> None:
         assert a.status is Status.HALT
         assert set(a.document()["segments"]) == {"zone", "route"}
         assert BakeVerdict.from_state(a.state_dict()).document() == a.document()
+
+
+def test_most_evident_names_the_largest_effect_not_the_most_traffic() -> None:
+    """A regression confined to a route shows, diluted, in a busy zone too; "most evident"
+    names the value with the largest lower bound on its ratio among those with evidence."""
+    from detectors.base import Assessment, Finding
+    from monitor.verdict.segments import SegmentTests
+
+    figures = {  # value → (lower bound, e-value)
+        "zone-a": (1.1, 5_000.0),
+        "/api/cart": (2.4, 900.0),
+        "/static": (3.0, 2.0),  # a large ratio without evidence does not count
+    }
+
+    class Stub:
+        metric = "error_rate"
+        halted = False
+
+        def __init__(self) -> None:
+            self.value = ""
+
+        def update_many(self, canary: object, baseline: object, strata: object = None) -> None:
+            pass
+
+        def update(self, canary: object, baseline: object) -> None:
+            pass
+
+        def assess(self) -> Assessment:
+            lo, e = figures[self.value]
+            return Assessment("error_rate", Finding.UNDECIDED, lo * 1.5, lo, lo * 2, e, 1.0,
+                              100, 100, None, "r")  # fmt: skip
+
+        def state_dict(self) -> dict[str, object]:
+            return {}
+
+    seg = SegmentTests(("zone", "route"), 6, {"error_rate": 0.001}, lambda m, a: Stub())
+    c, b = CohortSummary(), CohortSummary()
+    seg.update([("zone=zone-a|route=/api/cart", c, b), ("zone=zone-a|route=/static", c, b)])
+    for values in seg._values.values():
+        for value, slot in values.items():
+            slot.tests["error_rate"].value = value  # type: ignore[attr-defined]
+    where = seg.most_evident("error_rate")
+    assert where is not None and where.startswith('most evident on route "/api/cart"')
