@@ -10,7 +10,9 @@ unreachable (or answering errors or unreadable documents) for more than ``--retr
 from __future__ import annotations
 
 import argparse
+import getpass
 import http.client
+import os
 import sys
 import time
 import urllib.error
@@ -22,7 +24,7 @@ from typing import Any, TextIO
 import orjson
 
 from monitor.cli.durations import parse_duration_s
-from monitor.cli.watch import add_terminal_commands
+from monitor.cli.watch import render_bake, watch
 from monitor.config import DEFAULT_API_URL, load_client_settings
 from monitor.errors import ConfigError, InputError, MonitorError
 from monitor.verdict import ExitCode, Reading, interpret
@@ -161,6 +163,66 @@ def cmd_bake_create(args: argparse.Namespace) -> int:
             raise ConfigError(msg, value=args.policy) from None
     _print_json(_client(args).post("/v1/bakes", spec))
     return 0
+
+
+def cmd_bake_get(args: argparse.Namespace) -> int:
+    doc = _client(args).get(f"/v1/bakes/{args.id}")
+    if args.json:
+        _print_json(doc)
+    else:
+        print("\n".join(render_bake(doc)))
+    return 0
+
+
+def cmd_bake_watch(args: argparse.Namespace) -> int:
+    interval = parse_duration_s(args.interval, name="--interval")
+    timeout = parse_duration_s(args.timeout, name="--timeout")
+    if interval <= 0:
+        msg = f"--interval must be > 0, got {args.interval}"
+        raise ConfigError(msg, value=args.interval)
+    tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
+    client = _client(args)
+    return watch(client, args.ids, interval_s=interval, timeout_s=timeout, out=sys.stdout, tty=tty)
+
+
+def cmd_bake_override(args: argparse.Namespace) -> int:
+    if not args.reason.strip():
+        msg = "--reason must say why (it is shown in the document and the alert)"
+        raise ConfigError(msg, value=args.reason)
+    body = {"status": args.status, "by": args.by or getpass.getuser(), "reason": args.reason}
+    _print_json(_client(args).post(f"/v1/bakes/{args.id}/override", body))
+    return 0
+
+
+def _add_terminal_commands(bsub: Any, common: Callable[[argparse.ArgumentParser], None]) -> None:
+    """``bake watch``, ``bake get`` and ``bake override``."""
+    p = bsub.add_parser(
+        "watch",
+        help="a live table of bakes (all, or the ids given) until they are decided",
+        description="Redraws in place on a terminal (80 columns); piped, prints a snapshot "
+        "every --interval (at least 5 s). Exits like `bake wait`: 0 PROMOTE, 1 HALT (any), "
+        "2 INCONCLUSIVE (any), 5 timeout.",
+    )
+    common(p)
+    p.add_argument("ids", nargs="*", metavar="ID", help="bakes to watch (default: all)")
+    p.add_argument("--interval", default="2s", help="refresh interval (default 2s)")
+    p.add_argument("--timeout", default="24h", help="give up after this long (default 24h)")
+    p.set_defaults(func=cmd_bake_watch)
+    p = bsub.add_parser("get", help="a bake's verdict, readable (--json: the document)")
+    common(p)
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true", help="print the verdict document")
+    p.set_defaults(func=cmd_bake_get)
+    p = bsub.add_parser(
+        "override",
+        help="decide a bake as an operator (audited: who and why show in the document and alert)",
+    )
+    common(p)
+    p.add_argument("id")
+    p.add_argument("--status", required=True, choices=["PROMOTE", "HALT", "INCONCLUSIVE"])
+    p.add_argument("--reason", required=True, help="why (shown in the document and the alert)")
+    p.add_argument("--by", help="who (default: the current user)")
+    p.set_defaults(func=cmd_bake_override)
 
 
 def cmd_bake_list(args: argparse.Namespace) -> int:
@@ -307,7 +369,7 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.add_argument("--baseline", help="baseline version")
     p.add_argument("--policy", help="policy as JSON")
     p.set_defaults(func=cmd_bake_create)
-    add_terminal_commands(bsub, common)
+    _add_terminal_commands(bsub, common)
     p = bsub.add_parser("list", help="list bakes")
     common(p)
     p.add_argument("--service")

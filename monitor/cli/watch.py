@@ -1,6 +1,5 @@
-"""Verdicts for a terminal (issue 11): ``bake watch`` (a live table, 80 columns), ``bake get``
-(a readable summary; ``--json`` for the document) and ``bake override`` (an operator's audited
-decision).
+"""Verdicts for a terminal (issue 11): the ``bake watch`` live table (80 columns) and the
+``bake get`` summary (the commands themselves are in :mod:`monitor.cli.client`).
 
 The table is two lines per bake so it fits 80 columns whatever the reason says: the figures,
 then the reason cut to the width. On a terminal it is redrawn in place and nothing else is
@@ -9,20 +8,13 @@ printed inside it; piped, it prints a snapshot every ``--interval`` (and the fin
 
 from __future__ import annotations
 
-import argparse
-import getpass
-import os
-import shutil
-import sys
 import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from monitor.cli.durations import parse_duration_s
-from monitor.errors import ConfigError
 from monitor.verdict import ExitCode, interpret
 
-__all__ = ["add_terminal_commands", "render_bake", "render_table"]
+__all__ = ["render_bake", "render_table", "watch"]
 
 WIDTH = 80
 _COLOURS = {"PROMOTE": "\033[32m", "HALT": "\033[31;1m", "INCONCLUSIVE": "\033[33m"}
@@ -174,72 +166,3 @@ def watch(
         if time.monotonic() >= deadline:
             return int(ExitCode.TIMEOUT)
         time.sleep(interval_s)
-
-
-def cmd_bake_watch(args: argparse.Namespace) -> int:
-    from monitor.cli.client import _client
-
-    interval = parse_duration_s(args.interval, name="--interval")
-    timeout = parse_duration_s(args.timeout, name="--timeout")
-    if interval <= 0:
-        msg = f"--interval must be > 0, got {args.interval}"
-        raise ConfigError(msg, value=args.interval)
-    tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
-    if tty:
-        shutil.get_terminal_size()  # nothing else is printed while the table is live
-    return watch(
-        _client(args), args.ids, interval_s=interval, timeout_s=timeout, out=sys.stdout, tty=tty
-    )
-
-
-def cmd_bake_get(args: argparse.Namespace) -> int:
-    from monitor.cli.client import _client, _print_json
-
-    doc = _client(args).get(f"/v1/bakes/{args.id}")
-    if args.json:
-        _print_json(doc)
-    else:
-        print("\n".join(render_bake(doc)))
-    return 0
-
-
-def cmd_bake_override(args: argparse.Namespace) -> int:
-    from monitor.cli.client import _client, _print_json
-
-    if not args.reason.strip():
-        msg = "--reason must say why (it is shown in the document and the alert)"
-        raise ConfigError(msg, value=args.reason)
-    body = {"status": args.status, "by": args.by or getpass.getuser(), "reason": args.reason}
-    _print_json(_client(args).post(f"/v1/bakes/{args.id}/override", body))
-    return 0
-
-
-def add_terminal_commands(bsub: Any, common: Any) -> None:
-    """``bake watch``, ``bake get`` and ``bake override`` on the ``bake`` subparsers."""
-    p = bsub.add_parser(
-        "watch",
-        help="a live table of bakes (all, or the ids given) until they are decided",
-        description="Redraws in place on a terminal (80 columns); piped, prints a snapshot "
-        "every --interval (at least 5 s). Exits like `bake wait`: 0 PROMOTE, 1 HALT (any), "
-        "2 INCONCLUSIVE (any), 5 timeout.",
-    )
-    common(p)
-    p.add_argument("ids", nargs="*", metavar="ID", help="bakes to watch (default: all)")
-    p.add_argument("--interval", default="2s", help="refresh interval (default 2s)")
-    p.add_argument("--timeout", default="24h", help="give up after this long (default 24h)")
-    p.set_defaults(func=cmd_bake_watch)
-    p = bsub.add_parser("get", help="a bake's verdict, readable (--json: the document)")
-    common(p)
-    p.add_argument("id")
-    p.add_argument("--json", action="store_true", help="print the verdict document")
-    p.set_defaults(func=cmd_bake_get)
-    p = bsub.add_parser(
-        "override",
-        help="decide a bake as an operator (audited: who and why show in the document and alert)",
-    )
-    common(p)
-    p.add_argument("id")
-    p.add_argument("--status", required=True, choices=["PROMOTE", "HALT", "INCONCLUSIVE"])
-    p.add_argument("--reason", required=True, help="why (shown in the document and the alert)")
-    p.add_argument("--by", help="who (default: the current user)")
-    p.set_defaults(func=cmd_bake_override)

@@ -169,27 +169,21 @@ class SegmentTests:
         return sorted(found, key=lambda f: (-f.assessment.e_halt, f.segment, f.value))
 
     def most_evident(self, metric: str, at_least: float = 10.0) -> str | None:
-        """Where a pooled regression of ``metric`` shows most: among the tested values whose
-        test has a HALT e-value of at least ``at_least``, the one with the largest lower bound
-        on its ratio (then e-value), e.g. ``most evident on route "/api" (ratio 3.90,
-        e=120)`` — a description, not a test of its own. The lower bound, not the e-value:
-        a regression confined to a route also shows, diluted, in every zone, and a zone with
-        more traffic can gather more evidence of the smaller effect."""
-        best: tuple[float, float, str, str, Assessment] | None = None
+        """Where a pooled regression of ``metric`` shows most: the tested value whose test has
+        the largest HALT e-value (at least ``at_least``), e.g. ``most evident on route "/api"
+        (ratio 3.90, e=120)`` — a description, not a test of its own."""
+        best: tuple[float, str, str, Assessment] | None = None
         for dim, values in self._values.items():
             for value, slot in values.items():
                 test = slot.tests.get(metric)
                 if test is None:
                     continue
                 a = test.assess()
-                if a.e_halt < at_least:
-                    continue
-                key = (a.lower if a.lower is not None else 0.0, a.e_halt)
-                if best is None or key > best[:2]:
-                    best = (*key, dim, value, a)
+                if a.e_halt >= at_least and (best is None or a.e_halt > best[0]):
+                    best = (a.e_halt, dim, value, a)
         if best is None:
             return None
-        _, e, dim, value, a = best
+        e, dim, value, a = best
         ratio = "" if a.estimate is None else f"ratio {a.estimate:.2f}, "
         return f'most evident on {dim} "{value}" ({ratio}e={e:.3g})'
 
