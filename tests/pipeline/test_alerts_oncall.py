@@ -5,15 +5,11 @@ however often it is re-sent), and an override resolves it and raises its own war
 
 from __future__ import annotations
 
-import threading
 import urllib.request
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from _pipeline import create_topics, produce, two_service_log, wait_until, write_config
 
 from monitor.config import load_settings
@@ -24,26 +20,6 @@ TOKEN = "oncall-token-0123456789"
 EXTERNAL = "https://bakemon.example.com"
 RUNBOOK = "https://runbooks.example.com/bakemon-halt"
 LABELS = {"alertname", "bake", "service", "severity", "metric"}
-
-
-@pytest.fixture
-def alertmanager() -> Iterator[tuple[str, list[list[dict[str, Any]]]]]:
-    posts: list[list[dict[str, Any]]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            posts.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", posts
-    server.shutdown()
 
 
 def _sent(posts: list[list[dict[str, Any]]], name: str) -> list[dict[str, Any]]:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
 from monitor.surfaces.alert_sinks import AlertmanagerPusher, JsonLinesWriter
 from monitor.surfaces.views import StoredAlert
@@ -56,30 +53,9 @@ def _alert(name: str, severity: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[list[dict[str, Any]]]]]:
-    posts: list[list[dict[str, Any]]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            assert self.path == "/api/v2/alerts"
-            posts.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", posts
-    server.shutdown()
-
-
-def test_pushes_resends_and_resolves(receiver: tuple[str, list[list[dict[str, Any]]]]) -> None:
+def test_pushes_resends_and_resolves(alertmanager: tuple[str, list[list[dict[str, Any]]]]) -> None:
     """A warning/critical alert is pushed at once, re-sent while firing, resolved with endsAt."""
-    url, posts = receiver
+    url, posts = alertmanager
     now = [1000.0]
     log = FakeAlertLog()
     pusher = AlertmanagerPusher(log, url, resend_s=10, ttl_s=30, clock=lambda: now[0])
@@ -105,11 +81,11 @@ def test_pushes_resends_and_resolves(receiver: tuple[str, list[list[dict[str, An
 
 
 def test_a_cancel_or_override_resolves_the_bakes_open_alerts(
-    receiver: tuple[str, list[list[dict[str, Any]]]],
+    alertmanager: tuple[str, list[list[dict[str, Any]]]],
 ) -> None:
     """A cancel (or override) alert resolves every firing alert of its bake at once (endsAt),
     leaves other bakes' alerts firing, and is pushed itself (a warning)."""
-    url, posts = receiver
+    url, posts = alertmanager
     now = [1000.0]
     log = FakeAlertLog()
     pusher = AlertmanagerPusher(log, url, resend_s=600, ttl_s=3600, clock=lambda: now[0])
@@ -136,10 +112,10 @@ def test_a_cancel_or_override_resolves_the_bakes_open_alerts(
 
 
 def test_restart_does_not_refire_expired_alerts(
-    receiver: tuple[str, list[list[dict[str, Any]]]],
+    alertmanager: tuple[str, list[list[dict[str, Any]]]],
 ) -> None:
     """At start-up only alerts still within their TTL (by startsAt) are tracked again."""
-    url, posts = receiver
+    url, posts = alertmanager
     log = FakeAlertLog()
     log.add(_alert("Old", "critical"))  # startsAt 2026-11-28T10:00:00Z
     log.add({**_alert("Recent", "critical"), "startsAt": "2026-11-28T10:50:00.000Z"})
