@@ -54,6 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     args.only = [x.strip() for x in args.only.split(",") if x.strip()]
     unknown = set(args.only) - set(EXPERIMENTS)
     if unknown:
@@ -192,11 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _render(rows: list[Row], args: argparse.Namespace, wall_s: float) -> str:
-    flags = " --quick" if args.quick else ""
+    command = " ".join(["python -m benchmarks.faults", *args.argv])
     lines = [
         "# bakemon under faults and hostile input (issue 10)",
         "",
-        f"`python -m benchmarks.faults{flags} --only {','.join(args.only)}`; {wall_s:.0f} s; "
+        f"`{command}` (experiments: {', '.join(args.only)}); {wall_s:.0f} s; "
         "embedded Tansu broker on loopback, `bakemon run` processes; 2 cores.",
         "",
         "| experiment | measured | met |",
