@@ -24,10 +24,10 @@ def _modules() -> Iterator[tuple[str, Path]]:
             yield ".".join(parts), path
 
 
-def _imports(path: Path) -> set[str]:
+def _imports(tree: ast.Module) -> set[str]:
     """Every first-party module named by an import anywhere in the file (lazy ones included)."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
         elif isinstance(node, ast.Import):
@@ -39,8 +39,13 @@ def _imports(path: Path) -> set[str]:
 
 
 MODULES = dict(_modules())
+# Parsed once, at collection, before any test starts a thread: CPython 3.11.7's AST
+# constructor keeps its recursion depth in shared state (gh-106905, fixed in 3.11.8), and a
+# traceback printed by a client thread (3.11 parses source lines for its carets) racing an
+# ast.parse here fails the parse with "AST constructor recursion depth mismatch".
+TREES = {mod: ast.parse(path.read_text()) for mod, path in MODULES.items()}
 GRAPH = {
-    mod: {m for m in _imports(path) if m in MODULES and m != mod} for mod, path in MODULES.items()
+    mod: {m for m in _imports(tree) if m in MODULES and m != mod} for mod, tree in TREES.items()
 }
 
 
@@ -110,7 +115,7 @@ def test_sizes(mod: str) -> None:
     assert len(src.splitlines()) <= MAX_MODULE_LINES
     long = [
         f"{n.name} ({n.end_lineno - n.lineno + 1} lines)"  # type: ignore[operator]
-        for n in ast.walk(ast.parse(src))
+        for n in ast.walk(TREES[mod])
         if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)
         and n.end_lineno - n.lineno + 1 > MAX_FUNCTION_LINES  # type: ignore[operator]
     ]

@@ -169,23 +169,30 @@ class SegmentTests:
         return sorted(found, key=lambda f: (-f.assessment.e_halt, f.segment, f.value))
 
     def most_evident(self, metric: str, at_least: float = 10.0) -> str | None:
-        """Where a pooled regression of ``metric`` shows most: the tested value whose test has
-        the largest HALT e-value (at least ``at_least``), e.g. ``most evident on route "/api"
-        (ratio 3.90, e=120)`` — a description, not a test of its own."""
-        best: tuple[float, str, str, Assessment] | None = None
+        """Where a pooled regression of ``metric`` shows most — a description, not a test of
+        its own: per segment, the tested value whose test has the largest HALT e-value (at
+        least ``at_least``), strongest first, e.g. ``most evident on route "/api" (ratio 3.90,
+        e=120), zone "eu-1" (ratio 1.40, e=12)``. Every segment gets its own entry because an
+        early pooled HALT can find a zone and a route about equally suspect (a route's
+        regression shows in every zone its traffic crosses); naming only the strongest would
+        then be a coin flip between the culprit and a bystander."""
+        best: dict[str, tuple[float, str, Assessment]] = {}
         for dim, values in self._values.items():
             for value, slot in values.items():
                 test = slot.tests.get(metric)
                 if test is None:
                     continue
                 a = test.assess()
-                if a.e_halt >= at_least and (best is None or a.e_halt > best[0]):
-                    best = (a.e_halt, dim, value, a)
-        if best is None:
+                if a.e_halt >= at_least and (dim not in best or a.e_halt > best[dim][0]):
+                    best[dim] = (a.e_halt, value, a)
+        if not best:
             return None
-        e, dim, value, a = best
-        ratio = "" if a.estimate is None else f"ratio {a.estimate:.2f}, "
-        return f'most evident on {dim} "{value}" ({ratio}e={e:.3g})'
+        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        parts = []
+        for dim, (e, value, a) in ranked:
+            ratio = "" if a.estimate is None else f"ratio {a.estimate:.2f}, "
+            parts.append(f'{dim} "{value}" ({ratio}e={e:.3g})')
+        return "most evident on " + ", ".join(parts)
 
     # -- read-out ------------------------------------------------------------------------------
     def breakdown(self) -> dict[str, list[dict[str, Any]]]:

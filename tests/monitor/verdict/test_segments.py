@@ -240,3 +240,20 @@ def test_segments_the_records_carry_take_their_share() -> None:
         assert a.status is Status.HALT
         assert set(a.document()["segments"]) == {"zone", "route"}
         assert BakeVerdict.from_state(a.state_dict()).document() == a.document()
+
+
+def test_pooled_halt_note_names_the_top_value_of_every_segment() -> None:
+    """The note on a pooled HALT lists, per segment, its most evident value, strongest first:
+    a route regression also raises the zones its traffic crosses, so the route must be named
+    even when a zone's e-value is the larger one."""
+    rng = np.random.default_rng(5)
+    v = BakeVerdict(_spec(min_canary_requests=10**9))
+    _run(v, rng, 40, per_window=600, canary_p={"/api/cart": 0.2})
+    note = v._tests.segments.most_evident("error_rate", at_least=1.0)
+    assert note is not None and note.startswith("most evident on ")
+    entries = note.removeprefix("most evident on ").split(", ")
+    named = [e.split(" ", 1)[0] for e in entries if not e.startswith(("ratio", "e="))]
+    assert sorted(named) == ["route", "zone"]  # one entry per segment, no more
+    assert 'route "/api/cart"' in note
+    e_values = [float(p.split("e=")[1].rstrip(")")) for p in note.split("), ")]
+    assert e_values == sorted(e_values, reverse=True)
