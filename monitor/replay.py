@@ -24,6 +24,7 @@ from monitor.records.columns import DecodeResult
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import FieldMap
 from monitor.verdict.engine import BakeVerdict, VerdictEvent
+from monitor.verdict.timeline import Timeline
 
 __all__ = ["ReplayResult", "TimelineRow", "iter_line_batches", "open_log", "replay"]
 
@@ -54,6 +55,7 @@ class ReplayResult:
     rejected: Counter[str] = field(default_factory=Counter)
     rejection_examples: list[str] = field(default_factory=list)
     untagged: int = 0
+    timelines: dict[str, Timeline] = field(default_factory=dict)  # the judge's, per bake
 
 
 def open_log(path: str | Path) -> IO[bytes]:
@@ -110,7 +112,7 @@ def replay(
     is recorded for every status change and every ``row_every`` increments.
     """
     verdicts = {b.id: BakeVerdict(b) for b in registry.bakes}
-    result = ReplayResult(verdicts)
+    result = ReplayResult(verdicts, timelines={bid: Timeline() for bid in verdicts})
     last_status = {bid: v.status for bid, v in verdicts.items()}
     clock = EventClock(max_clock_skew_s)
     for n_inc, raw in enumerate(batches, start=1):
@@ -128,6 +130,7 @@ def replay(
                 progress_s=clock.progress_s,
             )
             result.events.extend(events)
+            result.timelines[v.spec.id].observe(v)
             changed = v.status != last_status[v.spec.id]
             last_status[v.spec.id] = v.status
             if changed or (n_inc % row_every == 0 and not v.decided):

@@ -33,6 +33,7 @@ from monitor.surfaces.api import Api, ApiSettings
 from monitor.surfaces.httpserver import ServerLimits
 from monitor.surfaces.metrics import Metrics
 from monitor.surfaces.ops import OpsServer
+from monitor.surfaces.timelines import TimelineView
 from monitor.surfaces.views import AlertLog, VerdictView
 
 __all__ = ["Service", "configure_logging"]
@@ -126,6 +127,7 @@ class Service:
         self.outages: dict[str, Outage] = {}
         self.view: VerdictView | None = None
         self.alert_log: AlertLog | None = None
+        self.timeline_view: TimelineView | None = None
         self.api: Api | None = None
         self._started = False
         self.pusher: AlertmanagerPusher | None = None
@@ -254,6 +256,7 @@ class Service:
         assert self.follower is not None and self.sink is not None
         self.view = VerdictView(s.bootstrap_servers, s.layout, client=client).start()
         self.alert_log = AlertLog(s.bootstrap_servers, s.layout, client=client).start()
+        self.timeline_view = TimelineView(s.bootstrap_servers, s.layout, client=client).start()
         self.api = Api(
             ApiSettings(
                 host=s.api_host,
@@ -272,6 +275,7 @@ class Service:
             follower=self.follower,
             view=self.view,
             alerts=self.alert_log,
+            timelines=self.timeline_view,
             sink=self.sink,
             layout=s.layout,
             metrics=self.metrics.render,
@@ -328,7 +332,12 @@ class Service:
         return True, "loops alive"
 
     def _followers(self) -> list[tuple[str, TopicFollower]]:
-        pairs = (("bakes", self.follower), ("verdicts", self.view), ("alerts", self.alert_log))
+        pairs = (
+            ("bakes", self.follower),
+            ("verdicts", self.view),
+            ("alerts", self.alert_log),
+            ("timelines", self.timeline_view),
+        )
         return [(n, f) for n, f in pairs if f is not None]
 
     def _troubles(self) -> list[Outage]:
@@ -399,7 +408,7 @@ class Service:
         for sink in (self.pusher, self.jsonl):
             if sink is not None:
                 sink.stop()
-        for f in (self.view, self.alert_log):
+        for f in (self.view, self.alert_log, self.timeline_view):
             if f is not None:
                 f.stop()
         deadline = time.monotonic() + self.settings.shutdown_timeout_s

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.config import load_toml
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, InputError
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S
 from monitor.records.fieldmap import PRESETS, FieldMap
 from monitor.replay import (
@@ -147,6 +148,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     _warn_about_input(result)
     docs = [v.document() for v in result.verdicts.values()]
+    if args.timeline:
+        timelines = [t.document(bid) for bid, t in result.timelines.items()]
+        _write(
+            args.timeline,
+            orjson.dumps(timelines[0] if len(timelines) == 1 else {"bakes": timelines}),
+        )
     if args.json:
         sys.stdout.buffer.write(
             orjson.dumps(docs[0] if len(docs) == 1 else docs, option=orjson.OPT_INDENT_2)
@@ -158,6 +165,16 @@ def cmd_replay(args: argparse.Namespace) -> int:
             res = f" (resolution {reading.resolution})" if reading.resolution else ""
             print(f"{doc['id']}: {doc['status']}{res}: {'; '.join(doc['reasons'])}")
     return int(exit_code_of(interpret(d) for d in docs))
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write an output file, or stop with a CLI message (exit 2) naming it."""
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        msg = f"cannot write {path}: {exc.strerror or exc}"
+        raise InputError(msg, value=path) from exc
+    print(f"wrote {path} ({len(data):,} bytes)", file=sys.stderr)
 
 
 def _warn_about_input(result: ReplayResult) -> None:
@@ -232,4 +249,9 @@ def add_replay_arguments(sub: Any) -> None:
     )
     p.add_argument("--json", action="store_true", help="print the final verdict document as JSON")
     p.add_argument("--quiet", action="store_true", help="no timeline, only the final verdict line")
+    p.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="write the evidence over time as JSON (what GET /v1/bakes/{id}/timeline answers)",
+    )
     p.set_defaults(func=cmd_replay)

@@ -56,6 +56,11 @@ class TopicLayout:
         return f"{self.prefix}judge-state"
 
     @property
+    def timelines(self) -> str:
+        """Each bake's evidence over time (the console's chart), keyed by bake id."""
+        return f"{self.prefix}timelines"
+
+    @property
     def alerts(self) -> str:
         return f"{self.prefix}alerts"
 
@@ -83,6 +88,7 @@ class TopicLayout:
                 {"cleanup.policy": "compact", "max.message.bytes": big},
             ),
             (self.verdicts, self.partials_partitions, {"cleanup.policy": "compact"}),
+            (self.timelines, self.partials_partitions, {"cleanup.policy": "compact"}),
             (
                 self.alerts,
                 self.alerts_partitions,

@@ -30,6 +30,7 @@ from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.held import Held, HeldPartials
 from monitor.pipeline.partials import BlockFold, Increment, Partial, PartialError
 from monitor.pipeline.snapshot import Retired, Snapshot, SnapshotError
+from monitor.pipeline.timelines import DEFAULT_PUBLISH_INTERVAL_S, TimelineBook
 from monitor.verdict.alerts import alert_from_event
 from monitor.verdict.document import iso
 from monitor.verdict.engine import BakeVerdict, VerdictEvent
@@ -119,6 +120,7 @@ class Judge:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         observe_fold_s: Callable[[float], None] | None = None,
+        timeline_interval_s: float = DEFAULT_PUBLISH_INTERVAL_S,
     ) -> None:
         for name, value in (
             ("checkpoint_interval_s", checkpoint_interval_s),
@@ -146,6 +148,9 @@ class Judge:
             "judge", source, sink, interval_s=checkpoint_interval_s, clock=clock
         )
         self._held = HeldPartials(unknown_bake_hold_s)
+        self.timelines = TimelineBook(
+            layout.timelines, publish_interval_s=timeline_interval_s, clock=clock
+        )
         self._seen_registry: Registry | None = None
         self._bakes: dict[str, _BakeState] = {}
         self._positions: dict[int, int] = {}
@@ -176,7 +181,13 @@ class Judge:
                     partition, key, value, Snapshot.decode_legacy, legacy=True
                 )
         self.stats.restored += restored
-        log.info("judge restored partition %d: %d bakes", partition, restored)
+        mine = {b: st.verdict for b, st in self._bakes.items() if st.partition == partition}
+        timelines = self.timelines.restore(
+            partition, self._read(self.layout.timelines, partition).values, mine
+        )
+        log.info(
+            "judge restored partition %d: %d bakes, %d timelines", partition, restored, timelines
+        )
 
     def _read(self, topic: str, partition: int) -> TopicSnapshot:
         src = self.restore_source((topic, partition))
@@ -228,6 +239,7 @@ class Judge:
             self._legacy.discard(bake_id)
         for bake_id in [b for b, p in self._retired.items() if p == partition]:
             del self._retired[bake_id]
+        self.timelines.forget([partition])
         self._positions.pop(partition, None)
         self._held.drop(partition)
 
@@ -287,6 +299,7 @@ class Judge:
             self._alert(ev, st.verdict.spec)
         if events or st.verdict.spec != before:
             st.dirty = True
+            self.timelines.observe(spec.id, st.verdict, st.partition)
         self._note_final(st)
 
     def _note_final(self, st: _BakeState) -> None:
@@ -347,6 +360,7 @@ class Judge:
         inc = st.fold.fold(partial)
         for ev in feed(st.verdict, partial, inc):
             self._alert(ev, st.verdict.spec)
+        self.timelines.observe(partial.bake, st.verdict, st.partition)
         if self.observe_fold_s is not None:
             self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset
@@ -403,6 +417,8 @@ class Judge:
             # After an assignment the previous owner may have died between state and document.
             if bake_id not in self._legacy and (changed or bake_id not in self._published):
                 self._send_document(sink, bake_id, st)
+        statuses = {b: st.verdict.status.value for b, st in self._bakes.items()}
+        self.timelines.send(sink, owned, statuses)
 
     def _send_retirement(self, sink: Sink, bake_id: str, st: _BakeState, now: float) -> None:
         """Its last document (marked ``retired_at``) and the marker that replaces its state."""
@@ -432,12 +448,15 @@ class Judge:
         self.stats.documents += 1
 
     def outputs_failed(self) -> None:
+        self.timelines.failed()
         for st in self._written:
             st.dirty = True
         self._written, self._sent_docs, self._retiring = [], {}, []
 
     def outputs_acked(self) -> Mapping[TP, int]:
         self._published.update(self._sent_docs)
+        self.timelines.acked()
+        self.timelines.forget(bakes=self._retiring)
         for bake_id in self._retiring:
             st = self._bakes.pop(bake_id)
             self._retired[bake_id] = st.partition

@@ -24,9 +24,11 @@ from monitor.errors import ConfigError, MonitorError
 from monitor.kafka.io import Sink
 from monitor.kafka.topics import TopicLayout
 from monitor.surfaces.httpserver import ServerLimits
+from monitor.surfaces.timelines import TimelineView
 from monitor.surfaces.views import AlertLog, VerdictView
 from monitor.verdict import Gate, document_without_data, interpret, iso
 from monitor.verdict.document import GATE_BROKEN
+from monitor.verdict.timeline import MAX_POINTS
 
 __all__ = ["ApiActions", "ApiSettings", "HttpError", "alert_matches"]
 
@@ -81,8 +83,10 @@ class ApiActions:
         healthy: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
         ready: Callable[[], tuple[bool, str]] = lambda: (True, "ok"),
         clock: Callable[[], float] = time.time,
+        timelines: TimelineView | None = None,
     ) -> None:
         self.settings = settings
+        self.timelines = timelines
         self.follower = follower
         self.view = view
         self.alerts = alerts
@@ -112,6 +116,16 @@ class ApiActions:
         if bake_id in registry and (end := registry.get(bake_id).end_s) is not None:
             out["cancelled_at"] = iso(end)
         return out
+
+    def timeline(self, bake_id: str) -> dict[str, Any] | None:
+        """The bake's evidence over time (no points before its first closed window), or None
+        if the bake is unknown."""
+        found = None if self.timelines is None else self.timelines.timeline(bake_id)
+        if found is not None:
+            return found
+        if bake_id not in self.follower.registry() and bake_id not in self.view.documents()[0]:
+            return None
+        return {"id": bake_id, "max_points": MAX_POINTS, "points": []}
 
     def active_bakes(self) -> int:
         """Registered bakes neither cancelled nor decided (what ``max_active_bakes`` caps)."""

@@ -98,6 +98,17 @@ class BakeVerdict:
         return self._last_time_s
 
     @property
+    def tests(self) -> BakeTests:
+        """The bake's tests, to read (the timeline samples them); only update() feeds them."""
+        return self._tests
+
+    @property
+    def watermark_s(self) -> float | None:
+        """Event time up to which windows have closed (None before the first record)."""
+        wm = self._windows.watermark_s
+        return wm if math.isfinite(wm) else None
+
+    @property
     def canary(self) -> CohortSummary:
         return self._canary
 
@@ -408,7 +419,6 @@ class BakeVerdict:
 
     def _evidence(self) -> Evidence:
         waiting_c, waiting_b = self._windows.open_requests()
-        wm = self._windows.watermark_s
         return Evidence(
             self._tests.tested_canary,
             self._tests.tested_baseline,
@@ -416,7 +426,7 @@ class BakeVerdict:
             waiting_b,
             self._windows.late_canary,
             self._windows.late_baseline,
-            wm if math.isfinite(wm) else None,
+            self.watermark_s,
             self._tests.warmup.excluded_canary,
             self._tests.warmup.excluded_baseline,
         )

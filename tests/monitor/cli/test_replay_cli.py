@@ -163,3 +163,22 @@ def test_help_lists_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for line in ("0  PROMOTE", "1  HALT", "2  INCONCLUSIVE", "3  still PENDING", "4  usage"):
         assert line in out, line
+
+
+def test_timeline_file_holds_the_evidence_over_time(
+    logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--timeline FILE` writes what GET /v1/bakes/{id}/timeline answers: bounded points whose
+    last one agrees with the final document; an unwritable path is a CLI message (exit 4)."""
+    out = tmp_path / "timeline.json"
+    code = main(["replay", str(logs["errors-2x"]), *BAKE, "--json", "--timeline", str(out)])
+    doc = orjson.loads(capsys.readouterr().out)
+    tl = orjson.loads(out.read_bytes())
+    assert code == 1 and tl["id"] == doc["id"] and 0 < len(tl["points"]) <= tl["max_points"]
+    last = tl["points"][-1]
+    assert last["status"] == "HALT"
+    assert last["requests"]["canary"] == doc["progress"]["tested_canary_requests"]
+    assert any(p["status"] == "PENDING" for p in tl["points"])
+    bad = tmp_path / "missing-dir" / "t.json"
+    assert main(["replay", str(logs["errors-2x"]), *BAKE, "--quiet", "--timeline", str(bad)]) == 4
+    assert f"cannot write {bad}" in capsys.readouterr().err
