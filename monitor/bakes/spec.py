@@ -31,6 +31,7 @@ BASELINE = 0
 CANARY = 1
 COHORT_NAMES = ("baseline", "canary")
 
+RESERVED_IDS = frozenset({"stream"})  # /v1/bakes/stream is the console's live feed
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # whole string (fullmatch: no "\n")
 
 
@@ -94,6 +95,9 @@ class BakeSpec:
                 "bake id must be 1-128 characters of letters, digits, '.', '_' and '-', "
                 f"starting with a letter or digit, got {self.id!r}"
             )
+            raise ConfigError(msg, value=self.id)
+        if self.id in RESERVED_IDS:
+            msg = f'bake id "{self.id}" is reserved (GET /v1/bakes/{self.id} is another route)'
             raise ConfigError(msg, value=self.id)
         if not self.service:
             msg = "bake service must not be empty"

@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from monitor.surfaces import console_http
 from monitor.surfaces.actions import ApiActions, ApiSettings, HttpError, alert_matches
 from monitor.surfaces.httpserver import PROMETHEUS_TEXT, BoundedHTTPServer, JsonHandler
 from monitor.surfaces.openapi import OPENAPI
@@ -74,7 +75,10 @@ class Api(ApiActions):
 def _is_stream(request_line: bytes) -> bool:
     """The long-lived requests (SSE), which run on their own capped threads."""
     parts = request_line.split(b" ")
-    return len(parts) >= 2 and parts[1].split(b"?", 1)[0].rstrip(b"/") == b"/v1/alerts/stream"
+    return len(parts) >= 2 and parts[1].split(b"?", 1)[0].rstrip(b"/") in _STREAMS
+
+
+_STREAMS = (b"/v1/alerts/stream", b"/v1/bakes/stream")
 
 
 def _require(method: str, *allowed: str) -> None:
@@ -189,6 +193,11 @@ class _Handler(JsonHandler):
             return self._send(200, api.metrics(), content_type=PROMETHEUS_TEXT)
         if parts == ["openapi.json"]:
             return self._send(200, OPENAPI)
+        if console_http.is_console(parts):  # the web console: monitor/surfaces/console/
+            _require(method, "GET")
+            if console_http.needs_read_auth(parts):
+                self._auth(False)
+            return console_http.serve_console(self, api, parts)
         if not parts or parts[0] != "v1":
             raise self._no_route()
         ready, why = api.ready()
@@ -215,7 +224,7 @@ class _Handler(JsonHandler):
         return self._sse(query)
 
     def _bakes(self, method: str, rest: list[str], query: dict[str, str]) -> None:
-        """``/v1/bakes`` and ``/v1/bakes/{id}[/override|/cancel]``."""
+        """``/v1/bakes`` and ``/v1/bakes/{id}[/timeline|/override|/cancel]``."""
         api = self.api
         if not rest:
             if method == "POST":
@@ -229,6 +238,10 @@ class _Handler(JsonHandler):
             if "status" in query:
                 docs = [d for d in docs if d.get("status") == query["status"].upper()]
             return self._send(200, {"bakes": docs, "count": len(docs)})
+        if rest == ["stream"]:  # the console's live updates
+            _require(method, "GET")
+            self._auth(False)
+            return console_http.stream_documents(self, api, query, lambda: api.stopping)
         if len(rest) == 1:
             _require(method, "GET")
             self._auth(False)
@@ -237,6 +250,14 @@ class _Handler(JsonHandler):
                 msg = f'bake "{rest[0]}" is not registered'
                 raise HttpError(404, msg)
             return self._send(200, found)
+        if len(rest) == 2 and rest[1] == "timeline":
+            _require(method, "GET")
+            self._auth(False)
+            timeline = api.timeline(rest[0])
+            if timeline is None:
+                msg = f'bake "{rest[0]}" is not registered'
+                raise HttpError(404, msg)
+            return self._send(200, timeline)
         if len(rest) == 2 and rest[1] in ("override", "cancel"):
             _require(method, "POST")
             self._auth(True)

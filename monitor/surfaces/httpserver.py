@@ -235,7 +235,12 @@ class BoundedHTTPServer:
                 self._streams += 0 if full else 1
             if full:
                 self.rejected += 1
-                self._refuse(conn, 503, "too many alert streams open; try again", registered=False)
+                self._refuse(
+                    conn,
+                    503,
+                    "too many event streams open (alerts and bakes share max_streams); try again",
+                    registered=False,
+                )
                 return
             threading.Thread(target=self._handle, args=(conn, request, True), daemon=True).start()
             return

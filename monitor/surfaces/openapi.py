@@ -149,6 +149,40 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/v1/bakes/stream": {
+            "get": {
+                "summary": "verdict documents as server-sent events (the web console's live "
+                "updates): starts with every current document, then `event: bake` with the "
+                "document each time one changes and `event: removed` with its id when one goes; "
+                "`id:` is the change number (resume with Last-Event-ID); keepalive comments; "
+                "shares the API's cap on open streams",
+                "parameters": [
+                    {
+                        "name": "bake",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "only this bake",
+                    },
+                    {
+                        "name": "view",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["full", "summary"]},
+                        "description": "summary: without segments, policy, assumptions and the "
+                        "latency thresholds' detail",
+                    },
+                ],
+                "responses": {"200": {"description": "text/event-stream"}, "400": _ERR},
+            }
+        },
+        "/v1/bakes/{id}/timeline": {
+            "get": {
+                "summary": "the evidence over time: <= 500 points (thinned evenly, the newest "
+                "100 and every status change kept): event time, tested requests, status, per "
+                "metric estimate, bounds, e-values and the HALT threshold, segment findings",
+                "parameters": [_ID],
+                "responses": {"200": {"description": "timeline"}, "404": _ERR},
+            }
+        },
         "/v1/verdict": {
             "get": {
                 "summary": "verdict of the latest bake of a canary version",
@@ -205,6 +239,13 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "registry loaded, partitions assigned, state restored",
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}},
+            }
+        },
+        "/": {
+            "get": {
+                "summary": "the web console (HTML; its files under /console/, the bake page's "
+                "markup at /console/fragment/bakes/{id}, which follows the read token rules)",
+                "responses": {"200": {"description": "text/html"}},
             }
         },
         "/openapi.json": {

@@ -25,7 +25,11 @@ MAX_ALERTS = 10_000
 
 
 class VerdictView(TopicFollower):
-    """Latest verdict document per bake, with the wall-clock time it arrived (for staleness)."""
+    """Latest verdict document per bake, with the wall-clock time it arrived (for staleness);
+    wakes the console's document streams when documents arrive.
+
+    Every arrival (or removal) of a bake's document takes the next change number; a stream
+    sends the bakes whose number is above the last one it sent (:meth:`changes`)."""
 
     name = "verdict-view"
 
@@ -47,6 +51,10 @@ class VerdictView(TopicFollower):
         self._docs: dict[str, dict[str, Any]] = {}
         self._arrived: dict[str, float] = {}
         self._view: tuple[dict[str, dict[str, Any]], dict[str, float]] = ({}, {})
+        self._seq = 0
+        self._changed_at: dict[str, int] = {}  # bake id → change number of its last arrival
+        self._changes: tuple[int, dict[str, int]] = (0, {})
+        self._changed = threading.Condition()
         self.unreadable = 0
 
     def apply(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> bool:
@@ -55,6 +63,7 @@ class VerdictView(TopicFollower):
         bake_id = key.decode(errors="replace")
         if value is None:
             self._docs.pop(bake_id, None)
+            self._note_change(bake_id)
             return True
         try:
             doc = orjson.loads(value)
@@ -67,14 +76,32 @@ class VerdictView(TopicFollower):
             return False
         self._docs[bake_id] = doc
         self._arrived[bake_id] = time.time()
+        self._note_change(bake_id)
         return True
 
+    def _note_change(self, bake_id: str) -> None:
+        self._seq += 1
+        self._changed_at[bake_id] = self._seq
+
     def publish(self) -> None:
-        self._view = (dict(self._docs), dict(self._arrived))
+        with self._changed:
+            self._view = (dict(self._docs), dict(self._arrived))
+            self._changes = (self._seq, dict(self._changed_at))
+            self._changed.notify_all()
 
     def documents(self) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
         """(document per bake id, wall-clock arrival per bake id) — do not mutate."""
         return self._view
+
+    def changes(self) -> tuple[int, dict[str, int]]:
+        """(latest change number, change number of each bake's last arrival or removal), as
+        published with :meth:`documents` — do not mutate."""
+        return self._changes
+
+    def wait(self, timeout_s: float) -> None:
+        """Block until documents arrive or ``timeout_s`` passes."""
+        with self._changed:
+            self._changed.wait(timeout_s)
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,21 @@ def test_pipelines_see_pending_then_decisions(service: Service, broker: Embedded
         "the override alert",
     )
 
+    # The evidence over time: the HALT and then the override, with the tested counts growing.
+    def timeline_shows_the_override() -> bool:
+        code, tl = _req(port, "GET", "/v1/bakes/checkout-v42/timeline")
+        assert code == 200 and tl["id"] == "checkout-v42"
+        return bool(tl["points"]) and tl["points"][-1]["status"] == "PROMOTE"
+
+    wait_until(timeline_shows_the_override, 30, "the override in the timeline")
+    points = _req(port, "GET", "/v1/bakes/checkout-v42/timeline")[1]["points"]
+    assert [p["status"] for p in points].count("HALT") >= 1
+    counts = [p["requests"]["canary"] for p in points]
+    assert counts == sorted(counts) and counts[-1] > 0
+    assert points[-1]["metrics"]["error_rate"]["halt_needs"] > 1
+    assert _req(port, "GET", "/v1/bakes/nope/timeline")[0] == 404
+    assert _req(port, "POST", "/v1/bakes/checkout-v42/timeline", b"{}", _auth())[0] == 405
+
 
 def test_sse_resume_with_last_event_id_gets_exactly_the_missed_alerts(
     service: Service, broker: EmbeddedBroker
@@ -276,6 +291,8 @@ def test_openapi_document_lists_every_route(service: Service) -> None:
         "/v1/bakes/{id}",
         "/v1/bakes/{id}/cancel",
         "/v1/bakes/{id}/override",
+        "/v1/bakes/{id}/timeline",
+        "/v1/bakes/stream",
         "/v1/verdict",
         "/v1/gate/promote/{id}",
         "/v1/gate/rollback/{id}",
@@ -287,6 +304,7 @@ def test_openapi_document_lists_every_route(service: Service) -> None:
         "/healthz",
         "/readyz",
         "/openapi.json",
+        "/",
     }
     assert documented == served
     for path in served:  # every documented route is routed (a missing bake is not a missing route)

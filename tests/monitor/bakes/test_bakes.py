@@ -211,6 +211,8 @@ def test_spec_validation_messages() -> None:
         with pytest.raises(ConfigError, match="bake id must be 1-128 characters"):
             _spec(bad, "v2", "v1")
     assert _spec("a" * 128, "v2", "v1").id == "a" * 128
+    with pytest.raises(ConfigError, match='bake id "stream" is reserved'):
+        _spec("stream", "v2", "v1")  # /v1/bakes/stream is the console's live feed
     with pytest.raises(ConfigError, match="unknown bake field"):
         BakeSpec.from_dict({"id": "x", "service": "s", "canary": "a", "baseline": "b", "colour": 1})
 

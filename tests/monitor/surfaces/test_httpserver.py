@@ -184,7 +184,7 @@ def test_streams_run_on_their_own_capped_threads() -> None:
         assert _responses(first, 1) == [(200, b"stream")]
         assert _get(srv, "/still") == (200, b"/still")
         status, body = _get(srv, "/stream")
-        assert status == 503 and b"alert streams" in body
+        assert status == 503 and b"too many event streams" in body
 
 
 @pytest.mark.parametrize(
