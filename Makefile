@@ -24,8 +24,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# Two workers (CI has 2 cores): each test starts its own broker on a free port, so they are
+# independent; the slowest are listed at the end.
 test: $(STAMP) lint typecheck
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --durations=15
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.detection

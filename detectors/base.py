@@ -42,6 +42,9 @@ class Assessment:
     requests_to_decision: int | None
     reason: str
     detail: Mapping[str, Any] = field(default_factory=dict)
+    # The HALT e-value when the gate fired (None before): it may fall afterwards, and a
+    # window's strata are folded one by one, so the gate can fire before the window's last.
+    e_halt_crossed: float | None = None
 
 
 @runtime_checkable

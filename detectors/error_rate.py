@@ -93,7 +93,10 @@ class ErrorRateTest:
             canary_requests=a.canary_requests,
             baseline_requests=a.baseline_requests,
             requests_to_decision=a.requests_to_decision,
-            reason=_ratio_reason("error rate", a.finding, a.estimate, a.lower, a.upper, a.e_halt),
+            reason=_ratio_reason(
+                "error rate", a.finding, a.estimate, a.lower, a.upper, a.e_halt_crossed or a.e_halt
+            ),
+            e_halt_crossed=a.e_halt_crossed,
             detail={
                 "canary": canary_rate,
                 "baseline": baseline_rate,

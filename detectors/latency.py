@@ -242,6 +242,7 @@ class LatencyTest:
         self._canary = CohortSummary()
         self._baseline = CohortSummary()
         self._halted = False
+        self._log_crossed: float | None = None  # log family e-value when HALT fired
         self._thresholds = [self._threshold(q) for q in self.quantiles]
         self._thresholds += [self._threshold(None, s) for s in self.slo_thresholds_s]
         need = [self._warmup_requests(q) for q in self.quantiles]
@@ -296,8 +297,13 @@ class LatencyTest:
             self._baseline.merge(b)
         family = np.log(np.mean(np.exp(np.minimum(halt, _LOG_E_CAP)), axis=0))
         if not self._halted and m:
-            self._halted = bool(np.any(family >= math.log(1.0 / self.alpha)))
+            over = np.flatnonzero(family >= math.log(1.0 / self.alpha))
+            if over.size:  # the gate fires at the first stratum that crosses
+                self._halted, self._log_crossed = True, float(family[over[0]])
         return LatencyTrace(family, promote.min(axis=0) if m else np.zeros(0))
+
+    def _e_crossed(self) -> float | None:
+        return None if self._log_crossed is None else math.exp(min(self._log_crossed, _LOG_E_CAP))
 
     def _family_log_e_halt(self) -> float:
         logs = np.array([th.halt.log_e_values()[0] for th in self._thresholds])
@@ -329,6 +335,7 @@ class LatencyTest:
             lower=a_key.lower,
             upper=a_key.upper,
             e_halt=math.exp(min(self._family_log_e_halt(), _LOG_E_CAP)),
+            e_halt_crossed=self._e_crossed(),
             e_promote=math.exp(min(log_e_promote, _LOG_E_CAP)),
             canary_requests=self._canary.requests,
             baseline_requests=self._baseline.requests,
@@ -375,7 +382,7 @@ class LatencyTest:
         est = "n/a" if a.estimate is None else f"{a.estimate:.2f}"
         what = f"{th.comparison(gate)} canary/baseline {est}"
         if finding is Finding.REGRESSION:
-            e = math.exp(min(self._family_log_e_halt(), _LOG_E_CAP))
+            e = self._e_crossed() or math.exp(min(self._family_log_e_halt(), _LOG_E_CAP))
             return f"latency regression: {what}, evidence e={e:.3g}"
         if finding is Finding.NON_INFERIOR:
             claims = [f"{t.label} ratio < {1.0 + self.slo_tol:g}" for t in self._thresholds]
@@ -418,6 +425,7 @@ class LatencyTest:
             "canary": self._canary.to_dict(),
             "baseline": self._baseline.to_dict(),
             "halted": self._halted,
+            "crossed": self._log_crossed,
             "thresholds": [th.state_dict() for th in self._thresholds],
             "strata": self._strata.state_dict(),
         }
@@ -438,6 +446,8 @@ class LatencyTest:
         obj._canary = CohortSummary.from_dict(state["canary"])
         obj._baseline = CohortSummary.from_dict(state["baseline"])
         obj._halted = bool(state["halted"])
+        crossed = state.get("crossed")
+        obj._log_crossed = None if crossed is None else float(crossed)
         saved = state["thresholds"]
         if len(saved) != len(obj._thresholds):
             msg = f"latency state has {len(saved)} thresholds, expected {len(obj._thresholds)}"

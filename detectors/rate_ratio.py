@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -44,6 +43,8 @@ import numpy.typing as npt
 from detectors.base import Finding
 from detectors.errors import ParameterError, StateError
 from detectors.excess_bound import MatchedExcessBound
+from detectors.rate_readout import LOG_E_CAP as _LOG_E_CAP
+from detectors.rate_readout import RateRatioAssessment, Trace
 
 __all__ = ["Gate", "RateRatioAssessment", "RateRatioTest", "Trace"]
 
@@ -57,7 +58,6 @@ STATE_VERSION = 2  # v2 adds the abs path's matched-cell accumulators ("excess")
 DEFAULT_HALT_PRIOR_SCALE = math.log(2.0)
 DEFAULT_PROMOTE_PRIOR_SCALE = 0.1
 DEFAULT_CS_PRIOR_SCALE = math.log(1.5)
-_LOG_E_CAP = 700.0  # exp() of more overflows a float; such e-values are reported as exp(700)
 _CHUNK_INCREMENTS = 2048
 # With abs_tol, the absolute path gets twice this share of alpha_promote, the ratio path the rest
 # (the split of v1, which had two rate bounds): the ratio path decides common events.
@@ -107,40 +107,6 @@ def increment_loglik(
     ll = xc * (a - log_denominator) + xb * (b - log_denominator)
     out: FloatArray = np.where(informative, ll, 0.0)
     return out
-
-
-@dataclass(frozen=True)
-class Trace:
-    """Per-increment gate statistics from :meth:`RateRatioTest.update_many` (ratio path only)."""
-
-    log_e_halt: FloatArray
-    log_e_promote: FloatArray
-
-
-@dataclass(frozen=True)
-class RateRatioAssessment:
-    """What :meth:`RateRatioTest.assess` reports (ratios are canary / baseline)."""
-
-    finding: Finding
-    estimate: float | None
-    lower: float
-    upper: float
-    log_e_halt: float
-    log_e_promote: float
-    canary_events: int
-    canary_requests: int
-    baseline_events: int
-    baseline_requests: int
-    promote_path: str | None
-    requests_to_decision: int | None
-
-    @property
-    def e_halt(self) -> float:
-        return math.exp(min(self.log_e_halt, _LOG_E_CAP))
-
-    @property
-    def e_promote(self) -> float:
-        return math.exp(min(self.log_e_promote, _LOG_E_CAP))
 
 
 class RateRatioTest:
@@ -255,6 +221,7 @@ class RateRatioTest:
         self._x_b = 0
         self._n_b = 0
         self._halted = False
+        self._log_crossed: float | None = None  # log e_halt when the HALT gate fired
         self._increments = 0
         self._informative = 0
         self._excess = None if self.abs_tol is None else MatchedExcessBound()
@@ -297,7 +264,7 @@ class RateRatioTest:
             self._excess.update(x_c, n_c, x_b, n_b)
         if not self._halted:
             log_e_halt, _ = self._log_e(self._loglik)
-            self._halted = bool(log_e_halt[0] >= math.log(1.0 / self.alpha))
+            self._note_halt(log_e_halt)
 
     def update_many(
         self,
@@ -341,8 +308,15 @@ class RateRatioTest:
             np.concatenate(promotes) if promotes else np.zeros(0),
         )
         if not self._halted and trace.log_e_halt.size:
-            self._halted = bool(np.any(trace.log_e_halt >= math.log(1.0 / self.alpha)))
+            self._note_halt(trace.log_e_halt)
         return trace
+
+    def _note_halt(self, log_e_halt: FloatArray) -> None:
+        """Fire the HALT gate at the first of these (successive) e-values over 1/α."""
+        over = np.flatnonzero(log_e_halt >= math.log(1.0 / self.alpha))
+        if over.size:
+            self._halted = True
+            self._log_crossed = float(log_e_halt[over[0]])
 
     # -- read-outs -------------------------------------------------------------------------
     def log_e_values(self) -> tuple[float, float]:
@@ -439,6 +413,7 @@ class RateRatioTest:
             baseline_events=self._x_b,
             baseline_requests=self._n_b,
             promote_path=promote_path,
+            log_e_crossed=self._log_crossed,
             requests_to_decision=(
                 0
                 if finding is not Finding.UNDECIDED
@@ -470,6 +445,7 @@ class RateRatioTest:
             "loglik": self._loglik.tolist(),
             "counts": [self._x_c, self._n_c, self._x_b, self._n_b],
             "halted": self._halted,
+            "crossed": self._log_crossed,
             "increments": self._increments,
             "informative": self._informative,
             "excess": None if self._excess is None else self._excess.state_dict(),
@@ -491,6 +467,8 @@ class RateRatioTest:
         test._loglik = loglik
         test._x_c, test._n_c, test._x_b, test._n_b = (int(v) for v in state["counts"])
         test._halted = bool(state["halted"])
+        crossed = state.get("crossed")
+        test._log_crossed = None if crossed is None else float(crossed)
         test._increments = int(state["increments"])
         test._informative = int(state["informative"])
         if version == STATE_VERSION and test._excess is not None:

@@ -11,19 +11,24 @@ import socket
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from monitor.bakes.discovery import DiscoverySettings
-from monitor.bakes.spec import BakeSpec
 from monitor.errors import ConfigError
-from monitor.kafka.topics import TopicLayout
-from monitor.records.fieldmap import PRESETS, FieldMap
+
+# The service's types are imported where they are used: the client commands read
+# ClientSettings from here and must start without numpy (README "The client").
+if TYPE_CHECKING:
+    from monitor.bakes.discovery import DiscoverySettings
+    from monitor.bakes.spec import BakeSpec
+    from monitor.kafka.topics import TopicLayout
+    from monitor.records.fieldmap import FieldMap
 
 __all__ = [
     "ROLES",
     "ClientSettings",
     "Settings",
+    "field_map_from",
     "load_client_settings",
     "load_settings",
     "load_toml",
@@ -32,6 +37,19 @@ __all__ = [
 ROLES = ("ingest", "judge", "api")
 ENV_PREFIX = "BAKEMON_"
 _KAFKA_ENV_PREFIX = "BAKEMON_KAFKA_"
+FIELDS_PRESET_ENV = "BAKEMON_FIELDS_PRESET"
+
+
+def _plain_field_map() -> FieldMap:
+    from monitor.records.fieldmap import PRESETS
+
+    return PRESETS["plain"]
+
+
+def _default_discovery() -> DiscoverySettings:
+    from monitor.bakes.discovery import DiscoverySettings
+
+    return DiscoverySettings()
 
 
 @dataclass(frozen=True)
@@ -54,10 +72,10 @@ class Settings:
     broker_wait_s: float = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    field_map: FieldMap = PRESETS["plain"]
+    field_map: FieldMap = field(default_factory=_plain_field_map)
     kafka: Mapping[str, Any] = field(default_factory=dict)
     bakes: tuple[BakeSpec, ...] = ()
-    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    discovery: DiscoverySettings = field(default_factory=_default_discovery)
     api_host: str = "0.0.0.0"
     api_port: int = 8080
     api_token: str | None = field(default=None, repr=False)
@@ -77,10 +95,29 @@ class Settings:
     alertmanager_resend_s: float = 60.0
     alert_ttl_s: float = 3600.0
     alerts_jsonl: str | None = None
+    # Own topics (README "Running in production"): -1 = the broker's default.replication.factor;
+    # min_insync_replicas 0 = 2 on the state topics when the factor is >= 3, else the broker's.
+    replication_factor: int = -1
+    min_insync_replicas: int = 0
+    partials_retention_s: float = 7 * 86_400.0
+    alerts_retention_s: float = 7 * 86_400.0
+    dead_letter_retention_s: float = 7 * 86_400.0
 
     @property
     def layout(self) -> TopicLayout:
-        return TopicLayout(self.topic_prefix, self.partials_partitions, 1, self.dead_letter)
+        from monitor.kafka.topics import TopicLayout
+
+        return TopicLayout(
+            self.topic_prefix,
+            self.partials_partitions,
+            1,
+            self.dead_letter,
+            replication_factor=self.replication_factor,
+            min_insync_replicas=self.min_insync_replicas,
+            partials_retention_s=self.partials_retention_s,
+            alerts_retention_s=self.alerts_retention_s,
+            dead_letter_retention_s=self.dead_letter_retention_s,
+        )
 
     @property
     def alert_base_url(self) -> str:
@@ -126,6 +163,11 @@ _SCALARS: dict[str, type] = {
     "alertmanager_resend_s": float,
     "alert_ttl_s": float,
     "alerts_jsonl": str,
+    "replication_factor": int,
+    "min_insync_replicas": int,
+    "partials_retention_s": float,
+    "alerts_retention_s": float,
+    "dead_letter_retention_s": float,
 }
 _LISTS = ("topics", "roles")
 _TABLES = ("fields", "kafka", "bake", "discovery")
@@ -198,32 +240,48 @@ def _set(values: dict[str, Any], key: str, value: Any, source: str) -> None:
         values[key] = _as_list(key, value, source)
 
 
-def _from_env(
-    env: Mapping[str, str], values: dict[str, Any], kafka: dict[str, Any]
-) -> dict[str, Any] | None:
-    """``BAKEMON_*`` into ``values`` and ``kafka``; the fields table if a preset is named."""
-    fields_table = None
+def _from_env(env: Mapping[str, str], values: dict[str, Any], kafka: dict[str, Any]) -> str | None:
+    """``BAKEMON_*`` into ``values`` and ``kafka``; the preset ``BAKEMON_FIELDS_PRESET`` names."""
+    preset = None
     for k, v in env.items():
         if k.startswith(_KAFKA_ENV_PREFIX):
             kafka[k[len(_KAFKA_ENV_PREFIX) :].lower()] = v
-        elif k == "BAKEMON_FIELDS_PRESET":
-            fields_table = {"preset": v}
+        elif k == FIELDS_PRESET_ENV:
+            preset = v or None
         elif k.startswith(ENV_PREFIX):
             _set(values, k[len(ENV_PREFIX) :].lower(), v, "environment variable BAKEMON_")
-    return fields_table
+    return preset
 
 
-def _from_flags(flags: Mapping[str, Any], values: dict[str, Any]) -> dict[str, Any] | None:
-    """CLI flags into ``values``; the fields table if ``--preset`` is given."""
-    fields_table = None
+def _from_flags(flags: Mapping[str, Any], values: dict[str, Any]) -> str | None:
+    """CLI flags into ``values``; the preset ``--preset`` names."""
+    preset = None
     for k, v in flags.items():
         if v is None:
             continue
         if k == "preset":
-            fields_table = {"preset": v}
+            preset = v
         else:
             _set(values, k, v, "flag")
-    return fields_table
+    return preset
+
+
+def field_map_from(fields_table: Mapping[str, Any] | None, preset: str | None = None) -> FieldMap:
+    """The field map of a ``[fields]`` table, on top of ``preset`` when one is named.
+
+    The preset (``--preset`` or ``BAKEMON_FIELDS_PRESET``) replaces the table's own ``preset``
+    as the base; every other key of the table still overrides it, so a preset named on the
+    command line never throws away the file's ``[fields]`` overrides.
+    """
+    from monitor.records.fieldmap import PRESETS, FieldMap
+
+    if fields_table is not None and not isinstance(fields_table, Mapping):
+        msg = f"[fields] must be a table of field-map keys, got {fields_table!r}"
+        raise ConfigError(msg, value=fields_table)
+    table = dict(fields_table or {})
+    if preset is not None:
+        table["preset"] = preset
+    return FieldMap.from_dict(table) if table else PRESETS["plain"]
 
 
 def load_settings(
@@ -232,22 +290,29 @@ def load_settings(
     flags: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Merge file, environment and flags (later wins), validate, freeze."""
+    from monitor.bakes.discovery import DiscoverySettings
+    from monitor.bakes.spec import BakeSpec
+    from monitor.kafka.io import client_config
+
     raw = _read_file(config_path)
     values: dict[str, Any] = {}
     for k, v in raw.items():
         _set(values, k, v, "config key")
     kafka: dict[str, Any] = dict(raw.get("kafka", {}))
-    fields_table: dict[str, Any] = dict(raw.get("fields", {}))
-    fields_table = _from_env(os.environ if env is None else env, values, kafka) or fields_table
-    fields_table = _from_flags(flags or {}, values) or fields_table
-    field_map = FieldMap.from_dict(fields_table) if fields_table else PRESETS["plain"]
+    env_preset = _from_env(os.environ if env is None else env, values, kafka)
+    flag_preset = _from_flags(flags or {}, values)
+    field_map = field_map_from(raw.get("fields"), flag_preset or env_preset)
     raw_bakes = raw.get("bake", [])
     bakes = tuple(
         BakeSpec.from_dict(b) for b in (raw_bakes if isinstance(raw_bakes, list) else [raw_bakes])
     )
     discovery = DiscoverySettings.from_dict(raw.get("discovery", {}))
     settings = Settings(
-        **values, field_map=field_map, kafka=kafka, bakes=bakes, discovery=discovery
+        **values,
+        field_map=field_map,
+        kafka=client_config(kafka),
+        bakes=bakes,
+        discovery=discovery,
     )
     _validate(settings)
     return settings
@@ -295,6 +360,7 @@ def _validate(s: Settings) -> None:
         ("api_read_timeout_s", 0 < s.api_read_timeout_s <= 600, "in (0, 600]"),
         ("api_token", s.api_token is None or len(s.api_token) >= 16, "at least 16 characters"),
     )
+    checks = (*checks, *_topic_checks(s))
     for key, ok, want in checks:
         if not ok:
             shown = "(hidden)" if key == "api_token" else repr(getattr(s, key))
@@ -305,6 +371,26 @@ def _validate(s: Settings) -> None:
     if clash:
         msg = f"request topics {clash} clash with bakemon's own topics"
         raise ConfigError(msg, value=clash)
+
+
+def _topic_checks(s: Settings) -> tuple[tuple[str, bool, str], ...]:
+    """(key, ok, wanted) of the own-topic settings."""
+    return (
+        (
+            "replication_factor",
+            s.replication_factor == -1 or 1 <= s.replication_factor <= 32767,
+            "-1 (the broker's default.replication.factor) or in [1, 32767]",
+        ),
+        (
+            "min_insync_replicas",
+            s.min_insync_replicas >= 0
+            and (s.replication_factor < 1 or s.min_insync_replicas <= s.replication_factor),
+            '0 (automatic) or in [1, "replication_factor"]',
+        ),
+        ("partials_retention_s", s.partials_retention_s >= 3600, ">= 3600 (an hour)"),
+        ("alerts_retention_s", s.alerts_retention_s >= 60, ">= 60"),
+        ("dead_letter_retention_s", s.dead_letter_retention_s >= 60, ">= 60"),
+    )
 
 
 SETTING_NAMES = tuple(f.name for f in fields(Settings))

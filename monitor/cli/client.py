@@ -5,6 +5,7 @@ The API address and token come from ``--url``/``--token``, else ``BAKEMON_URL``/
 document through :func:`monitor.verdict.interpret` and exits with its code (README "Exit
 codes"): 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 4 usage error or unknown bake, 5 timeout, 6 API
 unreachable (or answering errors or unreadable documents) for more than ``--retries`` polls.
+The other commands exit 6 at the first such failure (:func:`monitor.cli.main.main`).
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
 from monitor.cli.durations import parse_duration_s
-from monitor.cli.watch import render_bake, watch
 from monitor.config import DEFAULT_API_URL, load_client_settings
 from monitor.errors import ConfigError, InputError, MonitorError
-from monitor.verdict import ExitCode, Reading, interpret
+
+# The verdict package (numpy, detectors) is imported once an answer has to be read, so a
+# client command starts fast and fails fast (benchmarks/cli_startup.py).
+if TYPE_CHECKING:
+    from monitor.verdict import ExitCode, Reading
 
 __all__ = ["ApiClient", "ClientError", "WaitOptions", "add_client_commands", "wait_for_verdict"]
 
@@ -170,6 +174,8 @@ def cmd_bake_get(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(doc)
     else:
+        from monitor.cli.watch import render_bake
+
         print("\n".join(render_bake(doc)))
     return 0
 
@@ -182,6 +188,8 @@ def cmd_bake_watch(args: argparse.Namespace) -> int:
         raise ConfigError(msg, value=args.interval)
     tty = sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
     client = _client(args)
+    from monitor.cli.watch import watch
+
     return watch(client, args.ids, interval_s=interval, timeout_s=timeout, out=sys.stdout, tty=tty)
 
 
@@ -210,7 +218,7 @@ def _add_terminal_commands(bsub: Any, common: Callable[[argparse.ArgumentParser]
     p.set_defaults(func=cmd_bake_watch)
     p = bsub.add_parser("get", help="a bake's verdict, readable (--json: the document)")
     common(p)
-    p.add_argument("id")
+    p.add_argument("id", help="bake id")
     p.add_argument("--json", action="store_true", help="print the verdict document")
     p.set_defaults(func=cmd_bake_get)
     p = bsub.add_parser(
@@ -218,8 +226,13 @@ def _add_terminal_commands(bsub: Any, common: Callable[[argparse.ArgumentParser]
         help="decide a bake as an operator (audited: who and why show in the document and alert)",
     )
     common(p)
-    p.add_argument("id")
-    p.add_argument("--status", required=True, choices=["PROMOTE", "HALT", "INCONCLUSIVE"])
+    p.add_argument("id", help="bake id")
+    p.add_argument(
+        "--status",
+        required=True,
+        choices=["PROMOTE", "HALT", "INCONCLUSIVE"],
+        help="the decision to record",
+    )
     p.add_argument("--reason", required=True, help="why (shown in the document and the alert)")
     p.add_argument("--by", help="who (default: the current user)")
     p.set_defaults(func=cmd_bake_override)
@@ -262,6 +275,8 @@ class WaitOptions:
 
 def _poll(client: ApiClient, path: str) -> tuple[Reading | None, dict[str, Any], str]:
     """One poll: (reading, document, problem); a reading only when the answer is usable."""
+    from monitor.verdict import interpret
+
     try:
         doc = client.get(path)
     except ClientError as exc:
@@ -272,6 +287,12 @@ def _poll(client: ApiClient, path: str) -> tuple[Reading | None, dict[str, Any],
     if reading.meaning == "broken":
         return None, {}, reading.reason
     return reading, doc, ""
+
+
+def _exit_code(name: str) -> ExitCode:
+    from monitor.verdict import ExitCode
+
+    return ExitCode[name]
 
 
 def wait_for_verdict(
@@ -294,7 +315,7 @@ def wait_for_verdict(
             print(f"bakemon: {problem} (failed poll {failures} of {options.retries + 1})", file=err)
             if failures > options.retries:
                 print(f"bakemon: giving up on bake {bake_id}: no usable answer", file=err)
-                return ExitCode.UNREACHABLE
+                return _exit_code("UNREACHABLE")
         else:
             failures = 0
             line = f"{doc.get('progress_text') or reading.status} — {reading.detail}"
@@ -308,7 +329,7 @@ def wait_for_verdict(
                 return reading.exit_code
         if clock() + options.interval_s > deadline:
             print(f"bakemon: timed out waiting for bake {bake_id}", file=err)
-            return ExitCode.UNREACHABLE if failures else ExitCode.TIMEOUT
+            return _exit_code("UNREACHABLE" if failures else "TIMEOUT")
         sleep(options.interval_s)
 
 
@@ -363,8 +384,8 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p = bsub.add_parser("create", help="create a bake")
     common(p)
     p.add_argument("--file", help="JSON bake spec")
-    p.add_argument("--id")
-    p.add_argument("--service")
+    p.add_argument("--id", help="bake id (required, here or in --file)")
+    p.add_argument("--service", help="service the bake watches")
     p.add_argument("--canary", help="canary version")
     p.add_argument("--baseline", help="baseline version")
     p.add_argument("--policy", help="policy as JSON")
@@ -372,13 +393,13 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     _add_terminal_commands(bsub, common)
     p = bsub.add_parser("list", help="list bakes")
     common(p)
-    p.add_argument("--service")
-    p.add_argument("--status")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--service", help="only this service's bakes")
+    p.add_argument("--status", help="only bakes in this status (PENDING, PROMOTE, HALT, …)")
+    p.add_argument("--json", action="store_true", help="print the verdict documents as JSON")
     p.set_defaults(func=cmd_bake_list)
     p = bsub.add_parser("cancel", help="stop counting traffic for a bake")
     common(p)
-    p.add_argument("id")
+    p.add_argument("id", help="bake id")
     p.set_defaults(func=cmd_bake_cancel)
     p = bsub.add_parser(
         "wait",
@@ -389,7 +410,7 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     common(p)
-    p.add_argument("id")
+    p.add_argument("id", help="bake id")
     p.add_argument("--timeout", default="30m", help="give up after this long (default 30m)")
     p.add_argument("--interval", default="5s", help="poll interval (default 5s)")
     p.add_argument(
@@ -400,12 +421,14 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
         f"before exit 6 (default {DEFAULT_RETRIES})",
     )
     p.set_defaults(func=cmd_bake_wait)
-    alerts = sub.add_parser("alerts", help="alerts")
+    alerts = sub.add_parser("alerts", help="print or follow bakemon's alerts (HTTP API client)")
     asub = alerts.add_subparsers(dest="alerts_command", required=True, parser_class=parser_class)
     p = asub.add_parser("tail", help="print recent alerts; --follow streams new ones")
     common(p)
-    p.add_argument("--follow", "-f", action="store_true")
-    p.add_argument("--bake")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--lines", "-n", type=int, default=20)
+    p.add_argument("--follow", "-f", action="store_true", help="stream new alerts until Ctrl-C")
+    p.add_argument("--bake", help="only this bake's alerts")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--lines", "-n", type=int, default=20, help="recent alerts to print first (default 20)"
+    )
     p.set_defaults(func=cmd_alerts_tail)

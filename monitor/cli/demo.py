@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -19,18 +20,35 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import monitor.cli.exits as exits
 from bakesim import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
 from monitor.cli.client import ApiClient, ClientError
-from monitor.config import load_settings
+from monitor.config import ENV_PREFIX, FIELDS_PRESET_ENV, load_settings
+from monitor.errors import ConfigError
 from monitor.kafka.broker import EmbeddedBroker, free_port
+from monitor.kafka.io import client_config
 
 if TYPE_CHECKING:
+    from monitor.config import Settings
     from monitor.service import Service
 
-__all__ = ["SCENARIOS", "add_demo_arguments", "run_demo"]
+__all__ = ["DEMO_DESCRIPTION", "SCENARIOS", "add_demo_arguments", "run_demo"]
 
+DEMO_DESCRIPTION = (
+    "Start an embedded broker and bakemon, create two bakes through the API, drive simulated "
+    "traffic (checkout: regressed canary, search: healthy), show live progress and exit 0 when "
+    "the verdicts are HALT and PROMOTE. --keep-running leaves the API up afterwards, to open "
+    "the printed URLs, until Ctrl-C. BAKEMON_* settings apply, except the few the demo must "
+    "fix (it names them when they are set)."
+)
 REQUEST_TOPIC = "requests"
 PARTITIONS = 4
+DEFAULT_PORT = 8080
+# Settings the demo must fix (its own traffic, all roles, a local API), and the demo's tuning,
+# which a BAKEMON_* variable may change.
+_FIXED = {"topics": REQUEST_TOPIC, "roles": "ingest,judge,api", "api_host": "127.0.0.1"}
+_TUNING = {"block_offsets": 20_000, "flush_interval_s": 0.5, "checkpoint_interval_s": 0.5}
+_TUNING_ENV = {"ops_port": 0}
 
 
 @dataclass(frozen=True)
@@ -68,7 +86,10 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--bootstrap-servers", help="use this Kafka instead of the embedded broker")
     p.add_argument(
-        "--port", type=int, default=8080, help="API port (default 8080; a free one if taken)"
+        "--port",
+        type=int,
+        help=f"API port, used or the demo stops (0: any free port; default BAKEMON_API_PORT, "
+        f"else {DEFAULT_PORT}, else any free port if {DEFAULT_PORT} is taken)",
     )
     p.add_argument(
         "--rate",
@@ -85,9 +106,10 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--keep-running",
         action="store_true",
-        help="leave the API and metrics up after the verdicts",
+        help="leave the API and metrics up after the verdicts, until Ctrl-C (then exit as "
+        "without it)",
     )
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="simulator seed (default 42)")
 
 
 def _port_free(port: int) -> bool:
@@ -99,12 +121,63 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _choose_port(flag: int | None, env_port: str | None, out: Any) -> int:
+    """The API port: ``--port`` (else ``BAKEMON_API_PORT``) exactly, or the demo stops; without
+    either, 8080 or, if that is taken, any free port (said on ``out``)."""
+    source, port = "--port", flag
+    if port is None and env_port:
+        source = f"{ENV_PREFIX}API_PORT"
+        try:
+            port = int(env_port)
+        except ValueError:
+            msg = f'{source} must be a port number, got "{env_port}"'
+            raise ConfigError(msg, value=env_port) from None
+    if port is None:
+        if _port_free(DEFAULT_PORT):
+            return DEFAULT_PORT
+        port = free_port()
+        print(f"port {DEFAULT_PORT} is taken: the API uses port {port}", file=out, flush=True)
+        return port
+    if not 0 <= port <= 65535:
+        msg = f"{source} must be a port number in [0, 65535], got {port}"
+        raise ConfigError(msg, value=port)
+    if port == 0:
+        return free_port()
+    if not _port_free(port):
+        msg = f"{source} {port}: the port is in use on 127.0.0.1; stop what holds it, pick another, or use 0 for any free port"
+        raise ConfigError(msg, value=port)
+    return port
+
+
+def _say_ignored(env: dict[str, str], out: Any) -> None:
+    """Name the BAKEMON_* variables that are set but that the demo must fix."""
+    fixed = [f"{ENV_PREFIX}{k.upper()}" for k in _FIXED] + [FIELDS_PRESET_ENV]
+    ignored = [name for name in fixed if env.get(name)]
+    if ignored:
+        print(
+            f"demo: ignoring {', '.join(ignored)} (the demo's own traffic topic, field map, "
+            "roles and local API)",
+            file=out,
+            flush=True,
+        )
+        for name in ignored:
+            env.pop(name)
+
+
 class _Traffic(threading.Thread):
     """Produces the fleet's simulated request logs until stopped."""
 
-    def __init__(self, bootstrap: str, regression: Regression, seed: int, rate: float) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        regression: Regression,
+        seed: int,
+        rate: float,
+        kafka: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(name="demo-traffic", daemon=True)
         self.bootstrap = bootstrap
+        self.kafka = client_config(kafka or {})
         self.scenario = Scenario(
             services=(
                 ServiceSpec(name="checkout", canary_share=0.25, regression=regression),
@@ -125,9 +198,8 @@ class _Traffic(threading.Thread):
         from kafka import KafkaProducer
 
         try:
-            producer = KafkaProducer(
-                bootstrap_servers=self.bootstrap, linger_ms=20, batch_size=512 * 1024, acks=1
-            )
+            tuning = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1}
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, **(tuning | self.kafka))
             t0 = time.monotonic()
             for cols in iter_chunks(self.scenario, chunk_requests=5000):
                 for line in to_json_lines(cols):
@@ -176,7 +248,9 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    """``bakemon demo``: 0 when both verdicts are the expected ones, 1 if not, 130 on Ctrl-C."""
+    """``bakemon demo``: 0 when both verdicts are the expected ones, 1 if not, 130 on Ctrl-C
+    (with ``--keep-running``, Ctrl-C after the verdicts exits 0 or 1 as without it); 4 for a
+    bad setting or a busy ``--port``, 6 when bakemon stops answering."""
     from monitor.service import configure_logging
 
     out = sys.stdout
@@ -189,33 +263,48 @@ def run_demo(args: argparse.Namespace) -> int:
     stack = _Stack()
     try:
         base, bootstrap = stack.start(args, out)
-        client = ApiClient(base)
+        assert stack.settings is not None
+        client = ApiClient(base, stack.settings.api_token)
         _create_bakes(client)
         print(f"scenario {args.scenario}: {scenario.description}; search canary healthy", file=out)
+        print(f"web console: {base}/   (bakemon demo --keep-running keeps it up)", file=out)
         print("verdict documents:", file=out)
         for bake in ("checkout-v42", "search-v8"):
             print(f"  {base}/v1/bakes/{bake}", file=out)
         print(f"metrics: {base}/metrics   alerts: {base}/v1/alerts/stream\n", file=out, flush=True)
-        stack.traffic = _Traffic(bootstrap, scenario.regression, args.seed, args.rate)
+        stack.traffic = _Traffic(
+            bootstrap, scenario.regression, args.seed, args.rate, dict(stack.settings.kafka)
+        )
         stack.traffic.start()
         docs = _watch(client, stack.traffic, args.timeout, out.isatty(), out)
         stack.traffic.stop_event.set()
         ok = _print_verdicts(docs, out)
         if args.keep_running:
-            print(
-                f"\nbakemon keeps running: {base}/v1/bakes  (Ctrl-C to stop)", file=out, flush=True
-            )
-            while True:
-                time.sleep(1)
+            _keep_running(base, out)
         return 0 if ok else 1
     except KeyboardInterrupt:
         print("\ninterrupted: stopping…", file=out, flush=True)
         return 130
     except ClientError as exc:
         print(f"bakemon demo: {exc}", file=sys.stderr)
-        return 1
+        return exits.UNREACHABLE if exc.retryable else 1
     finally:
         stack.stop()
+
+
+def _keep_running(base: str, out: Any) -> None:
+    """Serve until Ctrl-C (or SIGTERM); the verdicts still decide the exit code."""
+    print(
+        f"\nbakemon keeps running until Ctrl-C: {base}/v1/bakes, {base}/metrics, "
+        f"{base}/v1/alerts/stream",
+        file=out,
+        flush=True,
+    )
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nstopping…", file=out, flush=True)
 
 
 class _Stack:
@@ -225,38 +314,37 @@ class _Stack:
         self.broker: EmbeddedBroker | None = None
         self.service: Service | None = None
         self.traffic: _Traffic | None = None
+        self.settings: Settings | None = None
 
     def start(self, args: argparse.Namespace, out: Any) -> tuple[str, str]:
         """Start the broker (unless given) and bakemon with all roles: (API URL, bootstrap)."""
         from monitor.kafka.topics import ensure_topics
         from monitor.service import Service
 
-        bootstrap: str
-        if args.bootstrap_servers:
-            bootstrap = args.bootstrap_servers
-        else:
+        env = dict(os.environ)
+        port = _choose_port(args.port, env.get(f"{ENV_PREFIX}API_PORT"), out)
+        _say_ignored(env, out)
+        bootstrap = args.bootstrap_servers or env.get(f"{ENV_PREFIX}BOOTSTRAP_SERVERS") or ""
+        if not bootstrap:
             print("starting the embedded Kafka-protocol broker (Tansu)…", file=out, flush=True)
             self.broker = EmbeddedBroker().start()
             bootstrap = self.broker.bootstrap_servers
-        port = args.port if args.port and _port_free(args.port) else free_port()
-        settings = load_settings(
-            None,
-            env={},
-            flags={
-                "bootstrap_servers": bootstrap,
-                "topics": REQUEST_TOPIC,
-                "api_host": "127.0.0.1",
-                "api_port": port,
-                "ops_port": 0,
-                "block_offsets": 20_000,
-                "flush_interval_s": 0.5,
-                "checkpoint_interval_s": 0.5,
-            },
+        flags: dict[str, Any] = {**_FIXED, "bootstrap_servers": bootstrap, "api_port": port}
+        for key, value in (_TUNING | _TUNING_ENV).items():
+            if f"{ENV_PREFIX}{key.upper()}" not in env:
+                flags[key] = value
+        self.settings = load_settings(None, env=env, flags=flags)
+        ensure_topics(
+            bootstrap, self.settings.layout, self.settings.kafka, [(REQUEST_TOPIC, PARTITIONS)]
         )
-        ensure_topics(bootstrap, settings.layout, extra=[(REQUEST_TOPIC, PARTITIONS)])
-        print(f"starting bakemon (ingest, judge, api) on {bootstrap}…", file=out, flush=True)
-        self.service = Service(settings).start()
-        return f"http://127.0.0.1:{port}", bootstrap
+        base = f"http://127.0.0.1:{port}"
+        print(
+            f"starting bakemon (ingest, judge, api): API {base}, Kafka {bootstrap}…",
+            file=out,
+            flush=True,
+        )
+        self.service = Service(self.settings).start()
+        return base, bootstrap
 
     def stop(self) -> None:
         if self.traffic is not None:

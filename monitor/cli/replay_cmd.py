@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from monitor.bakes.spec import BakeSpec, Registry
-from monitor.config import load_toml
-from monitor.errors import ConfigError, InputError
-from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S
-from monitor.records.fieldmap import PRESETS, FieldMap
-from monitor.replay import (
-    DEFAULT_INCREMENT_RECORDS,
-    ReplayResult,
-    TimelineRow,
-    iter_line_batches,
-    open_log,
-    replay,
-)
-from monitor.verdict import exit_code_of, interpret, iso
+from monitor.cli.presets import PRESET_NAMES
+from monitor.cli.replay_outputs import add_output_arguments, write_outputs
+from monitor.config import field_map_from, load_toml
+from monitor.errors import ConfigError
+
+# The replay machinery (numpy, detectors) is imported when a replay runs, not when the CLI
+# starts (README "The client": client commands start without it).
+if TYPE_CHECKING:
+    from monitor.bakes.spec import BakeSpec
+    from monitor.records.fieldmap import FieldMap
+    from monitor.replay import ReplayResult, TimelineRow
 
 __all__ = ["REPLAY_EXIT_CODES", "add_replay_arguments", "cmd_replay"]
 
@@ -50,10 +46,10 @@ def _policy_from_flags(args: argparse.Namespace) -> dict[str, Any]:
         policy["min_canary_requests"] = args.min_requests
     if args.max_requests is not None:
         policy["max_canary_requests"] = args.max_requests
-    if args.error_tol is not None:
-        policy.setdefault("errors", {})["tol"] = args.error_tol - 1.0
-    if args.latency_tol is not None:
-        policy.setdefault("latency", {})["tol"] = args.latency_tol - 1.0
+    for metric in ("errors", "latency"):
+        ratio = _tolerated_ratio(args, metric)
+        if ratio is not None:
+            policy.setdefault(metric, {})["tol"] = ratio - 1.0
     if args.no_latency:
         policy.setdefault("latency", {})["enabled"] = False
     if args.on_inconclusive is not None:
@@ -61,8 +57,37 @@ def _policy_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     return policy
 
 
+# metric → (ratio flag, its old name, what the ratio compares)
+_RATIO_FLAGS = {
+    "errors": ("--error-ratio", "--error-tol", "error rate"),
+    "latency": ("--latency-ratio", "--latency-tol", "latency at each quantile"),
+}
+
+
+def _tolerated_ratio(args: argparse.Namespace, metric: str) -> float | None:
+    """The canary/baseline ratio tolerated for ``metric``: the TOML's ``tol`` is this minus 1."""
+    flag, old, what = _RATIO_FLAGS[metric]
+    new_value = getattr(args, flag[2:].replace("-", "_"), None)
+    old_value = getattr(args, old[2:].replace("-", "_"), None)
+    if new_value is not None and old_value is not None:
+        msg = f"give {flag} or its old name {old}, not both"
+        raise ConfigError(msg, value=old_value)
+    if old_value is not None:
+        print(f"bakemon: {old} is deprecated: use {flag} (the same ratio)", file=sys.stderr)
+        flag, new_value = old, old_value
+    if new_value is not None and not new_value >= 1.0:
+        msg = (
+            f"{flag} is a ratio of at least 1: {flag} 1.2 tolerates a canary {what} up to 1.2x "
+            f"the baseline's (the TOML's \"{metric}.tol\" = 0.2), got {new_value:g}"
+        )
+        raise ConfigError(msg, value=new_value)
+    return None if new_value is None else float(new_value)
+
+
 def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMap]:
-    field_map = PRESETS[args.preset]
+    from monitor.bakes.spec import BakeSpec
+
+    fields_table: dict[str, Any] | None = None
     bakes: list[BakeSpec] = []
     if args.config:
         cfg = load_toml(args.config)
@@ -70,8 +95,7 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
         if unknown:
             msg = f'unknown top-level key(s) {unknown} in "{args.config}"; valid: bake, fields'
             raise ConfigError(msg, value=unknown)
-        if "fields" in cfg:
-            field_map = FieldMap.from_dict(cfg["fields"])
+        fields_table = cfg.get("fields")
         raw = cfg.get("bake", [])
         for b in raw if isinstance(raw, list) else [raw]:
             bakes.append(BakeSpec.from_dict(b))
@@ -95,7 +119,8 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
             "no bake given: use --service/--canary/--baseline or --config FILE with [[bake]] tables"
         )
         raise ConfigError(msg, value=None)
-    return bakes, field_map
+    # --preset is the base and the file's [fields] keys override it (README "Log formats").
+    return bakes, field_map_from(fields_table, args.preset)
 
 
 def _fmt_rate(x: object) -> str:
@@ -115,6 +140,8 @@ class _TimelinePrinter:
         self.started = False
 
     def __call__(self, row: TimelineRow) -> None:
+        from monitor.verdict import iso
+
         if not self.started:
             print(self.HEADER, file=self.out)
             self.started = True
@@ -135,6 +162,10 @@ class _TimelinePrinter:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.bakes.spec import Registry
+    from monitor.replay import iter_line_batches, open_log, replay
+    from monitor.verdict import exit_code_of, interpret
+
     bakes, field_map = _bakes_and_fields(args)
     registry = Registry(bakes)
     printer = None if args.json or args.quiet else _TimelinePrinter(sys.stdout, sys.stdout.isatty())
@@ -148,12 +179,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         )
     _warn_about_input(result)
     docs = [v.document() for v in result.verdicts.values()]
-    if args.timeline:
-        timelines = [t.document(bid) for bid, t in result.timelines.items()]
-        _write(
-            args.timeline,
-            orjson.dumps(timelines[0] if len(timelines) == 1 else {"bakes": timelines}),
-        )
+    write_outputs(args, result, docs)
     if args.json:
         sys.stdout.buffer.write(
             orjson.dumps(docs[0] if len(docs) == 1 else docs, option=orjson.OPT_INDENT_2)
@@ -165,16 +191,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
             res = f" (resolution {reading.resolution})" if reading.resolution else ""
             print(f"{doc['id']}: {doc['status']}{res}: {'; '.join(doc['reasons'])}")
     return int(exit_code_of(interpret(d) for d in docs))
-
-
-def _write(path: str, data: bytes) -> None:
-    """Write an output file, or stop with a CLI message (exit 2) naming it."""
-    try:
-        Path(path).write_bytes(data)
-    except OSError as exc:
-        msg = f"cannot write {path}: {exc.strerror or exc}"
-        raise InputError(msg, value=path) from exc
-    print(f"wrote {path} ({len(data):,} bytes)", file=sys.stderr)
 
 
 def _warn_about_input(result: ReplayResult) -> None:
@@ -194,6 +210,9 @@ def _warn_about_input(result: ReplayResult) -> None:
 
 
 def add_replay_arguments(sub: Any) -> None:
+    from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S
+    from monitor.replay import DEFAULT_INCREMENT_RECORDS
+
     p = sub.add_parser(
         "replay",
         help="decide a bake offline from a JSON-lines request log",
@@ -207,26 +226,16 @@ def add_replay_arguments(sub: Any) -> None:
     p.add_argument("--config", help="TOML file with [[bake]] tables and an optional [fields] table")
     p.add_argument(
         "--preset",
-        choices=sorted(PRESETS),
-        default="plain",
-        help="field-map preset (default plain)",
+        choices=PRESET_NAMES,
+        help="field-map preset, the base of the --config file's [fields] keys (default: the "
+        "[fields] table's preset, else plain)",
     )
     p.add_argument("--id", help="bake id (default SERVICE-CANARY)")
     p.add_argument("--service", help="service name of the bake")
     p.add_argument("--canary", help="canary version(s), comma-separated")
     p.add_argument("--baseline", help="baseline version(s), comma-separated")
     p.add_argument("--start", type=float, help="bake start, epoch seconds (default: all records)")
-    p.add_argument("--alpha", type=float, help="false-HALT budget (default 0.01)")
-    p.add_argument(
-        "--min-requests", type=int, help="min canary requests before PROMOTE (default 10000)"
-    )
-    p.add_argument(
-        "--max-requests", type=int, help="max canary requests before INCONCLUSIVE (default 500000)"
-    )
-    p.add_argument("--error-tol", type=float, help="tolerated error-rate ratio (default 1.2)")
-    p.add_argument(
-        "--latency-tol", type=float, help="tolerated slowdown ratio at each quantile (default 1.1)"
-    )
+    _add_policy_flags(p)
     p.add_argument("--no-latency", action="store_true", help="gate on errors only")
     p.add_argument(
         "--on-inconclusive",
@@ -247,11 +256,32 @@ def add_replay_arguments(sub: Any) -> None:
         help="reject records more than S seconds ahead of the log's clock as bad_time "
         f"(default {DEFAULT_MAX_CLOCK_SKEW_S:g})",
     )
-    p.add_argument("--json", action="store_true", help="print the final verdict document as JSON")
-    p.add_argument("--quiet", action="store_true", help="no timeline, only the final verdict line")
-    p.add_argument(
-        "--timeline",
-        metavar="FILE",
-        help="write the evidence over time as JSON (what GET /v1/bakes/{id}/timeline answers)",
-    )
+    add_output_arguments(p)
     p.set_defaults(func=cmd_replay)
+
+
+def _add_policy_flags(p: argparse.ArgumentParser) -> None:
+    """The flags of a bake's policy: budget, request bounds, tolerated ratios."""
+    p.add_argument("--alpha", type=float, help="false-HALT budget (default 0.01)")
+    p.add_argument(
+        "--min-requests", type=int, help="min canary requests before PROMOTE (default 10000)"
+    )
+    p.add_argument(
+        "--max-requests", type=int, help="max canary requests before INCONCLUSIVE (default 500000)"
+    )
+    p.add_argument(
+        "--error-ratio",
+        type=float,
+        metavar="R",
+        help='tolerated canary/baseline error-rate ratio, >= 1 (default 1.2; the TOML\'s "errors.tol" '
+        "is R - 1)",
+    )
+    p.add_argument(
+        "--latency-ratio",
+        type=float,
+        metavar="R",
+        help="tolerated canary/baseline latency ratio at each quantile, in [1, 2] (default 1.1; "
+        'the TOML\'s "latency.tol" is R - 1)',
+    )
+    p.add_argument("--error-tol", type=float, metavar="R", help="deprecated: --error-ratio")
+    p.add_argument("--latency-tol", type=float, metavar="R", help="deprecated: --latency-ratio")

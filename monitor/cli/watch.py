@@ -17,7 +17,12 @@ from monitor.verdict import ExitCode, interpret
 __all__ = ["render_bake", "render_table", "watch"]
 
 WIDTH = 80
-_COLOURS = {"PROMOTE": "\033[32m", "HALT": "\033[31;1m", "INCONCLUSIVE": "\033[33m"}
+_COLOURS = {
+    "PROMOTE": "\033[32m",
+    "HALT": "\033[31;1m",
+    "INCONCLUSIVE": "\033[33m",
+    "CANCELLED": "\033[2m",
+}
 _RESET = "\033[0m"
 HEADER = (
     f"{'bake':<18} {'status':<12} {'tested':>9} {'to decide':>9} {'errors c/b':>13} {'p99 c/b':>13}"
@@ -124,10 +129,10 @@ def _docs(client: Any, ids: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _exit_code(docs: Sequence[dict[str, Any]]) -> int:
-    """One bake: its ``wait`` code; several: HALT if any, else INCONCLUSIVE if any, else
+    """One bake: its ``wait`` code; several: HALT if any, else CANCELLED, else INCONCLUSIVE, else
     PROMOTE (all decided)."""
     codes = [int(interpret(d).exit_code) for d in docs]
-    for code in (ExitCode.HALT, ExitCode.INCONCLUSIVE):
+    for code in (ExitCode.HALT, ExitCode.CANCELLED, ExitCode.INCONCLUSIVE):
         if int(code) in codes:
             return int(code)
     return int(ExitCode.PROMOTE)

@@ -105,8 +105,56 @@ def transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def client_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Client settings without the unset (None) ones."""
-    return {k: v for k, v in config.items() if v is not None}
+    """Client settings without the unset (None) ones, strings typed like kafka-python's defaults.
+
+    ``BAKEMON_KAFKA_*`` values arrive as strings: ``ssl_check_hostname=false`` must reach the
+    client as False (the string is truthy), ``request_timeout_ms=5000`` as 5000 and
+    ``api_version=2.5.0`` as (2, 5, 0). Keys whose default is None (passwords, file paths) stay
+    strings; a value that does not fit its key's type is a :class:`ConfigError` naming both.
+    """
+    kinds = _client_kinds()
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if value is not None:
+            out[key] = _typed(key, value, kinds.get(key)) if isinstance(value, str) else value
+    return out
+
+
+def _client_kinds() -> dict[str, type]:
+    """The type of every kafka-python client setting with a bool, int or float default."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    kinds: dict[str, type] = {"api_version": tuple}
+    for cls in (KafkaConsumer, KafkaProducer, KafkaAdminClient):
+        for key, default in cls.DEFAULT_CONFIG.items():
+            if type(default) in (bool, int, float) and key not in kinds:
+                kinds[key] = type(default)
+    kinds["acks"] = int  # also "all"
+    return kinds
+
+
+def _typed(key: str, text: str, kind: type | None) -> Any:
+    from monitor.errors import ConfigError
+
+    raw = text.strip()
+    low = raw.lower()
+    try:
+        if kind is bool:
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(raw)
+            return low in ("1", "true", "yes", "on")
+        if kind is int:
+            return "all" if key == "acks" and low == "all" else int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is tuple:
+            return tuple(int(part) for part in raw.split("."))
+    except ValueError:
+        want = "true or false" if kind is bool else "a number"
+        want = 'a version like "2.5.0"' if kind is tuple else want
+        msg = f'Kafka setting "{key}" must be {want}, got "{text}"'
+        raise ConfigError(msg, value=text) from None
+    return text
 
 
 class _Listener:

@@ -30,6 +30,7 @@ __all__ = [
     "error_flags",
     "frozen",
     "is_absent",
+    "latency_unit_hint",
     "number_one",
     "numbers",
     "statuses",
@@ -48,6 +49,14 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
+
+
+# Latency-unit plausibility (a hint, never a rejection): medians outside these bounds are
+# almost surely a unit mix-up, e.g. 0.042 (seconds) read as 0.042 ms.
+UNIT_HINT_SAMPLE = 256  # values looked at per batch
+UNIT_HINT_MIN_VALUES = 10
+UNIT_HINT_TOO_SMALL_S = 1e-3  # with mostly fractional raw values: a larger unit read as ms
+UNIT_HINT_TOO_LARGE_S = 60.0
 
 
 # ---------------------------------------------------------------------------- numeric columns
@@ -75,6 +84,36 @@ def numbers(
     absent = np.fromiter(map(is_absent, col), bool, m)
     values = np.fromiter((one(v, divisor) for v in col), np.float64, m)
     return values, absent
+
+
+def latency_unit_hint(
+    latency_s: FloatArray, unit: str, divisor: float, *, min_values: int = UNIT_HINT_MIN_VALUES
+) -> str | None:
+    """Why these latencies (in s, read in ``unit``) look like the wrong unit, or None.
+
+    Seconds read as milliseconds give medians below a millisecond with fractional raw values
+    (an access log in ms writes integers or values above 1); milliseconds read as seconds give
+    medians of minutes.
+    """
+    sample = latency_s[:UNIT_HINT_SAMPLE]
+    sample = sample[np.isfinite(sample) & (sample >= 0.0)]
+    if len(sample) < min_values:
+        return None
+    median_s = float(np.median(sample))
+    raw = sample * divisor
+    fractional = float(np.mean(raw != np.floor(raw)))
+    shown = f"{median_s * divisor:g}"
+    if unit != "s" and median_s < UNIT_HINT_TOO_SMALL_S and fractional >= 0.5:
+        return (
+            f"latencies look like seconds, not {unit}: median {shown} read as {shown} {unit}; "
+            'set latency_unit = "s" if the log is in seconds'
+        )
+    if median_s >= UNIT_HINT_TOO_LARGE_S:
+        return (
+            f"latencies look like milliseconds, not {unit}: median {shown} read as "
+            f'{median_s:g} s; set latency_unit = "ms" if the log is in milliseconds'
+        )
+    return None
 
 
 def is_absent(v: Any) -> bool:

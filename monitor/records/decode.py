@@ -20,6 +20,7 @@ milliseconds configured as seconds. Latencies must be finite and non-negative.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from itertools import repeat
 from typing import Any, Literal, get_args
@@ -35,13 +36,14 @@ from monitor.records.convert import (
     encode_labels,
     error_flags,
     frozen,
+    latency_unit_hint,
     number_one,
     numbers,
     statuses,
     time_one,
     time_strings,
 )
-from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, show_value
+from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, LabelSource, show_value
 
 __all__ = [
     "COHORTS",
@@ -82,6 +84,11 @@ COHORTS: tuple[str, ...] = get_args(Cohort)
 
 # Epoch seconds at or beyond this (year ~5138) are almost surely ms/us/ns configured as "s".
 MAX_EPOCH_S = 1e11
+
+log = logging.getLogger("bakemon.records")
+# (latency path, unit) pairs already warned about: a wrong unit is logged once per process,
+# not once per batch (replay prints it on stderr through logging's last-resort handler).
+_UNIT_WARNED: set[tuple[str, str]] = set()
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -193,30 +200,74 @@ def _decode_labels(cols: _Fields, fm: FieldMap) -> _LabelColumns:
     if fm.service is None:
         service = Labels(np.zeros(m, np.int32), [fm.service_default or ""], None)
     else:
-        service = encode_labels(cols.get(fm.service), default=fm.service_default or "")
-        checks.flag(service.bad, REASON_BAD_TYPE, fm.service, cols.get(fm.service))
-        checks.flag(service.is_("", m), REASON_MISSING_FIELD, fm.service, cols.get(fm.service))
+        service, path, col, why = _label_field(cols, fm, "service", default=fm.service_default)
+        checks.flag(service.bad, REASON_BAD_TYPE, path, col)
+        checks.flag(service.is_("", m), REASON_MISSING_FIELD, path, col, why)
     cohort = None
     c_absent = np.ones(m, bool)
     if fm.cohort is not None:
-        cohort = encode_labels(cols.get(fm.cohort), lower=True)
+        cohort, path, col, _ = _label_field(cols, fm, "cohort", lower=True)
         bad = cohort.not_in(("", *COHORTS), m)
         if cohort.bad is not None:
             bad |= cohort.bad
-        checks.flag(bad, REASON_BAD_COHORT, fm.cohort, cols.get(fm.cohort))
+        checks.flag(bad, REASON_BAD_COHORT, path, col)
         c_absent = cohort.is_("", m)
     if fm.version is None:
         version = Labels(np.zeros(m, np.int32), [""], None)
     else:
-        version = encode_labels(cols.get(fm.version))
-        checks.flag(version.bad, REASON_BAD_TYPE, fm.version, cols.get(fm.version))
-        v_absent = version.is_("", m) & c_absent
-        checks.flag(v_absent, REASON_MISSING_FIELD, fm.version, cols.get(fm.version))
+        version, path, col, why = _label_field(cols, fm, "version")
+        checks.flag(version.bad, REASON_BAD_TYPE, path, col)
+        checks.flag(version.is_("", m) & c_absent, REASON_MISSING_FIELD, path, col, why)
     bake = None
     if fm.bake is not None:
-        bake = encode_labels(cols.get(fm.bake))
-        checks.flag(bake.bad, REASON_BAD_TYPE, fm.bake, cols.get(fm.bake))
+        bake, path, col, _ = _label_field(cols, fm, "bake")
+        checks.flag(bake.bad, REASON_BAD_TYPE, path, col)
     return service, version, cohort, bake
+
+
+def _label_field(
+    cols: _Fields, fm: FieldMap, name: str, *, default: str | None = None, lower: bool = False
+) -> tuple[Labels, str, list[Any], str | None]:
+    """Label column ``name`` from its sources, with the first source's path and column (for
+    rejection details) and, for several or patterned sources, what a missing value means."""
+    sources = fm.label_sources(name)
+    first = sources[0]
+    col = cols.get(first.path)
+    if len(sources) == 1 and first.pattern is None:
+        return encode_labels(col, default=default or "", lower=lower), first.path, col, None
+    labels = _from_sources(cols, sources, default or "", lower)
+    tried = ", ".join(s.describe() for s in sources)
+    return labels, first.path, col, f'no "{name}" found in {tried}'
+
+
+def _from_sources(
+    cols: _Fields, sources: tuple[LabelSource, ...], default: str, lower: bool
+) -> Labels:
+    """The first non-empty label of each row over ``sources``; patterns run once per distinct
+    value, not per row. Containers in the first source are flagged bad."""
+    names: list[str] = [""]
+    code_of = {"": 0}
+    codes = np.zeros(cols.m, np.int32)
+    bad: BoolArray | None = None
+    for i, src in enumerate(sources):
+        enc = encode_labels(cols.get(src.path), lower=lower)
+        if i == 0:
+            bad = enc.bad
+        lut = np.empty(len(enc.names), np.int32)
+        for j, raw in enumerate(enc.names):
+            label = src.extract(raw) if raw else ""
+            code = code_of.get(label)
+            if code is None:
+                code = code_of[label] = len(names)
+                names.append(label)
+            lut[j] = code
+        empty = codes == 0
+        codes[empty] = lut[enc.codes[empty]]
+    if default:
+        if default in code_of:  # the default is also a real label: one category for both
+            codes[codes == 0] = code_of[default]
+        names[0] = default
+    return Labels(codes, names, bad)
 
 
 def _decode_status(cols: _Fields, fm: FieldMap) -> tuple[Int64Array, BoolArray]:
@@ -248,6 +299,12 @@ def _decode_latency(cols: _Fields, fm: FieldMap) -> FloatArray:
     with np.errstate(invalid="ignore"):
         l_ok = np.isfinite(latency_s) & (latency_s >= 0.0)
     cols.checks.flag(~l_ok & ~l_absent, REASON_BAD_LATENCY, fm.latency, lcol)
+    key = (fm.latency, fm.latency_unit)
+    if key not in _UNIT_WARNED:
+        hint = latency_unit_hint(latency_s, fm.latency_unit, divisor)
+        if hint is not None:
+            _UNIT_WARNED.add(key)
+            log.warning('field "%s": %s', fm.latency, hint)
     return latency_s
 
 
@@ -321,14 +378,22 @@ class _Checks:
 
     def __init__(self, m: int) -> None:
         self.failed = np.full(m, -1, np.int16)
-        self.checks: list[tuple[str, str, list[Any]]] = []
+        self.checks: list[tuple[str, str, list[Any], str | None]] = []
 
-    def flag(self, bad: BoolArray | None, reason: str, path: str, col: list[Any]) -> None:
+    def flag(
+        self,
+        bad: BoolArray | None,
+        reason: str,
+        path: str,
+        col: list[Any],
+        why: str | None = None,
+    ) -> None:
+        """Flag the rows in ``bad``; ``why`` replaces the standard detail of ``reason``."""
         if bad is None or not bad.any():
             return
         new = bad & (self.failed < 0)
         self.failed[new] = len(self.checks)
-        self.checks.append((reason, path, col))
+        self.checks.append((reason, path, col, why))
 
     @property
     def ok(self) -> BoolArray:
@@ -336,8 +401,11 @@ class _Checks:
 
     def failures(self) -> Iterable[tuple[int, str, str]]:
         for row in np.flatnonzero(self.failed >= 0).tolist():
-            reason, path, col = self.checks[int(self.failed[row])]
-            yield row, reason, _detail(reason, path, col[row])
+            reason, path, col, why = self.checks[int(self.failed[row])]
+            if why is None:
+                yield row, reason, _detail(reason, path, col[row])
+            else:
+                yield row, reason, f'{why} ("{path}": {show_value(col[row])})'
 
 
 def _detail(reason: str, path: str, value: Any) -> str:

@@ -55,7 +55,7 @@ OPENAPI: dict[str, Any] = {
                         "in": "query",
                         "schema": {
                             "type": "string",
-                            "enum": ["PENDING", "PROMOTE", "HALT", "INCONCLUSIVE"],
+                            "enum": ["PENDING", "PROMOTE", "HALT", "INCONCLUSIVE", "CANCELLED"],
                         },
                     },
                 ],
@@ -301,7 +301,7 @@ OPENAPI: dict[str, Any] = {
                     "service": {"type": "string"},
                     "status": {
                         "type": "string",
-                        "enum": ["PENDING", "PROMOTE", "HALT", "INCONCLUSIVE"],
+                        "enum": ["PENDING", "PROMOTE", "HALT", "INCONCLUSIVE", "CANCELLED"],
                     },
                     "decided": {"type": "boolean"},
                     "resolution": {"type": ["string", "null"]},

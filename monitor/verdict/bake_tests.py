@@ -11,11 +11,12 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detectors.base import Assessment
+from detectors.base import Assessment, Finding
 from detectors.dispersion import DispersionAssessment, DispersionCheck
 from detectors.summary import CohortSummary
 from monitor.bakes.policy import Policy
 from monitor.verdict.build import Detector, halt_budgets, load_detector, make_detector
+from monitor.verdict.eta import DecisionEta
 from monitor.verdict.segments import SegmentFinding, SegmentTests, ServedCounts, parse_label
 from monitor.verdict.windows import Warmup
 
@@ -39,6 +40,7 @@ class BakeTests:
         self.dispersion = DispersionCheck()
         self.tested_canary = 0
         self.tested_baseline = 0
+        self.eta = DecisionEta()
 
     def _build(self, dims: Sequence[str]) -> None:
         """Fresh pooled and segment tests, the HALT budget split over ``dims``' values."""
@@ -105,6 +107,17 @@ class BakeTests:
         for _, c, b in strata:
             self.dispersion.update(c.errors, c.requests, b.errors, b.requests, theta)
 
+    def projection(self, found: Mapping[str, Assessment]) -> int | None:
+        """The detectors' raw projection of the canary requests a decision still needs: the
+        minimum still to test, and each undecided gate's own projection (None: not in sight)."""
+        needs = [max(self.policy.min_canary_requests - self.tested_canary, 0)]
+        for a in found.values():
+            if a.finding is not Finding.NON_INFERIOR:
+                if a.requests_to_decision is None:
+                    return None
+                needs.append(a.requests_to_decision)
+        return max(needs)
+
     # -- read-outs ---------------------------------------------------------------------------
     def assessments(self) -> dict[str, Assessment]:
         return {name: det.assess() for name, det in self.detectors.items()}
@@ -140,6 +153,7 @@ class BakeTests:
             "warmup": self.warmup.state_dict(),
             "served": self.served.state_dict(),
             "dispersion": self.dispersion.state_dict(),
+            "eta": self.eta.state_dict(),
         }
 
     def restore(self, state: Mapping[str, Any], tested: Sequence[int] | None) -> None:
@@ -157,6 +171,7 @@ class BakeTests:
             self.detectors[k] = load_detector(k, d)
         if tested is not None:
             self.tested_canary, self.tested_baseline = (int(x) for x in tested)
+        self.eta.restore(state.get("eta"))
         if "segments" in state:
             self.segments.restore(state["segments"], load_detector)
             self.warmup.restore(state["warmup"])

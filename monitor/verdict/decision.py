@@ -9,7 +9,7 @@ changes again, so a reason that quotes a ratio always agrees with the figures be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from detectors.base import Assessment, Finding
@@ -33,6 +33,7 @@ def _metric(a: Assessment, halt_needs: float | None) -> dict[str, Any]:
         "lower": a.lower,
         "upper": a.upper,
         "e_value_halt": a.e_halt,
+        "e_value_halt_crossed": a.e_halt_crossed,
         "halt_needs": halt_needs,
         "e_value_promote": a.e_promote,
         "canary_requests": a.canary_requests,
@@ -51,10 +52,12 @@ def freeze_decision(
     segment: SegmentFinding | None = None,
     segment_halt_needs: Mapping[str, float] | None = None,
     override: Mapping[str, Any] | None = None,
+    evident: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The ``decision`` object (JSON-able). ``halt_needs``: per metric, the HALT e-value
     threshold of the pooled test (1/α); ``segment``: the per-value test that HALTed, if one
-    did, with its own threshold from ``segment_halt_needs``."""
+    did, with its own threshold from ``segment_halt_needs``; ``evident``: for a pooled HALT,
+    the most evident value of each segment, strongest first (what its reason names)."""
     seg = None
     if segment is not None:
         a = segment.assessment
@@ -68,6 +71,7 @@ def freeze_decision(
         "requests": dict(requests),
         "metrics": {name: _metric(a, halt_needs.get(name)) for name, a in found.items()},
         "segment": seg,
+        "evident": [dict(e) for e in evident],
         "override": None if override is None else dict(override),
     }
 

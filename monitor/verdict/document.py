@@ -13,13 +13,16 @@ HALT                      stop     409           200            1
 INCONCLUSIVE → PROMOTE    go       200           409            2
 INCONCLUSIVE → HALT       stop     409           200            2
 PENDING                   wait     409           409            3
+CANCELLED                 stop     409           200            8
 missing / unreadable      broken   503           503            6
 ========================  =======  ============  =============  =========
 
 INCONCLUSIVE is resolved by the document's ``resolution`` (the policy's ``on_inconclusive``),
 falling back to the policy in the document and then to HALT: no data is never good news. An
 operator override is already the document's status; an override that contradicts the status
-makes the document unreadable. 409 holds a Flagger canary without being retried; 503 is the
+makes the document unreadable. CANCELLED (a bake cancelled while PENDING: no verdict was
+reached and none will be) never promotes; its rollback gate opens, so a pipeline waiting on it
+stops. 409 holds a Flagger canary without being retried; 503 is the
 monitor failing to answer (Flagger and Spinnaker retry it).
 
 >>> interpret({"status": "INCONCLUSIVE", "resolution": "PROMOTE", "reasons": ["max"]}).meaning
@@ -73,6 +76,7 @@ class Status(enum.StrEnum):
     PROMOTE = "PROMOTE"
     HALT = "HALT"
     INCONCLUSIVE = "INCONCLUSIVE"
+    CANCELLED = "CANCELLED"  # cancelled while PENDING (terminal; a decided bake keeps its status)
 
 
 class ExitCode(enum.IntEnum):
@@ -85,6 +89,7 @@ class ExitCode(enum.IntEnum):
     USAGE = 4  # bad flags or input, unknown bake, rejected token
     TIMEOUT = 5  # bake wait: still PENDING when --timeout ran out
     UNREACHABLE = 6  # bake wait: no usable answer from the API after --retries polls
+    CANCELLED = 8  # the bake was cancelled before it decided (7 is `fields check`'s)
 
 
 _STATUS_EXIT = {
@@ -92,6 +97,7 @@ _STATUS_EXIT = {
     Status.HALT: ExitCode.HALT,
     Status.INCONCLUSIVE: ExitCode.INCONCLUSIVE,
     Status.PENDING: ExitCode.PENDING,
+    Status.CANCELLED: ExitCode.CANCELLED,
 }
 
 
@@ -146,6 +152,7 @@ class Readout:
     segments: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
     dispersion: DispersionAssessment | None = None
     decision: Mapping[str, Any] | None = None
+    estimated_seconds_to_decision: float | None = None  # at the canary's recent tested rate
 
     @property
     def decided(self) -> bool:
@@ -187,6 +194,15 @@ def _metrics(r: Readout) -> dict[str, Any]:
     return metrics
 
 
+def _span(seconds: float) -> str:
+    """A forecast's duration in the unit a person plans in: 45 s, 12 min, 3.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def _progress(r: Readout) -> dict[str, Any]:
     policy = r.spec.policy
     ev = r.evidence
@@ -205,6 +221,7 @@ def _progress(r: Readout) -> dict[str, Any]:
         "max_canary_requests": policy.max_canary_requests,
         "fraction": round(fraction, 4),
         "estimated_requests_to_decision": r.estimated_requests_to_decision,
+        "estimated_seconds_to_decision": r.estimated_seconds_to_decision,
         "duration_s": round(r.duration_s, 3),
     }
 
@@ -253,10 +270,11 @@ def build_document(
 ) -> dict[str, Any]:
     """The verdict document of INTEGRATIONS.md (JSON-able); the key order is part of the format."""
     policy = r.spec.policy
-    est = r.estimated_requests_to_decision
+    est, secs = r.estimated_requests_to_decision, r.estimated_seconds_to_decision
     progress_text = (
         f"{r.status.value}: canary {_fmt(r.evidence.tested_canary)}/{_fmt(policy.min_canary_requests)} requests tested"
         + (f", ~{_fmt(est)} more to decide" if est else "")
+        + (f" (~{_span(secs)} at the current rate)" if est and secs else "")
     )
     return {
         "id": r.spec.id,
@@ -369,7 +387,7 @@ def interpret(doc: Any) -> Reading:
         return Reading("wait", status, None, overridden, reason)
     if status is Status.PROMOTE:
         return Reading("go", status, None, overridden, reason)
-    if status is Status.HALT:
+    if status in (Status.HALT, Status.CANCELLED):
         return Reading("stop", status, None, overridden, reason)
     resolved = _resolve(doc)
     if not isinstance(resolved, Status):
@@ -381,6 +399,7 @@ def interpret(doc: Any) -> Reading:
 _EXIT_PRECEDENCE = (
     ExitCode.UNREACHABLE,
     ExitCode.HALT,
+    ExitCode.CANCELLED,
     ExitCode.INCONCLUSIVE,
     ExitCode.PENDING,
     ExitCode.PROMOTE,

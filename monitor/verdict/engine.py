@@ -50,10 +50,6 @@ class VerdictEvent:
     segment: str = ""  # the segment value whose test HALTed, e.g. 'route="/api/cart"'
 
 
-def _fmt(n: int) -> str:
-    return f"{n:,}"
-
-
 class BakeVerdict:
     """Folds increments of one bake into detectors and a verdict document."""
 
@@ -230,10 +226,10 @@ class BakeVerdict:
         self._decided_at_s = now
         self._decision_reason = reason
         self._resolution = self._resolution_of(status)
-        self._freeze(status, reason, now)
+        self._freeze(status, reason, now, "" if segment else metric)
         events.append(VerdictEvent("verdict", self.spec.id, status, reason, now, metric, segment))
 
-    def _freeze(self, status: Status, reason: str, at_s: float) -> None:
+    def _freeze(self, status: Status, reason: str, at_s: float, pooled_halt: str = "") -> None:
         pooled, per_value = self._tests.halt_needs()
         self._decision = freeze_decision(
             status=status.value,
@@ -249,14 +245,14 @@ class BakeVerdict:
             halt_needs=pooled,
             segment=self._tests.segment_regression(),
             segment_halt_needs=per_value,
+            evident=self._tests.segments.evident(pooled_halt) if pooled_halt else (),
             override=self._override,
         )
 
     def _resolution_of(self, status: Status) -> str | None:
         """What an INCONCLUSIVE status resolves to under the policy (``on_inconclusive``)."""
-        if status is not Status.INCONCLUSIVE:
-            return None
-        return "HALT" if self.spec.policy.on_inconclusive == "halt" else "PROMOTE"
+        halt = self.spec.policy.on_inconclusive == "halt"
+        return None if status is not Status.INCONCLUSIVE else ("HALT" if halt else "PROMOTE")
 
     def _duration_s(self) -> float:
         if self._first_time_s is None or self._last_time_s is None:
@@ -266,6 +262,7 @@ class BakeVerdict:
     def _step(self, now: float, events: list[VerdictEvent]) -> None:
         policy = self.spec.policy
         found = self._assessments()
+        self._tests.eta.observe(self._tests.tested_canary, now, self._tests.projection(found))
         for name, a in found.items():
             if a.finding is Finding.REGRESSION:
                 where = self._tests.segments.most_evident(name)
@@ -300,7 +297,7 @@ class BakeVerdict:
         )
         if over_requests or over_time:
             limit = (
-                f"canary requests {_fmt(self._tests.tested_canary)} reached maximum {_fmt(policy.max_canary_requests)}"
+                f"canary requests {self._tests.tested_canary:,} reached maximum {policy.max_canary_requests:,}"
                 if over_requests
                 else f"bake duration reached maximum {policy.max_duration_s:g}s"
             )
@@ -368,6 +365,10 @@ class BakeVerdict:
         if spec.end_s is not None and self.spec.end_s is None:
             why = f"cancelled at {iso(spec.end_s)} while {self._status.value}"
             events.append(VerdictEvent("cancel", spec.id, self._status, why, spec.end_s))
+            if not self.decided:  # nothing was proven, and nothing more will be counted
+                self._status, self._decided_at_s = Status.CANCELLED, spec.end_s
+                self._decision_reason = f"cancelled at {iso(spec.end_s)} before a decision"
+                self._freeze(Status.CANCELLED, self._decision_reason, spec.end_s)
         self.spec = replace(spec, policy=self.spec.policy)
         ov = spec.override
         if ov is None or ov == self._override_source:
@@ -378,18 +379,15 @@ class BakeVerdict:
 
     # -- read-out --------------------------------------------------------------------------
     def estimated_requests_to_decision(self, found: Mapping[str, Assessment]) -> int | None:
+        """Stable (:mod:`~monitor.verdict.eta`); before any tested window, the raw projection."""
         if self.decided:
             return 0
-        policy = self.spec.policy
-        to_min = max(policy.min_canary_requests - self._tests.tested_canary, 0)
-        needs: list[int] = []
-        for a in found.values():
-            if a.finding is Finding.NON_INFERIOR:
-                continue
-            if a.requests_to_decision is None:
-                return None
-            needs.append(a.requests_to_decision)
-        return max([to_min, *needs])
+        eta = self._tests.eta
+        return (
+            eta.requests(self._tests.tested_canary)
+            if eta.observed
+            else self._tests.projection(found)
+        )
 
     def readout(self) -> Readout:
         """What the document shows, now."""
@@ -406,7 +404,8 @@ class BakeVerdict:
             assessments=found,
             canary=self._canary,
             baseline=self._baseline,
-            estimated_requests_to_decision=self.estimated_requests_to_decision(found),
+            estimated_requests_to_decision=(est := self.estimated_requests_to_decision(found)),
+            estimated_seconds_to_decision=0.0 if self.decided else self._tests.eta.seconds(est),
             duration_s=self._duration_s(),
             override=self._override,
             decided_at_s=self._decided_at_s,
@@ -492,7 +491,7 @@ class BakeVerdict:
 def document_without_data(spec: BakeSpec) -> dict[str, Any]:
     """The document of a bake no partial has reached yet: PENDING (never good news), or the
     operator's override, applied by the engine like any other."""
-    engine = BakeVerdict(spec)
+    engine = BakeVerdict(replace(spec, end_s=None))  # a cancel applies as the update it is
     engine.apply_spec(spec)
     doc = engine.document()
     if not engine.decided:

@@ -168,11 +168,10 @@ class SegmentTests:
         ]
         return sorted(found, key=lambda f: (-f.assessment.e_halt, f.segment, f.value))
 
-    def most_evident(self, metric: str, at_least: float = 10.0) -> str | None:
+    def evident(self, metric: str, at_least: float = 10.0) -> list[dict[str, Any]]:
         """Where a pooled regression of ``metric`` shows most — a description, not a test of
         its own: per segment, the tested value whose test has the largest HALT e-value (at
-        least ``at_least``), strongest first, e.g. ``most evident on route "/api" (ratio 3.90,
-        e=120), zone "eu-1" (ratio 1.40, e=12)``. Every segment gets its own entry because an
+        least ``at_least``), strongest first. Every segment gets its own entry because an
         early pooled HALT can find a zone and a route about equally suspect (a route's
         regression shows in every zone its traffic crosses); naming only the strongest would
         then be a coin flip between the culprit and a bystander."""
@@ -185,14 +184,20 @@ class SegmentTests:
                 a = test.assess()
                 if a.e_halt >= at_least and (dim not in best or a.e_halt > best[dim][0]):
                     best[dim] = (a.e_halt, value, a)
-        if not best:
-            return None
         ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        return [
+            {"segment": dim, "value": value, "estimate": a.estimate, "e_value_halt": e}
+            for dim, (e, value, a) in ranked
+        ]
+
+    def most_evident(self, metric: str, at_least: float = 10.0) -> str | None:
+        """:meth:`evident` in words, e.g. ``most evident on route "/api" (ratio 3.90, e=120),
+        zone "eu-1" (ratio 1.40, e=12)``; None when no value has the evidence."""
         parts = []
-        for dim, (e, value, a) in ranked:
-            ratio = "" if a.estimate is None else f"ratio {a.estimate:.2f}, "
-            parts.append(f'{dim} "{value}" ({ratio}e={e:.3g})')
-        return "most evident on " + ", ".join(parts)
+        for x in self.evident(metric, at_least):
+            ratio = "" if x["estimate"] is None else f"ratio {x['estimate']:.2f}, "
+            parts.append(f'{x["segment"]} "{x["value"]}" ({ratio}e={x["e_value_halt"]:.3g})')
+        return "most evident on " + ", ".join(parts) if parts else None
 
     # -- read-out ------------------------------------------------------------------------------
     def breakdown(self) -> dict[str, list[dict[str, Any]]]:

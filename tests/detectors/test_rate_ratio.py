@@ -275,3 +275,22 @@ def test_bad_absolute_path_states_raise_state_error() -> None:
         RateRatioTest.from_state({**state, "v": 3})
     plain = {**state, "params": RateRatioTest(ALPHA).params()}
     assert RateRatioTest.from_state(plain).state_dict()["excess"] is None
+
+
+def test_halt_reports_the_e_value_it_crossed_even_when_the_batch_ends_lower() -> None:
+    """Folded as one sequence (a window's strata), the gate fires at the first increment over
+    1/α; the e-value at the sequence's end can be lower again, and the assessment keeps the one
+    that crossed (a decision must never read "evidence 136, HALT needs 208")."""
+    t = RateRatioTest(alpha=0.01)
+    bad = [(6, 100, 1, 100)] * 12
+    good = [(0, 100, 3, 100)] * 12
+    xc, nc, xb, nb = zip(*(bad + good), strict=True)
+    trace = t.update_many(xc, nc, xb, nb)
+    a = t.assess()
+    first = next(i for i, v in enumerate(trace.log_e_halt) if v >= math.log(100))
+    assert a.finding is Finding.REGRESSION
+    assert a.e_halt < 100 <= a.e_halt_crossed  # type: ignore[operator]
+    assert a.e_halt_crossed == pytest.approx(math.exp(trace.log_e_halt[first]))
+    again = RateRatioTest.from_state(t.state_dict()).assess()
+    assert again.e_halt_crossed == pytest.approx(a.e_halt_crossed)
+    assert RateRatioTest(alpha=0.01).assess().e_halt_crossed is None

@@ -79,3 +79,151 @@ def test_run_without_a_reachable_broker_fails_clearly(capsys: pytest.CaptureFixt
     code = main(["run", "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--log-level", "error"])
     assert code == 4
     assert "cannot reach Kafka" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["env", "flag"])
+def test_preset_keeps_the_file_fields_overrides(tmp_path: Path, where: str) -> None:
+    """--preset / BAKEMON_FIELDS_PRESET replace the base preset; [fields] keys still apply."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[fields]\npreset = "plain"\nlatency = "dur_s"\nlatency_unit = "s"\n')
+    env = {"BAKEMON_FIELDS_PRESET": "envoy"} if where == "env" else {}
+    flags = {"preset": "envoy"} if where == "flag" else {}
+    fm = load_settings(str(cfg), env=env, flags=flags).field_map
+    assert (fm.time, fm.service, fm.version) == ("start_time", "authority", "upstream_cluster")
+    assert (fm.latency, fm.latency_unit) == ("dur_s", "s")
+
+
+def test_flag_preset_beats_env_preset(tmp_path: Path) -> None:
+    """The flag's preset wins over the environment's, which wins over the table's."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[fields]\npreset = "envoy"\n')
+    s = load_settings(str(cfg), env={"BAKEMON_FIELDS_PRESET": "argo"}, flags={"preset": "plain"})
+    assert s.field_map.version == "version"
+    s = load_settings(str(cfg), env={"BAKEMON_FIELDS_PRESET": "argo"})
+    assert s.field_map.version == "kubernetes.labels.rollouts-pod-template-hash"
+
+
+def test_kafka_env_values_reach_the_client_typed(tmp_path: Path) -> None:
+    """BAKEMON_KAFKA_* strings become the types kafka-python expects; secrets stay strings."""
+    env = {
+        "BAKEMON_KAFKA_SSL_CHECK_HOSTNAME": "false",
+        "BAKEMON_KAFKA_REQUEST_TIMEOUT_MS": "5000",
+        "BAKEMON_KAFKA_RETRIES": "3",
+        "BAKEMON_KAFKA_API_VERSION": "2.5.0",
+        "BAKEMON_KAFKA_ACKS": "all",
+        "BAKEMON_KAFKA_SASL_PLAIN_PASSWORD": "12345",
+        "BAKEMON_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    }
+    kafka = load_settings(None, env=env).kafka
+    assert kafka["ssl_check_hostname"] is False
+    assert kafka["request_timeout_ms"] == 5000 and type(kafka["request_timeout_ms"]) is int
+    assert kafka["retries"] == 3.0 and kafka["api_version"] == (2, 5, 0)
+    assert kafka["acks"] == "all" and kafka["sasl_plain_password"] == "12345"
+    assert kafka["security_protocol"] == "SASL_SSL"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("SSL_CHECK_HOSTNAME", "maybe", 'Kafka setting "ssl_check_hostname" must be true or false'),
+        ("REQUEST_TIMEOUT_MS", "soon", 'Kafka setting "request_timeout_ms" must be a number'),
+        ("API_VERSION", "new", 'Kafka setting "api_version" must be a version like "2.5.0"'),
+    ],
+)
+def test_bad_kafka_env_value_fails_at_start_up(key: str, value: str, match: str) -> None:
+    """A BAKEMON_KAFKA_* value of the wrong type is a ConfigError naming it, before connecting."""
+    with pytest.raises(ConfigError, match=match):
+        load_settings(None, env={f"BAKEMON_KAFKA_{key}": value})
+
+
+def test_run_with_a_bad_kafka_value_exits_4(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`bakemon run` with BAKEMON_KAFKA_SSL_CHECK_HOSTNAME=nah prints one line and exits 4."""
+    monkeypatch.setenv("BAKEMON_KAFKA_SSL_CHECK_HOSTNAME", "nah")
+    assert main(["run"]) == 4
+    err = capsys.readouterr().err
+    assert 'Kafka setting "ssl_check_hostname" must be true or false, got "nah"' in err
+
+
+# ---------------------------------------------------------------------------- own-topic settings
+
+
+def test_topic_settings_default_to_the_broker_and_a_week(tmp_path: Path) -> None:
+    """Without settings: replication factor -1 (broker default), automatic min ISR, 7-day
+    retention of partials, alerts and dead letters, all reaching the topic layout."""
+    layout = load_settings(None, env={}).layout
+    assert (layout.replication_factor, layout.min_insync_replicas) == (-1, 0)
+    configs = {name: c for name, _, c in layout.specs(None)}
+    week_ms = str(7 * 86_400 * 1000)
+    assert configs[layout.partials]["retention.ms"] == week_ms
+    assert configs[layout.alerts]["retention.ms"] == week_ms
+    assert configs[layout.dead_letter_topic]["retention.ms"] == week_ms
+    assert not any("min.insync.replicas" in c for c in configs.values())
+
+
+def test_topic_settings_from_toml_env_and_flags(tmp_path: Path) -> None:
+    """TOML sets the factor and retentions, BAKEMON_* overrides them as typed values, a flag
+    beats both; the layout carries them into the topic configs."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        "replication_factor = 3\nmin_insync_replicas = 2\npartials_retention_s = 172800\n"
+        "alerts_retention_s = 86400\n"
+    )
+    env = {"BAKEMON_REPLICATION_FACTOR": "5", "BAKEMON_DEAD_LETTER_RETENTION_S": "3600"}
+    s = load_settings(str(cfg), env=env)
+    assert (s.replication_factor, s.min_insync_replicas) == (5, 2)
+    assert type(s.replication_factor) is int
+    configs = {name: c for name, _, c in s.layout.specs(s.replication_factor)}
+    assert configs[s.layout.partials]["retention.ms"] == "172800000"
+    assert configs[s.layout.alerts]["retention.ms"] == "86400000"
+    assert configs[s.layout.dead_letter_topic]["retention.ms"] == "3600000"
+    isr = {n for n, c in configs.items() if c.get("min.insync.replicas") == "2"}
+    assert isr == {s.layout.bakes, s.layout.state, s.layout.verdicts}
+    assert load_settings(str(cfg), env=env, flags={"replication_factor": 3}).replication_factor == 3
+
+
+def test_automatic_min_insync_needs_a_known_factor_of_three() -> None:
+    """Automatic min.insync.replicas is 2 on the durable topics at factor >= 3 only."""
+    layout = load_settings(None, env={}).layout
+    assert layout.min_insync_for(None) is None and layout.min_insync_for(2) is None
+    assert layout.min_insync_for(3) == 2 and layout.min_insync_for(5) == 2
+
+
+@pytest.mark.parametrize(
+    ("env", "match"),
+    [
+        ({"BAKEMON_REPLICATION_FACTOR": "0"}, '"replication_factor" must be -1'),
+        ({"BAKEMON_REPLICATION_FACTOR": "three"}, '"replication_factor" must be int'),
+        (
+            {"BAKEMON_REPLICATION_FACTOR": "2", "BAKEMON_MIN_INSYNC_REPLICAS": "3"},
+            '"min_insync_replicas" must be 0 .automatic. or in .1, "replication_factor".',
+        ),
+        ({"BAKEMON_MIN_INSYNC_REPLICAS": "-1"}, '"min_insync_replicas" must be'),
+        ({"BAKEMON_PARTIALS_RETENTION_S": "60"}, '"partials_retention_s" must be >= 3600'),
+        ({"BAKEMON_ALERTS_RETENTION_S": "1"}, '"alerts_retention_s" must be >= 60'),
+    ],
+)
+def test_bad_topic_settings_fail_with_the_key(env: dict[str, str], match: str) -> None:
+    """Out-of-range topic settings are a ConfigError naming the setting and its bound."""
+    with pytest.raises(ConfigError, match=match):
+        load_settings(None, env=env)
+
+
+def test_readme_production_examples_load(tmp_path: Path) -> None:
+    """The README's SASL_SSL and mTLS TOML examples load, with typed Kafka settings."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    start = readme.index("## Running in production")
+    section = readme[start : readme.index("\n## ", start + 5)]
+    blocks = [b.split("```")[0] for b in section.split("```toml\n")[1:]]
+    assert len(blocks) == 2
+    loaded = []
+    for i, body in enumerate(blocks):
+        cfg = tmp_path / f"p{i}.toml"
+        cfg.write_text(body)
+        loaded.append(load_settings(str(cfg), env={}))
+    sasl, mtls = loaded
+    assert sasl.kafka["security_protocol"] == "SASL_SSL" and sasl.replication_factor == 3
+    assert sasl.kafka["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert mtls.kafka["ssl_certfile"].endswith("user.crt")
+    assert mtls.kafka["ssl_check_hostname"] is True

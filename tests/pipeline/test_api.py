@@ -357,7 +357,10 @@ def test_cli_client_create_get_list_cancel(
     assert main(["bake", "list", "--url", url]) == 0
     assert "cart-v3" in capsys.readouterr().out
     assert main(["bake", "cancel", "cart-v3", *args]) == 0
-    assert orjson.loads(capsys.readouterr().out)["cancelled_at"] is not None
+    cancelled = orjson.loads(capsys.readouterr().out)
+    assert cancelled["cancelled_at"] is not None and cancelled["status"] == "CANCELLED"
+    assert main(["bake", "wait", "cart-v3", "--url", url, "--timeout", "5s"]) == 8  # terminal
+    assert _req(service.api.port, "GET", "/v1/gate/promote/cart-v3")[0] == 409
     assert (
         main(
             [

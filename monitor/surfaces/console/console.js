@@ -3,8 +3,8 @@
 "use strict";
 (() => {
   const TOKEN_KEY = "bakemon.token";
-  const ORDER = { HALT: 0, INCONCLUSIVE: 1, PENDING: 2, PROMOTE: 3 };
-  const ICONS = { PROMOTE: "✓", HALT: "✕", INCONCLUSIVE: "?", PENDING: "…" };
+  const ORDER = { HALT: 0, INCONCLUSIVE: 1, PENDING: 2, PROMOTE: 3, CANCELLED: 4 };
+  const ICONS = { PROMOTE: "✓", HALT: "✕", INCONCLUSIVE: "?", PENDING: "…", CANCELLED: "⊘" };
   const PAGE_MIN_INTERVAL_MS = 1000;
   const main = document.getElementById("main");
   const conn = document.getElementById("conn");

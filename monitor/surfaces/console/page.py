@@ -20,7 +20,7 @@ from monitor.surfaces.console.chart import evidence_chart, ratio_chart, series
 
 __all__ = ["STATUS_ICONS", "render_bake_section"]
 
-STATUS_ICONS = {"PROMOTE": "✓", "HALT": "✕", "INCONCLUSIVE": "?", "PENDING": "…"}
+STATUS_ICONS = {"PROMOTE": "✓", "HALT": "✕", "INCONCLUSIVE": "?", "PENDING": "…", "CANCELLED": "⊘"}
 METRIC_NAMES = {"error_rate": "Error rate", "latency": "Latency"}
 
 
@@ -111,7 +111,8 @@ def _frozen_rows(decision: Mapping[str, Any]) -> list[str]:
         rows.append(
             f"<tr><th scope=row>{_t(METRIC_NAMES.get(name, name))}</th><td>{_finding(m.get('finding'))}</td>"
             f"<td>{_ratio(m.get('estimate'))}</td><td>{_bounds(m.get('lower'), m.get('upper'))}</td>"
-            f"<td>{_ev(m.get('e_value_halt'))}</td><td>{_ev(m.get('halt_needs'))}</td></tr>"
+            f"<td>{_ev(m.get('e_value_halt_crossed') or m.get('e_value_halt'))}</td>"
+            f"<td>{_ev(m.get('halt_needs'))}</td></tr>"
         )
     seg = decision.get("segment")
     if isinstance(seg, Mapping):
@@ -120,7 +121,8 @@ def _frozen_rows(decision: Mapping[str, Any]) -> list[str]:
             f"({_t(METRIC_NAMES.get(str(seg.get('metric')), seg.get('metric')))})</th>"
             f"<td>{_finding(seg.get('finding'))}</td><td>{_ratio(seg.get('estimate'))}</td>"
             f"<td>{_bounds(seg.get('lower'), seg.get('upper'))}</td>"
-            f"<td>{_ev(seg.get('e_value_halt'))}</td><td>{_ev(seg.get('halt_needs'))}</td></tr>"
+            f"<td>{_ev(seg.get('e_value_halt_crossed') or seg.get('e_value_halt'))}</td>"
+            f"<td>{_ev(seg.get('halt_needs'))}</td></tr>"
         )
     return rows
 
@@ -269,9 +271,9 @@ def _latency(doc: Mapping[str, Any]) -> str:
 
 def _culprits(doc: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     """Per dimension, the value to highlight: the segment whose own test HALTed (the
-    decision's ``segment``), else the values the frozen reason names (a pooled HALT says where
-    it is most evident: ``zone "eu-west-1c", route "/checkout"``) — never a pick from the live
-    figures, which may have moved since."""
+    decision's ``segment``), else the values of ``decision.evident`` (what a pooled HALT's
+    reason names: its most evident value per segment; from the reason's words for older
+    documents) — never a pick from the live figures, which may have moved since."""
     decision = doc.get("decision")
     if not isinstance(decision, Mapping):
         return {}
@@ -279,7 +281,12 @@ def _culprits(doc: Mapping[str, Any]) -> dict[str, tuple[Any, str]]:
     if isinstance(seg, Mapping):
         return {str(seg.get("segment")): (seg.get("value"), "culprit")}
     out: dict[str, tuple[Any, str]] = {}
-    reason = str(decision.get("reason") or "")
+    for e in decision.get("evident") or []:  # a pooled HALT's most evident value per segment
+        if isinstance(e, Mapping) and str(e.get("segment")) not in out:
+            out[str(e.get("segment"))] = (e.get("value"), "named in the decision")
+    if out:
+        return out
+    reason = str(decision.get("reason") or "")  # documents from before `evident`
     for dim, rows in (doc.get("segments") or {}).items():
         values = {str(r.get("value")) for r in rows}
         for m in re.finditer(rf'\b{re.escape(str(dim))} "([^"]+)"', reason):

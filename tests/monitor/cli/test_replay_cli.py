@@ -182,3 +182,20 @@ def test_timeline_file_holds_the_evidence_over_time(
     bad = tmp_path / "missing-dir" / "t.json"
     assert main(["replay", str(logs["errors-2x"]), *BAKE, "--quiet", "--timeline", str(bad)]) == 4
     assert f"cannot write {bad}" in capsys.readouterr().err
+
+
+def test_html_file_is_the_bake_page_and_loads_nothing(
+    logs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--html FILE` writes the bake page for a post-mortem: the decision's reason, the charts
+    with data points, the segment table, the HALT alert; no URL it would fetch."""
+    out = tmp_path / "page.html"
+    code = main(["replay", str(logs["errors-2x"]), *BAKE, "--json", "--html", str(out)])
+    doc = orjson.loads(capsys.readouterr().out)
+    page = out.read_text()
+    assert code == 1 and doc["status"] == "HALT"
+    assert doc["decision"]["reason"].split(";")[0] in page.replace("&quot;", '"')
+    assert "<svg" in page and "<circle" in page
+    assert "/checkout" in page and "zone" in page  # the segments breakdown
+    assert "BakeHalted" in page  # the alert it raised
+    assert 'src="http' not in page and 'href="http' not in page

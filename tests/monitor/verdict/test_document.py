@@ -11,14 +11,14 @@ import pytest
 import monitor.verdict.document as document_module
 from monitor.verdict.document import ExitCode, Status, exit_code_of, interpret
 
-STATUSES = ("PENDING", "PROMOTE", "HALT", "INCONCLUSIVE")
+STATUSES = ("PENDING", "PROMOTE", "HALT", "INCONCLUSIVE", "CANCELLED")
 RESOLUTIONS = (None, "PROMOTE", "HALT")
 POLICIES = (None, "halt", "promote")  # the document's policy.on_inconclusive (None: no policy)
 OVERRIDES = ("none", "same", "contradicting")
 
 # What each document must mean, written out rather than derived from the code.
 GATES = {"go": (200, 409), "stop": (409, 200), "wait": (409, 409), "broken": (503, 503)}
-EXITS = {"PROMOTE": 0, "HALT": 1, "INCONCLUSIVE": 2, "PENDING": 3}
+EXITS = {"PROMOTE": 0, "HALT": 1, "INCONCLUSIVE": 2, "PENDING": 3, "CANCELLED": 8}
 
 
 def _expected(status: str, resolution: str | None, on_inc: str | None, override: str) -> str:
@@ -27,7 +27,7 @@ def _expected(status: str, resolution: str | None, on_inc: str | None, override:
     if status == "INCONCLUSIVE":
         resolved = resolution or {"promote": "PROMOTE"}.get(on_inc or "", "HALT")
         return "go" if resolved == "PROMOTE" else "stop"
-    return {"PENDING": "wait", "PROMOTE": "go", "HALT": "stop"}[status]
+    return {"PENDING": "wait", "PROMOTE": "go", "HALT": "stop", "CANCELLED": "stop"}[status]
 
 
 def _doc(status: str, resolution: str | None, on_inc: str | None, override: str) -> dict[str, Any]:
@@ -125,6 +125,7 @@ def test_exit_codes_are_the_documented_numbers() -> None:
         "USAGE": 4,
         "TIMEOUT": 5,
         "UNREACHABLE": 6,
+        "CANCELLED": 8,  # 7 is `fields check`'s (monitor/cli/exits.py)
     }
     assert [s.value for s in Status] == list(STATUSES)
 

@@ -257,3 +257,20 @@ def test_pooled_halt_note_names_the_top_value_of_every_segment() -> None:
     assert 'route "/api/cart"' in note
     e_values = [float(p.split("e=")[1].rstrip(")")) for p in note.split("), ")]
     assert e_values == sorted(e_values, reverse=True)
+
+
+def test_pooled_halt_decision_names_what_its_reason_names_and_the_evidence_it_crossed() -> None:
+    """A pooled HALT's frozen decision lists the most evident value of each segment (what the
+    reason says, as data for the console), and its evidence is the e-value that crossed the
+    threshold: never below `halt_needs`."""
+    v = BakeVerdict(_spec())
+    canary_p = {"/api/cart": 0.04, "/api/search": 0.02, "/static": 0.02, "/api/checkout": 0.02}
+    _run(v, np.random.default_rng(0), 200, per_window=600, canary_p=canary_p)
+    d = v.document()["decision"]
+    assert d["status"] == "HALT" and d["segment"] is None  # the pooled test decided
+    assert [e["segment"] for e in d["evident"]] == ["zone", "route"]
+    for e in d["evident"]:
+        assert f'{e["segment"]} "{e["value"]}" (ratio {e["estimate"]:.2f}' in d["reason"]
+    err = d["metrics"]["error_rate"]
+    assert err["e_value_halt_crossed"] >= err["halt_needs"] > err["e_value_halt"]
+    assert f"evidence e={err['e_value_halt_crossed']:.3g}" in d["reason"]

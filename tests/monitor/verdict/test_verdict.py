@@ -12,6 +12,7 @@ import pytest
 from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec
 from monitor.errors import BakeError
+from monitor.verdict.document import interpret
 from monitor.verdict.engine import BakeVerdict, Status, document_without_data
 
 T0 = 1795428000.0  # Monday 2026-11-23 10:00 UTC
@@ -259,6 +260,11 @@ def test_apply_spec_adopts_the_update_but_keeps_the_policy_in_force() -> None:
     )
     events = v.apply_spec(update)
     assert [(e.kind, e.status) for e in events] == [("cancel", Status.PENDING)]  # alerted once
+    assert v.status is Status.CANCELLED and v.decided  # terminal: cancelled before a decision
+    doc = v.document()
+    assert doc["decision"]["status"] == "CANCELLED" and doc["reasons"][0].startswith("cancelled")
+    assert interpret(doc).gate("promote")[0] == 409 and interpret(doc).gate("rollback")[0] == 200
+    assert interpret(doc).exit_code == 8
     assert v.apply_spec(update) == []
     assert v.spec.end_s == T0
     assert v.spec.policy.min_canary_requests == 500
@@ -291,3 +297,16 @@ def test_document_without_data_is_pending_or_the_override() -> None:
     doc = document_without_data(_with(_spec(), override=OVERRIDE))
     assert doc["status"] == "HALT" and doc["override"]["by"] == "alice"
     assert doc["reasons"] == ["operator override by alice: customer reports"]
+
+
+def test_cancel_keeps_a_decision_and_cancels_a_bake_without_traffic() -> None:
+    """Decisions are final: a decided bake keeps its status when cancelled. A bake no
+    partial has reached yet reads CANCELLED once cancelled (not PENDING forever)."""
+    v = BakeVerdict(_spec())
+    v.override(Status.HALT, "alice", "bad deploy", T0)
+    v.apply_spec(BakeSpec.from_dict({**_spec().to_dict(), "end": T0 + 5}))
+    assert v.status is Status.HALT
+    quiet = BakeSpec.from_dict({**_spec().to_dict(), "end": T0 + 5})
+    doc = document_without_data(quiet)
+    assert doc["status"] == "CANCELLED" and doc["decided"] is True
+    assert document_without_data(_spec())["status"] == "PENDING"
