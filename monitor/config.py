@@ -37,6 +37,7 @@ __all__ = [
 ROLES = ("ingest", "judge", "api")
 ENV_PREFIX = "BAKEMON_"
 _KAFKA_ENV_PREFIX = "BAKEMON_KAFKA_"
+KAFKA_CLIENT_ENV = "BAKEMON_KAFKA_CLIENT"
 FIELDS_PRESET_ENV = "BAKEMON_FIELDS_PRESET"
 
 
@@ -74,6 +75,7 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     field_map: FieldMap = field(default_factory=_plain_field_map)
     kafka: Mapping[str, Any] = field(default_factory=dict)
+    kafka_client: Literal["kafka-python", "confluent"] = "kafka-python"
     bakes: tuple[BakeSpec, ...] = ()
     discovery: DiscoverySettings = field(default_factory=_default_discovery)
     api_host: str = "0.0.0.0"
@@ -131,6 +133,7 @@ class Settings:
 
 _SCALARS: dict[str, type] = {
     "bootstrap_servers": str,
+    "kafka_client": str,
     "topic_prefix": str,
     "partials_partitions": int,
     "block_offsets": int,
@@ -244,7 +247,9 @@ def _from_env(env: Mapping[str, str], values: dict[str, Any], kafka: dict[str, A
     """``BAKEMON_*`` into ``values`` and ``kafka``; the preset ``BAKEMON_FIELDS_PRESET`` names."""
     preset = None
     for k, v in env.items():
-        if k.startswith(_KAFKA_ENV_PREFIX):
+        if k == KAFKA_CLIENT_ENV:  # the setting kafka_client, not a client setting "client"
+            _set(values, "kafka_client", v, "environment variable BAKEMON_")
+        elif k.startswith(_KAFKA_ENV_PREFIX):
             kafka[k[len(_KAFKA_ENV_PREFIX) :].lower()] = v
         elif k == FIELDS_PRESET_ENV:
             preset = v or None
@@ -360,7 +365,7 @@ def _validate(s: Settings) -> None:
         ("api_read_timeout_s", 0 < s.api_read_timeout_s <= 600, "in (0, 600]"),
         ("api_token", s.api_token is None or len(s.api_token) >= 16, "at least 16 characters"),
     )
-    checks = (*checks, *_topic_checks(s))
+    checks = (*checks, *_topic_checks(s), *_client_checks(s))
     for key, ok, want in checks:
         if not ok:
             shown = "(hidden)" if key == "api_token" else repr(getattr(s, key))
@@ -371,6 +376,21 @@ def _validate(s: Settings) -> None:
     if clash:
         msg = f"request topics {clash} clash with bakemon's own topics"
         raise ConfigError(msg, value=clash)
+
+
+def _client_checks(s: Settings) -> tuple[tuple[str, bool, str], ...]:
+    """(key, ok, wanted) of ``kafka_client``: librdkafka-only ``[kafka]`` keys need confluent."""
+    from monitor.kafka.clients import KAFKA_CLIENTS, librdkafka_only
+
+    rdkafka_keys = sorted(k for k in s.kafka if librdkafka_only(k))
+    return (
+        ("kafka_client", s.kafka_client in KAFKA_CLIENTS, " or ".join(KAFKA_CLIENTS)),
+        (
+            "kafka_client",
+            s.kafka_client == "confluent" or not rdkafka_keys,
+            f'"confluent" for the librdkafka [kafka] keys {rdkafka_keys}',
+        ),
+    )
 
 
 def _topic_checks(s: Settings) -> tuple[tuple[str, bool, str], ...]:

@@ -22,8 +22,9 @@ from prometheus_client import CollectorRegistry
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.store import BakeFollower
 from monitor.config import Settings
+from monitor.kafka.clients import kafka_python_config, make_sink, make_source, require_client
 from monitor.kafka.follower import TopicFollower
-from monitor.kafka.io import TP, KafkaIOError, KafkaSink, KafkaSource, Source
+from monitor.kafka.io import TP, KafkaIOError, Sink, Source
 from monitor.kafka.outage import Outage, RateLimitFilter, is_transient
 from monitor.kafka.topics import ensure_topics
 from monitor.pipeline.ingest import Ingest
@@ -104,7 +105,7 @@ def probe_broker(bootstrap_servers: str, timeout_s: float = 2.0) -> None:
     raise last or OSError(f"no bootstrap servers in {bootstrap_servers!r}")
 
 
-def _closer(*things: KafkaSource | KafkaSink) -> Callable[[], None]:
+def _closer(*things: Source | Sink) -> Callable[[], None]:
     def close() -> None:
         for t in things:
             t.close()
@@ -122,7 +123,7 @@ class Service:
         self.ingest: Ingest | None = None
         self.judge: Judge | None = None
         self.follower: BakeFollower | None = None
-        self.sink: KafkaSink | None = None
+        self.sink: Sink | None = None
         self.errors: list[BaseException] = []
         self.outages: dict[str, Outage] = {}
         self.view: VerdictView | None = None
@@ -136,7 +137,8 @@ class Service:
 
     def start(self) -> Service:
         s = self.settings
-        client = dict(s.kafka)
+        require_client(s.kafka_client)  # confluent selected but not installed: say so first
+        client = kafka_python_config(s.kafka)  # admin and followers stay on kafka-python
         self._connect(client)
         assert self.follower is not None
         self.metrics = Metrics(
@@ -184,7 +186,9 @@ class Service:
                 probe_broker(s.bootstrap_servers)
                 if s.create_topics:
                     ensure_topics(s.bootstrap_servers, s.layout, client)
-                self.sink = self.sink or KafkaSink(s.bootstrap_servers, client=client)
+                self.sink = self.sink or make_sink(
+                    s.kafka_client, s.bootstrap_servers, client=s.kafka
+                )
                 self.follower = BakeFollower(
                     s.bootstrap_servers, s.layout, static=s.bakes, client=client
                 ).start()
@@ -205,11 +209,15 @@ class Service:
     def _start_ingest(self, client: dict[str, Any]) -> None:
         s = self.settings
         assert self.follower is not None
-        src = KafkaSource(
-            s.bootstrap_servers, group_id=INGEST_GROUP, topics=s.topics, client=client
+        src = make_source(
+            s.kafka_client,
+            s.bootstrap_servers,
+            group_id=INGEST_GROUP,
+            topics=s.topics,
+            client=s.kafka,
         )
         # Each role has its own producer, so one role's flush never takes another's futures.
-        sink = KafkaSink(s.bootstrap_servers, client=client)
+        sink = make_sink(s.kafka_client, s.bootstrap_servers, client=s.kafka)
         self.ingest = Ingest(
             src,
             sink,
@@ -228,14 +236,18 @@ class Service:
         s = self.settings
         layout = s.layout
         assert self.follower is not None
-        src = KafkaSource(
-            s.bootstrap_servers, group_id=JUDGE_GROUP, topics=[layout.partials], client=client
+        src = make_source(
+            s.kafka_client,
+            s.bootstrap_servers,
+            group_id=JUDGE_GROUP,
+            topics=[layout.partials],
+            client=s.kafka,
         )
 
         def restore_source(tp: TP) -> Source:
-            return KafkaSource(s.bootstrap_servers, partitions=[tp], client=client)
+            return make_source(s.kafka_client, s.bootstrap_servers, partitions=[tp], client=s.kafka)
 
-        sink = KafkaSink(s.bootstrap_servers, client=client)
+        sink = make_sink(s.kafka_client, s.bootstrap_servers, client=s.kafka)
         self.judge = Judge(
             src,
             sink,

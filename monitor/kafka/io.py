@@ -293,11 +293,14 @@ class KafkaSource:
         p: int = self._c.position(self._tp_cls(*tp))
         return p
 
-    def reported_end(self, tp: TP) -> int:
+    def reported_end(self, tp: TP) -> int | None:
         """ListOffsets "latest". Only trusted to tell an empty partition (0) from a non-empty
-        one: some brokers answer the last batch's base offset + 1 instead of the true end."""
+        one: some brokers answer the last batch's base offset + 1 instead of the true end.
+        None when the broker gave no answer for it: unknown is not empty (a restore that took
+        it for empty would skip a partition's state)."""
         ends = self._c.end_offsets([self._tp_cls(*tp)])
-        return int(next(iter(ends.values()), 0) or 0)
+        end = ends.get(self._tp_cls(*tp))
+        return None if end is None else int(end)
 
     def caught_up(self, tp: TP) -> bool:
         """Position at the fetch high watermark, or the partition is empty."""

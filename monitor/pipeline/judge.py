@@ -148,6 +148,7 @@ class Judge:
             "judge", source, sink, interval_s=checkpoint_interval_s, clock=clock
         )
         self._held = HeldPartials(unknown_bake_hold_s)
+        self._urgent = False  # an alert was raised: checkpoint at the end of this step
         self.timelines = TimelineBook(
             layout.timelines, publish_interval_s=timeline_interval_s, clock=clock
         )
@@ -181,13 +182,12 @@ class Judge:
                     partition, key, value, Snapshot.decode_legacy, legacy=True
                 )
         self.stats.restored += restored
+        log.info("judge restored partition %d: %d bakes", partition, restored)
         mine = {b: st.verdict for b, st in self._bakes.items() if st.partition == partition}
         timelines = self.timelines.restore(
             partition, self._read(self.layout.timelines, partition).values, mine
         )
-        log.info(
-            "judge restored partition %d: %d bakes, %d timelines", partition, restored, timelines
-        )
+        log.debug("judge restored partition %d: %d timelines", partition, timelines)
 
     def _read(self, topic: str, partition: int) -> TopicSnapshot:
         src = self.restore_source((topic, partition))
@@ -280,7 +280,10 @@ class Judge:
                 self._positions[p] = r.offset + 1
                 n += 1
         self.stats.held = len(self._held)
-        if self._checkpoint.due():
+        # A decision (or any alert) goes out now, not at the next checkpoint: the checkpoint
+        # is what publishes documents exactly once, so it runs early (decisions are rare).
+        if self._urgent or self._checkpoint.due():
+            self._urgent = False
             self.checkpoint()
         return n
 
@@ -314,6 +317,7 @@ class Judge:
         )
         self._checkpoint.send(self.layout.alerts, orjson.dumps(alert), key=ev.bake.encode())
         self.stats.alerts += 1
+        self._urgent = True
 
     def _release_held(self, reg: Registry, registry_changed: bool) -> None:
         def known(bake: str) -> bool:

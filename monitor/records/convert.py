@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import count
 from typing import Any
 
 import numpy as np
@@ -262,10 +263,14 @@ def encode_labels(col: list[Any], *, default: str = "", lower: bool = False) -> 
         conv = [label_one(v) for v in col]
         bad = np.fromiter((c is _BAD for c in conv), bool, m)
         col = [None if c is _BAD else c for c in conv]
-    keys = dict.fromkeys(col)
+    # One pass: each row gets the row number of its value's first occurrence, then the
+    # distinct values (a few per batch) are named and the first rows mapped to codes.
+    first: dict[Any, int] = {}
+    rows = np.fromiter(map(first.setdefault, col, count()), np.int64, m)
     names: list[str] = []
     code_of: dict[str, int] = {}
-    for key in keys:
+    lut = np.zeros(m, np.int32)
+    for key, row in first.items():
         name = default if key is None else key.strip()
         if len(name) > MAX_LABEL_CHARS:  # bounded memory and partials whatever the input
             name = name[: MAX_LABEL_CHARS - 1] + "…"
@@ -277,8 +282,8 @@ def encode_labels(col: list[Any], *, default: str = "", lower: bool = False) -> 
         if code is None:
             code = code_of[name] = len(names)
             names.append(name)
-        keys[key] = code
-    codes = np.fromiter(map(keys.__getitem__, col), np.int32, m)
+        lut[row] = code
+    codes: Int32Array = lut[rows]
     return Labels(codes, names or [default], bad)
 
 

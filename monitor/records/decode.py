@@ -43,7 +43,8 @@ from monitor.records.convert import (
     time_one,
     time_strings,
 )
-from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, LabelSource, show_value
+from monitor.records.fast import StructFields, learn_keys, struct_fields
+from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, LabelSource, resolve_path, show_value
 
 __all__ = [
     "COHORTS",
@@ -58,6 +59,7 @@ __all__ = [
     "REASON_NOT_AN_OBJECT",
     "REJECTION_REASONS",
     "decode_batch",
+    "decode_batch_reference",
 ]
 
 Cohort = Literal["canary", "baseline"]
@@ -126,8 +128,51 @@ def decode_batch(
             # A caller bug, not bad input: deliberately not a MonitorError.
             msg = f"default_time_s has shape {defaults.shape}, expected ({len(messages)},)"
             raise ValueError(msg)
+    fast = struct_fields(messages, field_map)
+    if fast is not None:
+        try:
+            return _decode(messages, field_map, defaults, _Fields(fast, len(messages)), None)
+        except _NotFast:
+            pass
+    return _reference(messages, field_map, defaults)
+
+
+def decode_batch_reference(
+    messages: Sequence[bytes | str],
+    field_map: FieldMap,
+    *,
+    default_time_s: npt.ArrayLike | None = None,
+) -> DecodeResult:
+    """:func:`decode_batch` on the reference path only (orjson dicts), for tests and benchmarks."""
+    defaults = None if default_time_s is None else np.asarray(default_time_s, dtype=np.float64)
+    return _reference(messages, field_map, defaults)
+
+
+def _reference(
+    messages: Sequence[bytes | str], field_map: FieldMap, defaults: FloatArray | None
+) -> DecodeResult:
     objs, pos, rejections = _parse(messages)
-    cols = _Fields(objs)
+    learn_keys(field_map, objs)  # so the next batch of this log takes the fast path
+    return _decode(messages, field_map, defaults, _Fields(objs, len(objs)), (pos, rejections))
+
+
+class _NotFast(Exception):
+    """The fast path met a value it cannot give exactly as the reference path: redo the batch."""
+
+
+def _decode(
+    messages: Sequence[bytes | str],
+    field_map: FieldMap,
+    defaults: FloatArray | None,
+    cols: _Fields,
+    parsed: tuple[Int64Array, list[Rejection]] | None,
+) -> DecodeResult:
+    """Checks and columns over ``cols``; ``parsed`` = (positions, rejections) of the reference
+    parse, None when every message parsed into a struct."""
+    if parsed is None:
+        pos, rejections = np.arange(cols.m, dtype=np.int64), list[Rejection]()
+    else:
+        pos, rejections = parsed
     # The checks are flagged in this order; a row is rejected for the first one it fails.
     time_s = _decode_time(cols, field_map, None if defaults is None else defaults[pos])
     labels = _decode_labels(cols, field_map)
@@ -162,17 +207,23 @@ def decode_batch(
 
 
 class _Fields:
-    """The parsed objects' fields, each pulled out once as a column, and the checks on them."""
+    """The parsed rows' fields, each pulled out once as a column, and the checks on them."""
 
-    def __init__(self, objs: list[dict[str, Any]]) -> None:
-        self.objs = objs
-        self.m = len(objs)
+    def __init__(self, rows: list[dict[str, Any]] | StructFields, m: int) -> None:
+        self.rows = rows
+        self.m = m
         self.checks = _Checks(self.m)
         self._cols: dict[str, list[Any]] = {}
 
     def get(self, path: str) -> list[Any]:
         if path not in self._cols:
-            self._cols[path] = _column(self.objs, path)
+            if isinstance(self.rows, StructFields):
+                col = self.rows.get(path)
+                if col is None:
+                    raise _NotFast
+                self._cols[path] = col
+            else:
+                self._cols[path] = _column(self.rows, path)
         return self._cols[path]
 
 
@@ -343,34 +394,7 @@ def _column(objs: list[dict[str, Any]], path: str) -> list[Any]:
     if "." not in path:
         return list(map(dict.get, objs, repeat(path)))
     parts = tuple(path.split("."))
-    return [_resolve(o, parts) for o in objs]
-
-
-def _resolve(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
-    cur: Any = obj
-    for p in parts:
-        if type(cur) is not dict:
-            break
-        cur = cur.get(p)
-    else:
-        if cur is not None:
-            return cur
-    return _resolve_dotted(obj, parts, 0)
-
-
-def _resolve_dotted(obj: dict[str, Any], parts: tuple[str, ...], start: int) -> Any:
-    # Slow path for keys that contain dots themselves: try the longest key first.
-    for end in range(len(parts), start, -1):
-        key = ".".join(parts[start:end])
-        if key in obj:
-            v = obj[key]
-            if end == len(parts):
-                return v
-            if type(v) is dict:
-                found = _resolve_dotted(v, parts, end)
-                if found is not None:
-                    return found
-    return None
+    return [resolve_path(o, parts) for o in objs]
 
 
 class _Checks:

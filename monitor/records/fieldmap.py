@@ -31,6 +31,7 @@ __all__ = [
     "LabelSource",
     "LatencyUnit",
     "TimeUnit",
+    "resolve_path",
     "show_value",
 ]
 
@@ -410,3 +411,32 @@ def show_value(v: Any) -> str:
     if len(text) > _DETAIL_VALUE_CHARS:
         text = text[: _DETAIL_VALUE_CHARS - 1] + "…"
     return text
+
+
+def resolve_path(obj: dict[str, Any], parts: tuple[str, ...]) -> Any:
+    """The value at the dotted path ``parts`` of ``obj`` (None where absent); nested objects
+    first, then keys that contain dots themselves."""
+    cur: Any = obj
+    for p in parts:
+        if type(cur) is not dict:
+            break
+        cur = cur.get(p)
+    else:
+        if cur is not None:
+            return cur
+    return _resolve_dotted(obj, parts, 0)
+
+
+def _resolve_dotted(obj: dict[str, Any], parts: tuple[str, ...], start: int) -> Any:
+    # Slow path for keys that contain dots themselves: try the longest key first.
+    for end in range(len(parts), start, -1):
+        key = ".".join(parts[start:end])
+        if key in obj:
+            v = obj[key]
+            if end == len(parts):
+                return v
+            if type(v) is dict:
+                found = _resolve_dotted(v, parts, end)
+                if found is not None:
+                    return found
+    return None

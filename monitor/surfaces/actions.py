@@ -255,7 +255,9 @@ class ApiActions:
         return {"accepted": True, "override": spec.override, "bake": bake_id}
 
     def find_for_gate(self, bake_id: str | None, body: Any) -> str:
-        """The bake a gate call is about: path, Flagger ``metadata.bake``, or name+namespace."""
+        """The bake a gate call is about: path, Flagger ``metadata.bake``, or name+namespace. A
+        payload with a checksum names one revision: its bake ``<ns>-<name>-<checksum>`` or 404
+        (Flagger calls the rollback hook before pre-rollout creates the new bake)."""
         registry = self.follower.registry()
         if bake_id:
             return bake_id
@@ -275,7 +277,12 @@ class ApiActions:
             if checksum and isinstance(ns, str)
             else None
         )
-        for candidate in (exact, f"{ns}-{name}" if isinstance(ns, str) else None, name):
+        if exact is not None:  # this revision's bake or none: never a previous revision's
+            if exact in registry:
+                return exact
+            msg = f'no bake for revision {checksum} of Flagger canary "{ns}/{name}" yet'
+            raise HttpError(404, msg)
+        for candidate in (f"{ns}-{name}" if isinstance(ns, str) else None, name):
             if candidate and candidate in registry:
                 return candidate
         by_service = [b for b in registry.bakes if b.service == name]

@@ -33,7 +33,7 @@ def _docs_match(bootstrap: str, want: dict[str, tuple[int, int]]) -> bool:
 
 
 def test_ingest_killed_repeatedly_counts_every_record_once(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, kafka_client: str
 ) -> None:
     """Ingest SIGKILLed 5 times mid-stream and restarted: the judge's totals are exact."""
     bs = broker.bootstrap_servers
@@ -41,7 +41,7 @@ def test_ingest_killed_repeatedly_counts_every_record_once(
     want = expected_counts(lines)
     create_topics(bs)
     produce(bs, lines)
-    cfg = write_config(tmp_path / "c.toml", bs)
+    cfg = write_config(tmp_path / "c.toml", bs, kafka_client=kafka_client)
     judge = Service(load_settings(str(cfg), env={}, flags={"roles": "judge"})).start()
     rng = random.Random(11)
     log = tmp_path / "ingest.log"
@@ -111,14 +111,14 @@ def test_judge_killed_restores_snapshot_and_ends_identically(
 
 
 def test_two_processes_split_partitions_and_survive_one_stopping(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, kafka_client: str
 ) -> None:
     """Two `bakemon run` processes share the work; stopping one mid-stream loses nothing."""
     bs = broker.bootstrap_servers
     lines = two_service_log(160_000, seed=7)
     want = expected_counts(lines)
     create_topics(bs)
-    cfg = write_config(tmp_path / "c.toml", bs)
+    cfg = write_config(tmp_path / "c.toml", bs, kafka_client=kafka_client)
     a = start_run(cfg, "ingest,judge", tmp_path / "a.log")
     b = start_run(cfg, "ingest,judge", tmp_path / "b.log")
     try:

@@ -31,14 +31,15 @@ from monitor.verdict.engine import BakeVerdict
 
 
 def test_streaming_verdicts_match_replay_with_exact_totals(
-    broker: EmbeddedBroker, tmp_path: Path
+    broker: EmbeddedBroker, tmp_path: Path, kafka_client: str
 ) -> None:
     """A 2x-error bake HALTs, an A/A bake PROMOTEs, totals are exact and match replay."""
     lines = two_service_log(120_000)
     create_topics(broker.bootstrap_servers)
     produce(broker.bootstrap_servers, lines)
     settings = load_settings(
-        str(write_config(tmp_path / "c.toml", broker.bootstrap_servers)), env={}
+        str(write_config(tmp_path / "c.toml", broker.bootstrap_servers, kafka_client=kafka_client)),
+        env={},
     )
     svc = Service(settings).start()
     want = expected_counts(lines)

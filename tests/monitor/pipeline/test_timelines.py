@@ -124,3 +124,21 @@ def test_replay_takes_the_same_points_as_the_judge() -> None:
         judged = _published(broker)[bake_id]["points"]
         assert t.points[-1]["requests"] == judged[-1]["requests"]  # type: ignore[index]
         assert t.points[-1]["status"] == judged[-1]["status"]  # type: ignore[index]
+
+
+def test_a_decision_is_published_at_once_not_at_the_next_checkpoint() -> None:
+    """Decision latency (issue 13): with a checkpoint interval that never comes due, the step
+    whose partial decides a bake also publishes its document (and alert), exactly once."""
+    from _memory_pipeline import documents
+
+    broker = ingested(request_log(30_000, seed=7), block_offsets=400)
+    j = judge(broker, fetch_records=20)  # checkpoint_interval_s: never
+    for _ in range(2_000):
+        j.step(0.0)
+        if j.bakes.get(CHECKOUT.id) and j.bakes[CHECKOUT.id].verdict.decided:
+            break
+    v = j.bakes[CHECKOUT.id].verdict
+    assert v.decided, "checkout never decided"
+    assert documents(broker)[CHECKOUT.id]["status"] == v.status.value
+    alerts = [r for r in broker.records(LAYOUT.alerts) if r.key == CHECKOUT.id.encode()]
+    assert len(alerts) == 1

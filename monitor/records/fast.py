@@ -1,0 +1,182 @@
+"""The fast path of batch decoding: msgspec structs generated from the field map.
+
+:func:`struct_fields` parses a batch with a ``msgspec.json.Decoder`` of a Struct whose fields are
+the top-level keys the field map reads, plus every other key seen in the log so far. Unknown keys
+are forbidden rather than skipped, so every byte of a message is validated by a full parse (a
+skipped value is not checked for UTF-8 or number range the way orjson checks it). A batch the
+fast path cannot take exactly — a parse or validation error, an unknown key, a non-bytes message,
+an integer orjson would read as a float — returns None and the caller decodes it on the
+reference path (orjson dicts); the keys of that batch are learnt for the next one. Both paths
+hand the same per-path value columns to the same checks, so they accept and reject alike.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from monitor.records.fieldmap import FieldMap, resolve_path
+
+__all__ = ["MAX_KEYS", "StructFields", "learn_keys", "struct_fields"]
+
+MAX_KEYS = 256  # beyond this many distinct top-level keys a log has no fast path
+_MAX_DECODERS = 32
+_INT_MIN, _INT_MAX = -(2**63), 2**64  # orjson reads integers outside this range as floats
+_SCALARS = frozenset({str, float, bool, type(None)})
+_UNSET = msgspec.UNSET
+
+
+def _wanted_keys(fm: FieldMap) -> dict[str, tuple[str, ...] | None]:
+    """Top-level keys the map reads: flat path → None, dotted path → its parts (each prefix
+    join, ``a``, ``a.b``, ``a.b.c``, may be a top-level key)."""
+    paths = [fm.time, fm.latency, fm.status, fm.error, *fm.segments.values()]
+    for name in ("service", "version", "cohort", "bake"):
+        paths += [s.path for s in fm.label_sources(name)]
+    out: dict[str, tuple[str, ...] | None] = {}
+    for path in paths:
+        if path is None:
+            continue
+        parts = tuple(path.split("."))
+        if len(parts) == 1:
+            out.setdefault(path, None)
+        else:
+            out[path] = parts
+    return out
+
+
+class _Decoder:
+    """One field map's Struct decoder, rebuilt when new top-level keys are learnt."""
+
+    def __init__(self, fm: FieldMap) -> None:
+        self.paths = _wanted_keys(fm)
+        self.keys: set[str] = set()
+        for path, parts in self.paths.items():
+            if parts is None:
+                self.keys.add(path)
+            else:
+                self.keys.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+        self.disabled = False
+        self._build()
+
+    def _build(self) -> None:
+        keys = sorted(self.keys)
+        self.attr = {k: f"f{i}" for i, k in enumerate(keys)}
+        dotted = {k for k in keys if k not in self.paths or self.paths[k] is not None}
+        fields = [
+            (self.attr[k], Any, _UNSET if k in dotted else None) for k in keys
+        ]  # None = absent or null for flat keys (as dict.get); UNSET = absent for prefixes
+        struct = msgspec.defstruct(
+            "LogLine",
+            fields,
+            rename={self.attr[k]: k for k in keys},
+            forbid_unknown_fields=True,
+            gc=False,
+        )
+        self.decode = msgspec.json.Decoder(struct).decode
+        # Attribute names are our own identifiers (f0, f1, …), never log content.
+        self.getters = {
+            k: eval(f"lambda rows: [r.{a} for r in rows]", {}) for k, a in self.attr.items()
+        }
+
+    def learn(self, keys: set[str]) -> None:
+        new = keys - self.keys
+        if not new:
+            return
+        self.keys |= new
+        if len(self.keys) > MAX_KEYS:
+            self.disabled = True
+            return
+        self._build()
+
+
+_DECODERS: OrderedDict[FieldMap, _Decoder] = OrderedDict()
+
+
+def _decoder(fm: FieldMap) -> _Decoder:
+    dec = _DECODERS.get(fm)
+    if dec is None:
+        dec = _DECODERS[fm] = _Decoder(fm)
+        if len(_DECODERS) > _MAX_DECODERS:
+            _DECODERS.popitem(last=False)
+    else:
+        _DECODERS.move_to_end(fm)
+    return dec
+
+
+def learn_keys(fm: FieldMap, objs: list[dict[str, Any]]) -> None:
+    """Remember the top-level keys of a batch decoded on the reference path."""
+    dec = _decoder(fm)
+    if not dec.disabled and objs:
+        dec.learn(set().union(*objs))
+
+
+class StructFields:
+    """Per-path value columns of a batch parsed into structs (None where absent)."""
+
+    def __init__(self, dec: _Decoder, rows: list[Any]) -> None:
+        self.dec = dec
+        self.rows = rows
+        self._cols: dict[str, list[Any]] = {}
+
+    def get(self, path: str) -> list[Any] | None:
+        """The column at ``path``, or None when it holds a value orjson would read otherwise."""
+        col = self._cols.get(path)
+        if col is None:
+            parts = self.dec.paths[path]
+            col = self._flat(path) if parts is None else self._dotted(parts)
+            if not _orjson_alike(col):
+                return None
+            self._cols[path] = col
+        return col
+
+    def _flat(self, key: str) -> list[Any]:
+        getter: Any = self.dec.getters[key]
+        col: list[Any] = getter(self.rows)
+        return col
+
+    def _dotted(self, parts: tuple[str, ...]) -> list[Any]:
+        keys = [".".join(parts[:end]) for end in range(1, len(parts) + 1)]
+        prefixes = [self._flat(k) for k in keys]
+        out: list[Any] = [None] * len(self.rows)
+        for i, vals in enumerate(zip(*prefixes, strict=True)):
+            if any(v is not _UNSET for v in vals):
+                obj = {k: v for k, v in zip(keys, vals, strict=True) if v is not _UNSET}
+                out[i] = resolve_path(obj, parts)
+        return out
+
+
+def _orjson_alike(col: list[Any]) -> bool:
+    """Whether msgspec's values equal orjson's: orjson reads integers beyond 64 bits as floats."""
+    types = set(map(type, col))
+    if types <= _SCALARS:
+        return True
+    if types <= _SCALARS | {int}:
+        ints = [v for v in col if type(v) is int] if types - {int} else col
+        return min(ints) >= _INT_MIN and max(ints) < _INT_MAX
+    return all(_value_alike(v) for v in col)
+
+
+def _value_alike(v: Any) -> bool:
+    t = type(v)
+    if t is int:
+        return bool(_INT_MIN <= v < _INT_MAX)
+    if t is dict:
+        return all(_value_alike(x) for x in v.values())
+    if t is list:
+        return all(_value_alike(x) for x in v)
+    return True
+
+
+def struct_fields(messages: Sequence[bytes | str], fm: FieldMap) -> StructFields | None:
+    """The batch parsed into structs, or None when it needs the reference path."""
+    dec = _decoder(fm)
+    if dec.disabled or not messages:
+        return None
+    try:
+        rows = list(map(dec.decode, messages))
+    except (msgspec.DecodeError, RecursionError, TypeError):  # ValidationError is a DecodeError
+        return None
+    return StructFields(dec, rows)

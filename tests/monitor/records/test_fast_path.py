@@ -1,0 +1,135 @@
+"""Property test: the msgspec fast path and the orjson reference path decode alike.
+
+Seeded random valid lines (the simulator's plain shape and the proxy fixtures) and seeded
+mutations of them (the record fuzzer's 16 kinds) are decoded by :func:`decode_batch` (fast path
+where it can) and :func:`decode_batch_reference`; columns and rejections must be identical.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from benchmarks.faults.fuzz import _WRONG, _mutate
+from monitor.records.columns import Categorical, DecodeResult
+from monitor.records.decode import decode_batch, decode_batch_reference
+from monitor.records.fast import struct_fields
+from monitor.records.fieldmap import PRESETS
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PLAIN_KEYS = ("ts", "service", "version", "status", "latency_ms", "route", "zone", "host")
+
+
+def _plain_line(rng: random.Random) -> bytes:
+    d: dict[str, Any] = {
+        "ts": 1764323000 + rng.random() * 3600,
+        "service": rng.choice(["checkout", "payments"]),
+        "version": rng.choice(["v41", "v42"]),
+        "status": rng.choice([200, 200, 200, 404, 503]),
+        "latency_ms": rng.choice([round(rng.expovariate(0.05), 3), rng.randrange(1, 500)]),
+        "route": rng.choice(["/cart", "/pay", "/"]),
+        "zone": rng.choice(["eu-west-1a", "eu-west-1b"]),
+        "host": f"pod-{rng.randrange(6)}",
+    }
+    if rng.random() < 0.2:
+        d["cohort"] = rng.choice(["canary", "baseline", "CANARY", "-", ""])
+    if rng.random() < 0.2:
+        d["error"] = rng.choice([True, False, None, "boom"])
+    return orjson.dumps(d)
+
+
+def _fixture_lines(preset: str, rng: random.Random, n: int) -> list[bytes]:
+    base = (FIXTURES / f"{preset}.jsonl").read_bytes().splitlines()
+    return [rng.choice(base) for _ in range(n)]
+
+
+def _same_categorical(a: Categorical | None, b: Categorical | None) -> None:
+    assert (a is None) == (b is None)
+    if a is not None and b is not None:
+        assert a.categories == b.categories
+        assert a.codes.tolist() == b.codes.tolist()
+
+
+def _assert_same(fast: DecodeResult, ref: DecodeResult) -> None:
+    assert [(r.index, r.reason, r.detail, r.raw) for r in fast.rejections] == [
+        (r.index, r.reason, r.detail, r.raw) for r in ref.rejections
+    ]
+    assert fast.rejected_by_reason == ref.rejected_by_reason
+    a, b = fast.batch, ref.batch
+    for name in ("index", "time_s", "latency_s", "error", "status"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+        assert getattr(a, name).dtype == getattr(b, name).dtype
+    for name in ("service", "version", "cohort", "bake"):
+        _same_categorical(getattr(a, name), getattr(b, name))
+    assert a.segments.keys() == b.segments.keys()
+    for k in a.segments:
+        _same_categorical(a.segments[k], b.segments[k])
+
+
+def _mutated(line: bytes, rng: random.Random) -> bytes:
+    """The fuzzer's mutation; on proxy lines (other keys) a wrong value in a random key."""
+    state = rng.getstate()
+    try:
+        return _mutate(line, rng)
+    except (KeyError, TypeError):
+        rng.setstate(state)
+        rng.random()
+        d = orjson.loads(line)
+        d[rng.choice(sorted(d))] = rng.choice(_WRONG)
+        return orjson.dumps(d)
+
+
+def _batch(preset: str, rng: random.Random, n: int) -> list[bytes]:
+    if preset in ("plain", "argo"):
+        return [_plain_line(rng) for _ in range(n)]
+    return _fixture_lines(preset, rng, n)
+
+
+@pytest.mark.parametrize("preset", ["plain", "envoy", "istio", "envoy-gateway", "flagger"])
+def test_valid_batches_take_the_fast_path_and_match(preset: str) -> None:
+    """All-good batches decode on the fast path, with the reference path's exact columns."""
+    rng = random.Random(13)
+    fm = PRESETS[preset]
+    decode_batch_reference(_batch(preset, rng, 50), fm)  # learns the log's keys
+    for _ in range(20):
+        msgs = _batch(preset, rng, rng.randrange(1, 300))
+        assert struct_fields(msgs, fm) is not None
+        _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+
+
+@pytest.mark.parametrize("preset", ["plain", "envoy", "istio"])
+def test_mutated_lines_are_rejected_alike(preset: str) -> None:
+    """Fuzzed lines (16 mutation kinds) get the same rejections, index, reason and detail."""
+    rng = random.Random(7)
+    fm = PRESETS[preset]
+    fast_batches = 0
+    for _ in range(400):
+        msgs = _batch(preset, rng, rng.randrange(1, 8))
+        msgs = [_mutated(m, rng) if rng.random() < 0.3 else m for m in msgs]
+        if struct_fields(msgs, fm) is not None:
+            fast_batches += 1
+        _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+    assert fast_batches > 50  # the fast path really ran on many of the mixed batches
+
+
+def test_values_orjson_reads_differently_go_to_the_reference_path() -> None:
+    """Integers beyond 64 bits (orjson: floats) and out-of-range numbers decode as orjson does."""
+    fm = PRESETS["plain"]
+    ok = orjson.loads(_plain_line(random.Random(1)))
+    msgs = [orjson.dumps(ok)]
+    for raw in (b"18446744073709551616", b"-9223372036854775809", b"1e400", b"[1,2]"):
+        for key in ("status", "latency_ms", "service"):
+            msgs.append(
+                orjson.dumps({**ok, key: 0}).replace(
+                    b'"' + key.encode() + b'":0', b'"' + key.encode() + b'":' + raw
+                )
+            )
+    msgs.append(b'{"ts":1764323000,"zz":"\xff"}')  # invalid UTF-8 in a key never seen
+    for m in msgs:
+        _assert_same(decode_batch([m], fm), decode_batch_reference([m], fm))
+    _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
