@@ -105,13 +105,30 @@ def run_kill_loop(
     producer.start()
     by_role: dict[str, int] = {}
     state_since: float | None = None
+    judged_since_state = False  # a judge was killed after every bake had state
     try:
         for k in range(kills):
             time.sleep(rng.uniform(*gap_s))
-            if state_since is None and len(cluster.state_partitions()) == len(ref):
-                state_since = time.time()
+            last = k == kills - 1
+            deadline = time.monotonic() + (30.0 if last else 0.0)
+            while state_since is None:  # the last kill waits for the state to exist
+                if len(cluster.state_partitions()) == len(ref):
+                    state_since = time.time()
+                elif time.monotonic() >= deadline:
+                    break
+                else:
+                    time.sleep(1.0)
             cluster.check_alive()  # nothing may die by itself
             proc = rng.choice(cluster.procs)
+            if last and not judged_since_state:  # so at least one restore can be checked
+                time.sleep(1.5)
+                proc = rng.choice([p for p in cluster.procs if "judge" in p.roles])
+            if (
+                state_since is not None
+                and "judge" in proc.roles
+                and time.time() > state_since + 1.5
+            ):
+                judged_since_state = True
             if proc.alive():
                 cluster.kill(proc)
             by_role[proc.roles] = by_role.get(proc.roles, 0) + 1

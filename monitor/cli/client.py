@@ -403,7 +403,7 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p.set_defaults(func=cmd_bake_cancel)
     p = bsub.add_parser(
         "wait",
-        help="wait for a decision: exit 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 5 timeout, 6 unreachable",
+        help="wait for a decision: exit 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 5 timeout, 6 unreachable, 8 CANCELLED",
         description="Poll the bake's verdict document until it is decided; progress goes to "
         "stderr, the final status to stdout.",
         epilog=WAIT_EXIT_CODES,

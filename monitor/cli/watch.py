@@ -29,6 +29,11 @@ HEADER = (
 )
 
 
+def _x(ratio: float) -> str:
+    """A bound of a ratio: two decimals, or ∞ when no data bounds it (1e304 is not news)."""
+    return "∞" if ratio > 1e6 else f"{ratio:.2f}"
+
+
 def _pct(x: Any) -> str:
     return f"{100 * x:.2f}%" if isinstance(x, int | float) else "-"
 
@@ -92,7 +97,7 @@ def render_bake(doc: dict[str, Any]) -> list[str]:
         for name, fig in decision["metrics"].items():
             est = "-" if fig["estimate"] is None else f"{fig['estimate']:.2f}x"
             lo, hi = fig["lower"], fig["upper"]
-            bounds = "" if lo is None or hi is None else f" (bounds {lo:.2f}-{hi:.2f})"
+            bounds = "" if lo is None or hi is None else f" (bounds {_x(lo)}-{_x(hi)})"
             needs = fig.get("halt_needs")
             need = "" if needs is None else f", HALT needs {needs:,.0f}"
             out.append(

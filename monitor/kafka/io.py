@@ -244,6 +244,7 @@ class KafkaSource:
             msg = f"cannot reach Kafka at {bootstrap_servers}: {exc}"
             raise KafkaIOError(msg, value=bootstrap_servers) from exc
         self._listener = _Listener()
+        self._lag: dict[TP, int] = {}
         if group_id:
             self._c.subscribe(list(topics), listener=self._listener.as_kafka_listener())
         else:
@@ -257,6 +258,7 @@ class KafkaSource:
 
     def poll(self, timeout_s: float, max_records: int) -> Mapping[TP, Sequence[Record]]:
         raw = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        self._lag = self._measure_lag()  # here, in the thread that owns the consumer
         return {(tp.topic, tp.partition): recs for tp, recs in raw.items()}
 
     def take_rebalance(self) -> tuple[set[TP], set[TP]]:
@@ -319,6 +321,13 @@ class KafkaSource:
         return len(parts) if parts else None
 
     def lag(self) -> dict[TP, int]:
+        """Records behind the fetch high watermark per assigned partition, as of the last poll.
+        Safe from any thread (the metrics and health endpoints): a kafka-python consumer is
+        not thread-safe, and ``position()`` of a partition whose position is unknown blocks
+        on the network — an HTTP thread asking for it could hang behind the poll loop."""
+        return dict(self._lag)
+
+    def _measure_lag(self) -> dict[TP, int]:
         out: dict[TP, int] = {}
         for tp in self._c.assignment():
             hw = self._c.highwater(tp)

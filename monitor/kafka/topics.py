@@ -231,7 +231,9 @@ def _broker_default_rf(admin: Admin) -> int | None:
 
     try:
         brokers = admin.describe_cluster()["brokers"]
-        resource = ConfigResource(ConfigResourceType.BROKER, str(brokers[0]["node_id"]))
+        first = brokers[0]  # kafka-python 3 names it broker_id, older versions node_id
+        node = first.get("broker_id", first.get("node_id"))
+        resource = ConfigResource(ConfigResourceType.BROKER, str(node))
         found = admin.describe_configs([resource], config_filter="all")
         value = found["broker"][resource.name]["default.replication.factor"]["value"]
         return int(value)

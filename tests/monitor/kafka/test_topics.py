@@ -99,3 +99,25 @@ def test_refused_default_factor_falls_back_to_one_with_a_warning(
     assert old.asked.count(-1) == 1
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warning) == 1 and 'set "replication_factor" to choose' in warning[0]
+
+
+def test_broker_default_factor_is_read_from_kafka_python_3s_cluster_shape() -> None:
+    """kafka-python 3's describe_cluster names brokers by ``broker_id`` (older: ``node_id``);
+    either way the broker's default.replication.factor is what DescribeConfigs says."""
+    from monitor.kafka.topics import _broker_default_rf
+
+    class _Admin:
+        def __init__(self, key: str) -> None:
+            self.key, self.asked = key, ""
+
+        def describe_cluster(self) -> Any:
+            return {"brokers": [{self.key: 111, "host": "h", "port": 9092}]}
+
+        def describe_configs(self, resources: Any, config_filter: str = "all") -> Any:
+            self.asked = resources[0].name
+            return {"broker": {self.asked: {"default.replication.factor": {"value": "3"}}}}
+
+    for key in ("broker_id", "node_id"):
+        fake = _Admin(key)
+        assert _broker_default_rf(fake) == 3  # type: ignore[arg-type]
+        assert fake.asked == "111"
