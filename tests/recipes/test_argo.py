@@ -22,7 +22,7 @@ from _rollout import PIPELINES, POLICY, Bakemon, Canary, local
 
 API_TOKEN = "argo-token-0123456789"
 RECIPE = PIPELINES / "argo-analysistemplate.yaml"
-PACE_S = 0.75  # the recipe's interval (30 s) as the test plays it
+PACE_S = 1.0  # the recipe's interval (30 s) as the test plays it (count 40: a 40 s window)
 CANARIES = (
     Canary("cart", "5d9c7f6b8", "77f4c9d6b", "healthy"),
     Canary("pay", "6b8d5c9f7", "84c6f7b9d", "regressed"),

@@ -24,7 +24,7 @@ API_TOKEN = "spinnaker-token-0123456789"
 CREATE = PIPELINES / "spinnaker-create-bake-stage.json"
 WAIT = PIPELINES / "spinnaker-webhook-stage.json"
 SCALE = 0.5 / 15  # Orca polls every 15 s after the first minute; the test every 0.5 s
-STAGE_TIMEOUT_S = 15.0  # the stage's stageTimeoutMs (1 h) as the test plays it
+STAGE_TIMEOUT_S = 45.0  # the stage's stageTimeoutMs (1 h) as the test plays it: room for a loaded CI to decide the healthy bake
 CANARIES = (
     Canary("cart", "v8", "v7", "healthy"),
     Canary("pay", "v3", "v2", "regressed"),
