@@ -164,7 +164,7 @@ def _say_ignored(env: dict[str, str], out: Any) -> None:
             env.pop(name)
 
 
-class _Traffic(threading.Thread):
+class DemoTraffic(threading.Thread):
     """Produces the fleet's simulated request logs until stopped."""
 
     def __init__(
@@ -265,14 +265,14 @@ def run_demo(args: argparse.Namespace) -> int:
         base, bootstrap = stack.start(args, out)
         assert stack.settings is not None
         client = ApiClient(base, stack.settings.api_token)
-        _create_bakes(client)
+        create_bakes(client)
         print(f"scenario {args.scenario}: {scenario.description}; search canary healthy", file=out)
         print(f"web console: {base}/   (bakemon demo --keep-running keeps it up)", file=out)
         print("verdict documents:", file=out)
         for bake in ("checkout-v42", "search-v8"):
             print(f"  {base}/v1/bakes/{bake}", file=out)
         print(f"metrics: {base}/metrics   alerts: {base}/v1/alerts/stream\n", file=out, flush=True)
-        stack.traffic = _Traffic(
+        stack.traffic = DemoTraffic(
             bootstrap, scenario.regression, args.seed, args.rate, dict(stack.settings.kafka)
         )
         stack.traffic.start()
@@ -313,7 +313,7 @@ class _Stack:
     def __init__(self) -> None:
         self.broker: EmbeddedBroker | None = None
         self.service: Service | None = None
-        self.traffic: _Traffic | None = None
+        self.traffic: DemoTraffic | None = None
         self.settings: Settings | None = None
 
     def start(self, args: argparse.Namespace, out: Any) -> tuple[str, str]:
@@ -357,7 +357,8 @@ class _Stack:
             self.broker.stop()
 
 
-def _create_bakes(client: ApiClient) -> None:
+def create_bakes(client: ApiClient) -> None:
+    """The demo's two bakes (checkout-v42, search-v8) under its POLICY, counting from the start."""
     for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
         client.post(
             "/v1/bakes",
@@ -388,7 +389,7 @@ def _print_verdicts(docs: list[dict[str, Any]], out: Any) -> bool:
 
 
 def _watch(
-    client: ApiClient, traffic: _Traffic, timeout_s: float, tty: bool, out: Any
+    client: ApiClient, traffic: DemoTraffic, timeout_s: float, tty: bool, out: Any
 ) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout_s
     next_line = 0.0

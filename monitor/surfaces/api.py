@@ -25,6 +25,7 @@ from monitor.surfaces import console_http
 from monitor.surfaces.actions import ApiActions, ApiSettings, HttpError, alert_matches
 from monitor.surfaces.httpserver import PROMETHEUS_TEXT, BoundedHTTPServer, JsonHandler
 from monitor.surfaces.openapi import OPENAPI
+from monitor.surfaces.sse import last_event_id, open_stream
 
 __all__ = ["Api", "ApiSettings", "HttpError"]
 
@@ -242,22 +243,14 @@ class _Handler(JsonHandler):
             _require(method, "GET")
             self._auth(False)
             return console_http.stream_documents(self, api, query, lambda: api.stopping)
-        if len(rest) == 1:
+        if len(rest) == 1 or rest[1:] == ["timeline"]:  # the document, or its evidence over time
             _require(method, "GET")
             self._auth(False)
-            found = api.document(rest[0])
+            found = api.document(rest[0]) if len(rest) == 1 else api.timeline(rest[0])
             if found is None:
                 msg = f'bake "{rest[0]}" is not registered'
                 raise HttpError(404, msg)
             return self._send(200, found)
-        if len(rest) == 2 and rest[1] == "timeline":
-            _require(method, "GET")
-            self._auth(False)
-            timeline = api.timeline(rest[0])
-            if timeline is None:
-                msg = f'bake "{rest[0]}" is not registered'
-                raise HttpError(404, msg)
-            return self._send(200, timeline)
         if len(rest) == 2 and rest[1] in ("override", "cancel"):
             _require(method, "POST")
             self._auth(True)
@@ -267,24 +260,11 @@ class _Handler(JsonHandler):
         raise self._no_route()
 
     def _sse(self, query: dict[str, str]) -> None:
-        last = self.headers.get("Last-Event-ID") or query.get("last_event_id")
-        try:
-            last_id = int(last) if last not in (None, "") else None
-        except ValueError:
-            msg = f"Last-Event-ID must be an integer, got {last!r}"
-            raise HttpError(400, msg) from None
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Connection", "close")
-        self.end_headers()
-        self.close_connection = True
-        api = self.api
+        last_id = last_event_id(self, query)
+        open_stream(self, b"bakemon alert stream")
         if last_id is None and query.get("replay") != "all":
-            known = api.alerts.alerts()
+            known = self.api.alerts.alerts()
             last_id = known[-1].id if known else -1
-        self.wfile.write(b": bakemon alert stream\n\n")
-        self.wfile.flush()
         self._stream_alerts(last_id, query)
 
     def _stream_alerts(self, last_id: int | None, query: dict[str, str]) -> None:

@@ -18,6 +18,7 @@ import orjson
 
 from monitor.surfaces.actions import ApiActions, HttpError
 from monitor.surfaces.console import asset, render_bake_section
+from monitor.surfaces.sse import last_event_id, open_stream
 
 __all__ = ["CSP", "is_console", "needs_read_auth", "serve_console", "stream_documents", "summary"]
 
@@ -91,12 +92,7 @@ def summary(doc: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _stream_query(h: BaseHTTPRequestHandler, query: Mapping[str, str]) -> tuple[int | None, bool]:
-    last = h.headers.get("Last-Event-ID") or query.get("last_event_id")
-    try:
-        last_id = int(last) if last not in (None, "") else None
-    except ValueError:
-        msg = f"Last-Event-ID must be an integer, got {last!r}"
-        raise HttpError(400, msg) from None
+    last_id = last_event_id(h, query)
     view = query.get("view", "full")
     if view not in ("full", "summary"):
         msg = f'view must be "full" or "summary", got {view!r}'
@@ -115,14 +111,7 @@ def stream_documents(
     number. Without ``Last-Event-ID`` it starts with every current document, so a client
     never misses a change between its first read and the stream."""
     last_id, short = _stream_query(h, query)
-    h.send_response(200)
-    h.send_header("Content-Type", "text/event-stream")
-    h.send_header("Cache-Control", "no-store")
-    h.send_header("Connection", "close")
-    h.end_headers()
-    h.close_connection = True
-    h.wfile.write(b": bakemon document stream\n\n")
-    h.wfile.flush()
+    open_stream(h, b"bakemon document stream")
     only = query.get("bake")
     seq, _ = api.view.changes()
     if last_id is None:

@@ -27,9 +27,8 @@ from typing import Any
 import orjson
 import pytest
 
-from bakesim import Scenario, ServiceSpec, iter_chunks, to_json_lines
 from monitor.cli.client import ApiClient
-from monitor.cli.demo import POLICY, SCENARIOS
+from monitor.cli.demo import PARTITIONS, REQUEST_TOPIC, SCENARIOS, DemoTraffic, create_bakes
 from monitor.config import load_settings
 from monitor.kafka.broker import EmbeddedBroker, free_port
 from monitor.kafka.topics import ensure_topics
@@ -37,7 +36,7 @@ from monitor.service import Service
 
 ROOT = Path(__file__).resolve().parents[3]
 RESULTS = ROOT / "benchmarks" / "results"
-REQUESTS = "requests"
+REQUESTS = REQUEST_TOPIC
 DECIDE_TIMEOUT_S = 150.0
 
 
@@ -173,42 +172,6 @@ class Browser:
         os.close(self._from_r)
 
 
-class _Traffic(threading.Thread):
-    """The demo's fleet: checkout's canary with 2x the errors, search's healthy."""
-
-    def __init__(self, bootstrap: str) -> None:
-        super().__init__(name="console-traffic", daemon=True)
-        self.bootstrap = bootstrap
-        self.stop_event = threading.Event()
-        self.scenario = Scenario(
-            services=(
-                ServiceSpec(
-                    name="checkout", canary_share=0.25, regression=SCENARIOS["errors"].regression
-                ),
-                ServiceSpec(
-                    name="search", baseline_version="v7", canary_version="v8", canary_share=0.25
-                ),
-            ),
-            mean_rps=2000.0,
-            start_s=time.time(),
-            seed=42,
-        )
-
-    def run(self) -> None:
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=20, acks=1)
-        sent = 0
-        for cols in iter_chunks(self.scenario, chunk_requests=5000):
-            for line in to_json_lines(cols):
-                producer.send(REQUESTS, line, partition=sent % 4)
-                sent += 1
-            if self.stop_event.wait(0.2):  # slow enough that a page sees PENDING first
-                break
-        producer.flush()
-        producer.close()
-
-
 @pytest.fixture
 def bakemon(broker: EmbeddedBroker) -> Iterator[tuple[str, Service]]:
     port = free_port()
@@ -226,7 +189,7 @@ def bakemon(broker: EmbeddedBroker) -> Iterator[tuple[str, Service]]:
             "checkpoint_interval_s": 0.5,
         },
     )
-    ensure_topics(broker.bootstrap_servers, settings.layout, extra=[(REQUESTS, 4)])
+    ensure_topics(broker.bootstrap_servers, settings.layout, extra=[(REQUESTS, PARTITIONS)])
     svc = Service(settings).start()
     try:
         deadline = time.monotonic() + 60
@@ -252,20 +215,12 @@ def test_console_lists_bakes_and_follows_a_halt_live(
     the segment table with the culprit; screenshots at 1280×800 and 390×844."""
     base, _ = bakemon
     client = ApiClient(base)
-    for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
-        client.post(
-            "/v1/bakes",
-            {
-                "id": f"{svc}-{canary}",
-                "service": svc,
-                "canary": canary,
-                "baseline": baseline,
-                "policy": POLICY,
-                "start": 0,
-            },
-        )
+    create_bakes(client)
     browser = Browser(_chromium(), tmp_path / "profile")
-    traffic = _Traffic(bakemon[1].settings.bootstrap_servers)
+    # The demo's fleet, at 25k requests/s: slow enough that a page sees PENDING first.
+    traffic = DemoTraffic(
+        bakemon[1].settings.bootstrap_servers, SCENARIOS["errors"].regression, 42, 25_000.0
+    )
     try:
         listing = browser.page(f"{base}/")
         page = browser.page(f"{base}/#/bakes/checkout-v42")
