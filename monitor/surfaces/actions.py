@@ -255,9 +255,10 @@ class ApiActions:
         return {"accepted": True, "override": spec.override, "bake": bake_id}
 
     def find_for_gate(self, bake_id: str | None, body: Any) -> str:
-        """The bake a gate call is about: path, Flagger ``metadata.bake``, or name+namespace. A
-        payload with a checksum names one revision: its bake ``<ns>-<name>-<checksum>`` or 404
-        (Flagger calls the rollback hook before pre-rollout creates the new bake)."""
+        """The bake a gate call is about: the path, Flagger's ``metadata.bake``, or the revision
+        the payload's name, namespace and checksum name: its bake ``<ns>-<name>-<checksum>``,
+        or 404 (Flagger calls the rollback hook before pre-rollout creates the new bake) — never
+        a previous revision's bake. A payload without a checksum is a 400 (``_checksum``)."""
         registry = self.follower.registry()
         if bake_id:
             return bake_id
@@ -271,24 +272,12 @@ class ApiActions:
         if not isinstance(name, str):
             msg = 'Flagger payload needs "name" (or metadata.bake)'
             raise HttpError(400, msg)
-        checksum = str(body.get("checksum") or "")[:10]
-        exact = (
-            _SAFE_ID.sub("-", f"{ns}-{name}-{checksum}")[:128]
-            if checksum and isinstance(ns, str)
-            else None
-        )
-        if exact is not None:  # this revision's bake or none: never a previous revision's
-            if exact in registry:
-                return exact
-            msg = f'no bake for revision {checksum} of Flagger canary "{ns}/{name}" yet'
-            raise HttpError(404, msg)
-        for candidate in (f"{ns}-{name}" if isinstance(ns, str) else None, name):
-            if candidate and candidate in registry:
-                return candidate
-        by_service = [b for b in registry.bakes if b.service == name]
-        if by_service:
-            return max(by_service, key=lambda b: b.start_s).id
-        msg = f'no bake for Flagger canary "{ns}/{name}"'
+        ns = ns if isinstance(ns, str) and ns else "default"
+        exact = _SAFE_ID.sub("-", f"{ns}-{name}-{_checksum(body)}")[:128]
+        # this revision's bake or none: never a previous revision's
+        if exact in registry:
+            return exact
+        msg = f'no bake for revision {_checksum(body)} of Flagger canary "{ns}/{name}" yet'
         raise HttpError(404, msg)
 
 
@@ -313,6 +302,22 @@ _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _FLAGGER_KEYS = {"name", "namespace", "phase", "checksum", "metadata"}
 
 
+def _checksum(body: Mapping[str, Any]) -> str:
+    """The revision a Flagger payload is about (the first 10 characters of its checksum). Without
+    one — Flagger before 1.34, or a hand-written call — two rollouts of the same canary cannot be
+    told apart, and the second would be judged by the first's (sticky) verdict: refused, unless
+    ``metadata.bake`` names the bake."""
+    checksum = body.get("checksum")
+    if isinstance(checksum, str) and _SAFE_ID.sub("", checksum):
+        return checksum[:10]
+    msg = (
+        "Flagger payload has no checksum, so this rollout's bake cannot be told from an earlier "
+        "rollout's: use Flagger >= 1.34 (its payloads carry the canary's checksum), or name a bake "
+        "unique to this rollout in the webhook's metadata.bake"
+    )
+    raise HttpError(400, msg)
+
+
 def _is_flagger(body: Mapping[str, Any]) -> bool:
     return "phase" in body and "name" in body and set(body) <= _FLAGGER_KEYS
 
@@ -325,10 +330,9 @@ def _from_flagger(body: Mapping[str, Any]) -> dict[str, Any]:
     name, ns = str(body["name"]), str(body.get("namespace") or "default")
     # One bake per rollout: the checksum names the revision, so a later rollout never reuses an
     # earlier (sticky) verdict.
-    checksum = str(body.get("checksum") or "")[:10]
-    default_id = f"{ns}-{name}-{checksum}" if checksum else f"{ns}-{name}"
+    bake = meta.get("bake") or _SAFE_ID.sub("-", f"{ns}-{name}-{_checksum(body)}")[:128]
     spec: dict[str, Any] = {
-        "id": meta.get("bake") or _SAFE_ID.sub("-", default_id)[:128],
+        "id": bake,
         "service": meta.get("service") or name,
         "canary": meta.get("canary") or name,
         "baseline": meta.get("baseline") or f"{name}-primary",

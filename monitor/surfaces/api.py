@@ -10,6 +10,8 @@ and every error is JSON with a message, never a stack trace. What each route doe
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hmac
 import logging
@@ -88,6 +90,23 @@ def _require(method: str, *allowed: str) -> None:
         raise HttpError(405, msg)
 
 
+def _presented_token(header: str) -> bytes | None:
+    """The token an ``Authorization`` header presents: ``Bearer <token>``, or ``Basic`` with the
+    token as the password (any user name). Tools that cannot set headers, such as Flagger's
+    webhooks, send Basic credentials from a URL's user info (``http://bake:<token>@host/…``)."""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip().encode()
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            decoded = base64.b64decode(value.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        _user, colon, password = decoded.partition(b":")
+        return password if colon else None
+    return None
+
+
 class _Handler(JsonHandler):
     api: Api
 
@@ -103,11 +122,14 @@ class _Handler(JsonHandler):
         token = self.api.settings.token
         if not token or not (mutating or self.api.settings.protect_reads):
             return
-        header = self.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
-            msg = "missing bearer token (Authorization: Bearer <token>)"
+        given = _presented_token(self.headers.get("Authorization", ""))
+        if given is None:
+            msg = (
+                "missing bearer token (Authorization: Bearer <token>, or Basic with the token as "
+                "the password)"
+            )
             raise HttpError(401, msg)
-        if not hmac.compare_digest(header[7:].strip().encode(), token.encode()):
+        if not hmac.compare_digest(given, token.encode()):
             msg = "invalid token"
             raise HttpError(403, msg)
 

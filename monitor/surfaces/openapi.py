@@ -15,7 +15,7 @@ _DOC = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Verdict"}}},
 }
 _ID = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
-_AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
+_AUTH: list[dict[str, list[str]]] = [{"bearer": []}, {"basic": []}]
 
 
 def _gate(which: str, ok: str) -> dict[str, Any]:
@@ -253,7 +253,12 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "components": {
-        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer"},
+            # the token as the password, any user name: for tools that cannot set headers
+            # (Flagger's webhooks, from a URL's user info)
+            "basic": {"type": "http", "scheme": "basic"},
+        },
         "schemas": {
             "Error": {
                 "type": "object",

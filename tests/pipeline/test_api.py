@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import socket
 import threading
@@ -37,6 +38,10 @@ def _req(
     conn.close()
     ctype = resp.getheader("Content-Type", "")
     return resp.status, orjson.loads(data) if "json" in ctype and data else data
+
+
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _auth() -> dict[str, str]:
@@ -244,6 +249,7 @@ def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(service: Se
     assert service.api is not None
     port = service.api.port
     good = {"id": "x-v2", "service": "x", "canary": "v2", "baseline": "v1"}
+    json_ct = {"Content-Type": "application/json"}
     cases = [
         (b"{not json", _auth(), 400, "malformed JSON"),
         (orjson.dumps({**good, "colour": "red"}), _auth(), 400, "unknown bake field(s) ['colour']"),
@@ -263,6 +269,20 @@ def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(service: Se
             403,
             "invalid token",
         ),
+        (
+            orjson.dumps(good),
+            {**json_ct, "Authorization": _basic("flagger", "nope")},
+            403,
+            "invalid",
+        ),
+        (orjson.dumps(good), {**json_ct, "Authorization": "Basic !!"}, 401, "missing bearer"),
+        (orjson.dumps(good), {**json_ct, "Authorization": "Token abc"}, 401, "missing bearer"),
+        (
+            orjson.dumps({"name": "x", "namespace": "shop", "phase": "Progressing"}),
+            _auth(),
+            400,
+            "Flagger payload has no checksum",
+        ),
     ]
     for body, headers, want, message in cases:
         status, doc = _req(port, "POST", "/v1/bakes", body, headers)
@@ -275,8 +295,15 @@ def test_bad_requests_get_clear_errors_and_the_service_keeps_serving(service: Se
     assert _req(port, "DELETE", "/v1/bakes")[0] == 405
     assert _req(port, "GET", "/v1/bakes/unknown")[0] == 404
     assert _req(port, "GET", "/v1/verdict?service=x")[0] == 400
-    # still serving, and a good request works
-    assert _req(port, "POST", "/v1/bakes", orjson.dumps(good), _auth())[0] == 201
+    no_checksum = orjson.dumps({"name": "x", "namespace": "shop", "phase": "Progressing"})
+    for gate in ("/v1/gate/promote", "/v1/gate/rollback"):  # never an earlier rollout's bake
+        status, doc = _req(port, "POST", gate, no_checksum, json_ct)
+        assert status == 400 and "no checksum" in doc["error"], doc
+    # still serving, and a good request works, also with the token as a Basic password (what
+    # Flagger sends for a webhook URL http://user:<token>@host/…)
+    basic = {**json_ct, "Authorization": _basic("flagger", TOKEN)}
+    assert _req(port, "POST", "/v1/bakes", orjson.dumps(good), basic)[0] == 201
+    assert _req(port, "POST", "/v1/bakes", orjson.dumps(good), _auth())[0] == 200
     assert _req(port, "GET", "/healthz")[0] == 200 and _req(port, "GET", "/readyz")[0] == 200
 
 

@@ -9,16 +9,18 @@ no failed check). Every call is a POST of {name, namespace, phase, checksum, met
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 import yaml
 from _rollout import PIPELINES, POLICY, Bakemon, Canary, local
 
-API_TOKEN = None  # Flagger's webhooks cannot send an Authorization header
+API_TOKEN = None  # the recipe as shipped: a bakemon without api_token (test_flagger_token.py: with)
 RECIPE = PIPELINES / "flagger-canary.yaml"
 PACE_S = 0.5  # one analysis interval (1m) as the test plays it
 MIN_ITERATIONS = 10  # the undecided rollout runs at least this long after the others end
@@ -28,6 +30,17 @@ CANARIES = (
     Canary("pay", "pay", "pay-primary", "regressed"),
     Canary("search", "search", "search-primary", "undecided"),
 )
+
+
+def go_request(url: str) -> tuple[str, dict[str, str]]:
+    """What Go's net/http (Flagger's retryablehttp client) does with a URL's user info: it is not
+    sent in the request line but as ``Authorization: Basic base64(user:password)``."""
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    creds = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+    bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return bare, {"Authorization": "Basic " + base64.b64encode(creds).decode()}
 
 
 def _canary() -> dict[str, Any]:
@@ -49,6 +62,7 @@ class FlaggerRollout:
     weight: int = 0
     failed_checks: int = 0
     calls: list[tuple[str, int]] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     def _hooks(self, kind: str) -> list[dict[str, Any]]:
         return [w for w in self.spec["analysis"]["webhooks"] if w["type"] == kind]
@@ -62,14 +76,16 @@ class FlaggerRollout:
         }
         if hook.get("metadata"):
             payload["metadata"] = hook["metadata"]
-        status, _ = bakemon.request(
+        url, headers = go_request(hook["url"])
+        status, body = bakemon.request(
             "POST",
-            local(hook["url"], bakemon),
+            local(url, bakemon),
             orjson.dumps(payload),
-            {"Content-Type": "application/json"},
+            {"Content-Type": "application/json", **headers},
             timeout_s=float(hook.get("timeout", "10s").rstrip("s")),
         )
         self.calls.append((hook["type"], status))
+        self.bodies.append(body)
         return status <= 202  # callWebhook: "if r.StatusCode > 202 { return error }"
 
     def iterate(self, bakemon: Bakemon) -> None:
