@@ -7,6 +7,7 @@ the roles get plain values from it. Nothing reads the environment at import time
 from __future__ import annotations
 
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -241,6 +242,32 @@ def _set(values: dict[str, Any], key: str, value: Any, source: str) -> None:
         values[key] = _coerce(key, value, source)
     elif key in _LISTS:
         values[key] = _as_list(key, value, source)
+
+
+# Not settings, and not mistakes: the client's variables, and the service links Kubernetes adds
+# for a Service named "bakemon" (BAKEMON_PORT=tcp://…, BAKEMON_SERVICE_HOST, …).
+_NOT_SETTINGS = re.compile(
+    r"BAKEMON_(URL|API_TOKEN|SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)\w*)?)"
+)
+
+
+def ignored_env(env: Mapping[str, str]) -> list[str]:
+    """``BAKEMON_*`` variables that are no setting, each with a suggestion when one is close:
+    a misspelt variable must not be silently ignored (``bakemon run`` logs these)."""
+    import difflib
+
+    known = [f"{ENV_PREFIX}{k.upper()}" for k in (*_SCALARS, *_LISTS)]
+    known += [FIELDS_PRESET_ENV, KAFKA_CLIENT_ENV]
+    out = []
+    for k in sorted(env):
+        if not k.startswith(ENV_PREFIX) or k.startswith(_KAFKA_ENV_PREFIX):
+            continue
+        if k in known or _NOT_SETTINGS.fullmatch(k):
+            continue
+        close = difflib.get_close_matches(k, known, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        out.append(f"environment variable {k} is not a bakemon setting; ignored{hint}")
+    return out
 
 
 def _from_env(env: Mapping[str, str], values: dict[str, Any], kafka: dict[str, Any]) -> str | None:

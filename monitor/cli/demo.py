@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -251,6 +252,7 @@ def run_demo(args: argparse.Namespace) -> int:
     """``bakemon demo``: 0 when both verdicts are the expected ones, 1 if not, 130 on Ctrl-C
     (with ``--keep-running``, Ctrl-C after the verdicts exits 0 or 1 as without it); 4 for a
     bad setting or a busy ``--port``, 6 when bakemon stops answering."""
+    from monitor.config import ignored_env
     from monitor.service import configure_logging
 
     out = sys.stdout
@@ -259,6 +261,8 @@ def run_demo(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     configure_logging("warning", "text")
+    for warning in ignored_env(os.environ):
+        logging.getLogger("bakemon.config").warning(warning)
     scenario = SCENARIOS[args.scenario]
     stack = _Stack()
     try:

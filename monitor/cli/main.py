@@ -37,7 +37,10 @@ class _Parser(argparse.ArgumentParser):
 
 # -- run ---------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.config import load_settings
+    import logging
+    import os
+
+    from monitor.config import ignored_env, load_settings
     from monitor.service import Service, configure_logging
 
     settings = load_settings(
@@ -58,6 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         },
     )
     configure_logging(settings.log_level, settings.log_format)
+    for warning in ignored_env(os.environ):
+        logging.getLogger("bakemon.config").warning(warning)
     return Service(settings).start().run_forever()
 
 

@@ -227,3 +227,33 @@ def test_readme_production_examples_load(tmp_path: Path) -> None:
     assert sasl.kafka["sasl_mechanism"] == "SCRAM-SHA-512"
     assert mtls.kafka["ssl_certfile"].endswith("user.crt")
     assert mtls.kafka["ssl_check_hostname"] is True
+
+
+def test_misspelt_environment_variables_are_named_not_silently_ignored() -> None:
+    """A BAKEMON_ variable that is no setting is reported with the closest setting; the client's
+    variables and Kubernetes' service links for a Service "bakemon" are not reported."""
+    from monitor.config import ignored_env
+
+    env = {
+        "BAKEMON_API_PROT": "9090",
+        "BAKEMON_TOPIC": "requests",
+        "BAKEMON_NONSENSE_THING": "1",
+        "BAKEMON_API_PORT": "8080",
+        "BAKEMON_KAFKA_SECURITY_PROTOCOL": "SSL",
+        "BAKEMON_FIELDS_PRESET": "envoy",
+        "BAKEMON_URL": "http://x",
+        "BAKEMON_API_TOKEN": "t" * 16,
+        "BAKEMON_PORT": "tcp://10.0.0.1:8080",
+        "BAKEMON_PORT_8080_TCP_ADDR": "10.0.0.1",
+        "BAKEMON_SERVICE_HOST": "10.0.0.1",
+        "BAKEMON_SERVICE_PORT_HTTP": "8080",
+        "HOME": "/root",
+    }
+    found = ignored_env(env)
+    assert len(found) == 3, found
+    assert (
+        "BAKEMON_API_PROT is not a bakemon setting; ignored (did you mean BAKEMON_API_PORT?)"
+        in (found[0])
+    )
+    assert "did you mean BAKEMON_TOPICS?" in found[2] and "BAKEMON_TOPIC " in found[2]
+    assert found[1].endswith("ignored")  # nothing close to BAKEMON_NONSENSE_THING

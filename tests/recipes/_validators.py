@@ -6,7 +6,11 @@
   ``kubectl apply`` rejects it): AnalysisTemplate and Canary recipes;
 - promtool check rules: the PrometheusRule groups of deploy/kubernetes/*.yaml;
 - actionlint: deploy/pipelines/github-actions.yaml;
-- hadolint: deploy/Dockerfile.
+- hadolint: deploy/Dockerfile;
+- compose: deploy/compose.yaml against the Compose Specification's JSON schema
+  (tests/recipes/schemas/compose/, from github.com/compose-spec/compose-spec, Apache-2.0), plus
+  what the schema cannot see: a ``service_healthy`` dependency has a healthcheck, published ports
+  are the ones bakemon listens on, and bakemon's environment loads as its settings.
 
 ``python tests/recipes/_validators.py`` (``make check-deploy``) runs them all and exits 1 if one
 that ran failed.
@@ -132,12 +136,54 @@ def hadolint() -> tuple[bool, str]:
     return ok, out or "Dockerfile passed"
 
 
+COMPOSE_SCHEMA = SCHEMAS / "compose" / "compose-spec.json"
+
+
+def compose(path: Path = DEPLOY / "compose.yaml") -> tuple[bool, str]:
+    try:
+        import jsonschema
+        import yaml
+    except ImportError as exc:
+        raise Missing(str(exc.name)) from None
+    from monitor.config import ignored_env, load_settings
+
+    doc = yaml.safe_load(path.read_text())
+    schema = orjson.loads(COMPOSE_SCHEMA.read_bytes())
+    problems = [
+        f"{'.'.join(map(str, e.path)) or '(top)'}: {e.message}"
+        for e in jsonschema.Draft7Validator(schema).iter_errors(doc)
+    ]
+    services = doc.get("services", {})
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            if cond.get("condition") == "service_healthy" and "healthcheck" not in services[dep]:
+                problems.append(f"{name} waits for {dep} to be healthy; {dep} has no healthcheck")
+    bakemon = services["bakemon"]
+    env = {str(k): str(v) for k, v in (bakemon.get("environment") or {}).items()}
+    problems += ignored_env(env)
+    try:
+        settings = load_settings(env=env)
+    except Exception as exc:
+        problems.append(f"bakemon's environment does not load: {exc}")
+    else:
+        listening = {str(settings.api_port), str(settings.ops_port)}
+        published = {str(p).rsplit(":", 1)[-1] for p in bakemon.get("ports", [])}
+        if published - listening:
+            problems.append(
+                f"bakemon publishes {sorted(published)}, listens on {sorted(listening)}"
+            )
+    if problems:
+        return False, f"{path.name} FAILED: " + "; ".join(problems[:8])
+    return True, f"{path.name} passed ({len(services)} services, {COMPOSE_SCHEMA.name})"
+
+
 VALIDATORS: dict[str, Callable[[], tuple[bool, str]]] = {
     "kubernetes-validate": kubernetes_validate,
     "crd-schemas": crd_schemas,
     "promtool": promtool_rules,
     "actionlint": actionlint,
     "hadolint": hadolint,
+    "compose": compose,
 }
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 from _validators import VALIDATORS, Missing
 
@@ -35,3 +38,28 @@ def test_argo_before_1_8_rejects_consecutive_success_limit() -> None:
         ]
     assert errors["v1.9.1"] == []
     assert any("consecutiveSuccessLimit" in m for m in errors["v1.7.2"]), errors
+
+
+def test_compose_check_finds_what_compose_would_reject(tmp_path: Path) -> None:
+    """The compose check fails on a misspelt key, a health dependency without a healthcheck, an
+    unknown BAKEMON_ setting and a port bakemon does not listen on, and passes the shipped file."""
+    import yaml
+    from _validators import DEPLOY, compose
+
+    assert compose()[0], compose()[1]
+    shipped = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    breakages = {
+        "depend_on": lambda d: d["services"]["bakemon"].update(depend_on=["kafka"]),
+        "has no healthcheck": lambda d: d["services"]["kafka"].pop("healthcheck"),
+        "BAKEMON_API_PROT": lambda d: d["services"]["bakemon"]["environment"].update(
+            BAKEMON_API_PROT="9090"
+        ),
+        "publishes": lambda d: d["services"]["bakemon"].update(ports=["9999:9999"]),
+    }
+    for needle, breaks in breakages.items():
+        doc = copy.deepcopy(shipped)
+        breaks(doc)
+        path = tmp_path / "compose.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        ok, out = compose(path)
+        assert not ok and needle.lower() in out.lower(), (needle, out)
