@@ -32,6 +32,7 @@ __all__ = ["SegmentFinding", "SegmentTests", "ServedCounts", "parse_label"]
 
 STATE_VERSION = 1
 NO_REGRESSION = "NONE"  # a segment value's finding when its tests show no regression
+EVIDENT_PER_SEGMENT = 2  # values a pooled HALT's note names per segment, at most
 
 Cell = tuple[str, CohortSummary, CohortSummary]
 
@@ -170,25 +171,49 @@ class SegmentTests:
 
     def evident(self, metric: str, at_least: float = 10.0) -> list[dict[str, Any]]:
         """Where a pooled regression of ``metric`` shows most — a description, not a test of
-        its own: per segment, the tested value whose test has the largest HALT e-value (at
-        least ``at_least``), strongest first. Every segment gets its own entry because an
-        early pooled HALT can find a zone and a route about equally suspect (a route's
-        regression shows in every zone its traffic crosses); naming only the strongest would
-        then be a coin flip between the culprit and a bystander."""
-        best: dict[str, tuple[float, str, Assessment]] = {}
+        its own: per segment, strongest segment first. Every segment gets its own entries
+        because an early pooled HALT can find a zone and a route about equally suspect (a
+        route's regression shows in every zone its traffic crosses).
+
+        For error rates a value is ranked by its *excess errors* — the canary's errors beyond
+        what the baseline's rate on that value predicts — among values whose own test leans to
+        a regression (e > 1): that is where the pooled excess comes from, while a small value's
+        e-value can be the largest by chance. An early HALT rests on a few dozen errors, so two
+        values can hold about the same excess; every value with at least half the top excess
+        is listed (at most ``EVIDENT_PER_SEGMENT``), rather than a coin flip between them.
+        Latency names the value with the largest e, among values with e ≥ ``at_least``."""
+        by_dim: dict[str, list[tuple[float, str, Assessment, float | None]]] = {}
         for dim, values in self._values.items():
             for value, slot in values.items():
                 test = slot.tests.get(metric)
                 if test is None:
                     continue
                 a = test.assess()
-                if a.e_halt >= at_least and (dim not in best or a.e_halt > best[dim][0]):
-                    best[dim] = (a.e_halt, value, a)
-        ranked = sorted(best.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return [
-            {"segment": dim, "value": value, "estimate": a.estimate, "e_value_halt": e}
-            for dim, (e, value, a) in ranked
-        ]
+                excess = _excess_errors(slot) if metric == "error_rate" else None
+                if excess is not None and a.e_halt > 1.0 and excess > 0:
+                    by_dim.setdefault(dim, []).append((excess, value, a, excess))
+                elif excess is None and a.e_halt >= at_least:
+                    by_dim.setdefault(dim, []).append((a.e_halt, value, a, None))
+        ranked = []
+        for dim, found in by_dim.items():
+            found.sort(key=lambda f: (-f[0], f[1]))
+            top = found[0][0]
+            keep = [f for f in found if f[3] is not None and f[0] >= top / 2]
+            ranked.append((top, dim, keep[:EVIDENT_PER_SEGMENT] or found[:1]))
+        ranked.sort(key=lambda r: (-r[0], r[1]))
+        out = []
+        for _, dim, found in ranked:
+            for _, value, a, excess in found:
+                x: dict[str, Any] = {
+                    "segment": dim,
+                    "value": value,
+                    "estimate": a.estimate,
+                    "e_value_halt": a.e_halt,
+                }
+                if excess is not None:
+                    x["excess_errors"] = round(excess, 1)
+                out.append(x)
+        return out
 
     def most_evident(self, metric: str, at_least: float = 10.0) -> str | None:
         """:meth:`evident` in words, e.g. ``most evident on route "/api" (ratio 3.90, e=120),
@@ -196,7 +221,10 @@ class SegmentTests:
         parts = []
         for x in self.evident(metric, at_least):
             ratio = "" if x["estimate"] is None else f"ratio {x['estimate']:.2f}, "
-            parts.append(f'{x["segment"]} "{x["value"]}" ({ratio}e={x["e_value_halt"]:.3g})')
+            excess = f", {x['excess_errors']:+.0f} errors" if "excess_errors" in x else ""
+            parts.append(
+                f'{x["segment"]} "{x["value"]}" ({ratio}e={x["e_value_halt"]:.3g}{excess})'
+            )
         return "most evident on " + ", ".join(parts) if parts else None
 
     # -- read-out ------------------------------------------------------------------------------
@@ -302,6 +330,15 @@ class ServedCounts:
         self._counts = {
             str(d): {str(v): [int(c), int(b)] for v, c, b in rows} for d, rows in state.items()
         }
+
+
+def _excess_errors(slot: _Value) -> float | None:
+    """The canary's errors on a value beyond the baseline's rate there (None without a
+    baseline)."""
+    c, b = slot.canary, slot.baseline
+    if not b.requests:
+        return None
+    return c.errors - c.requests * b.errors / b.requests
 
 
 def _cohort(s: CohortSummary) -> dict[str, Any]:
