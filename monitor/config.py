@@ -410,7 +410,17 @@ def _client_checks(s: Settings) -> tuple[tuple[str, bool, str], ...]:
     from monitor.kafka.clients import KAFKA_CLIENTS, librdkafka_only
 
     rdkafka_keys = sorted(k for k in s.kafka if librdkafka_only(k))
+    unknown = _unknown_kafka_keys([k for k in s.kafka if not librdkafka_only(k)])
     return (
+        (
+            "kafka",
+            not unknown,
+            "settings a kafka-python client takes ("
+            + "; ".join(
+                f"{k} is none" + (f", did you mean {m}?" if m else "") for k, m in unknown.items()
+            )
+            + ")",
+        ),
         ("kafka_client", s.kafka_client in KAFKA_CLIENTS, " or ".join(KAFKA_CLIENTS)),
         (
             "kafka_client",
@@ -418,6 +428,24 @@ def _client_checks(s: Settings) -> tuple[tuple[str, bool, str], ...]:
             f'"confluent" for the librdkafka [kafka] keys {rdkafka_keys}',
         ),
     )
+
+
+def _unknown_kafka_keys(keys: Sequence[str]) -> dict[str, str | None]:
+    """``[kafka]`` keys no kafka-python client takes, each with the closest one it does take
+    (a misspelt key is a configuration error at start-up, not a connection error later)."""
+    if not keys:
+        return {}
+    import difflib
+
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    known = {*KafkaConsumer.DEFAULT_CONFIG, *KafkaProducer.DEFAULT_CONFIG}
+    known |= set(KafkaAdminClient.DEFAULT_CONFIG)
+    out: dict[str, str | None] = {}
+    for k in sorted(set(keys) - known):
+        close = difflib.get_close_matches(k, sorted(known), n=1, cutoff=0.8)
+        out[k] = close[0] if close else None
+    return out
 
 
 def _topic_checks(s: Settings) -> tuple[tuple[str, bool, str], ...]:

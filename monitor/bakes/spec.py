@@ -25,7 +25,7 @@ from typing import Any
 from monitor.bakes.policy import Policy
 from monitor.errors import BakeError, ConfigError
 
-__all__ = ["BASELINE", "CANARY", "COHORT_NAMES", "BakeSpec", "Registry"]
+__all__ = ["BASELINE", "CANARY", "COHORT_NAMES", "BakeSpec", "Registry", "default_bake_id"]
 
 BASELINE = 0
 CANARY = 1
@@ -33,6 +33,14 @@ COHORT_NAMES = ("baseline", "canary")
 
 RESERVED_IDS = frozenset({"stream"})  # /v1/bakes/stream is the console's live feed
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # whole string (fullmatch: no "\n")
+_NOT_IN_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_bake_id(service: str, canary: str) -> str:
+    """``<service>-<canary>`` made a valid id: versions read from an upstream address
+    (``10.0.2.1:80``) or a host name carry characters an id cannot, which become ``-``."""
+    cleaned = _NOT_IN_ID.sub("-", f"{service}-{canary}").strip("-._")
+    return cleaned[:128] or "bake"
 
 
 def _str_tuple(value: Any, path: str) -> tuple[str, ...]:

@@ -47,7 +47,12 @@ PARTITIONS = 4
 DEFAULT_PORT = 8080
 # Settings the demo must fix (its own traffic, all roles, a local API), and the demo's tuning,
 # which a BAKEMON_* variable may change.
-_FIXED = {"topics": REQUEST_TOPIC, "roles": "ingest,judge,api", "api_host": "127.0.0.1"}
+_FIXED = {
+    "topics": REQUEST_TOPIC,
+    "roles": "ingest,judge,api",
+    "api_host": "127.0.0.1",
+    "ops_host": "127.0.0.1",
+}
 _TUNING = {"block_offsets": 20_000, "flush_interval_s": 0.5, "checkpoint_interval_s": 0.5}
 _TUNING_ENV = {"ops_port": 0}
 

@@ -73,7 +73,13 @@ def _tolerated_ratio(args: argparse.Namespace, metric: str) -> float | None:
         msg = f"give {flag} or its old name {old}, not both"
         raise ConfigError(msg, value=old_value)
     if old_value is not None:
-        print(f"bakemon: {old} is deprecated: use {flag} (the same ratio)", file=sys.stderr)
+        if old_value >= 1.0:
+            print(
+                f"bakemon: {old} is deprecated: use {flag} (the same ratio); {old} "
+                f'{old_value:g} is read as the ratio {old_value:g}, the TOML\'s "{metric}.tol" = '
+                f"{old_value - 1:g}",
+                file=sys.stderr,
+            )
         flag, new_value = old, old_value
     if new_value is not None and not new_value >= 1.0:
         msg = (
@@ -85,7 +91,7 @@ def _tolerated_ratio(args: argparse.Namespace, metric: str) -> float | None:
 
 
 def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMap]:
-    from monitor.bakes.spec import BakeSpec
+    from monitor.bakes.spec import BakeSpec, default_bake_id
 
     fields_table: dict[str, Any] | None = None
     bakes: list[BakeSpec] = []
@@ -105,7 +111,7 @@ def _bakes_and_fields(args: argparse.Namespace) -> tuple[list[BakeSpec], FieldMa
             msg = f"a bake from flags needs {', '.join(missing)}"
             raise ConfigError(msg, value=missing)
         spec: dict[str, Any] = {
-            "id": args.id or f"{args.service}-{args.canary}",
+            "id": args.id or default_bake_id(args.service, args.canary),
             "service": args.service,
             "canary": args.canary.split(","),
             "baseline": args.baseline.split(","),
@@ -230,7 +236,9 @@ def add_replay_arguments(sub: Any) -> None:
         help="field-map preset, the base of the --config file's [fields] keys (default: the "
         "[fields] table's preset, else plain)",
     )
-    p.add_argument("--id", help="bake id (default SERVICE-CANARY)")
+    p.add_argument(
+        "--id", help="bake id (default SERVICE-CANARY, characters an id cannot hold as -)"
+    )
     p.add_argument("--service", help="service name of the bake")
     p.add_argument("--canary", help="canary version(s), comma-separated")
     p.add_argument("--baseline", help="baseline version(s), comma-separated")

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from monitor.bakes.spec import BakeSpec
+from monitor.bakes.spec import BakeSpec, default_bake_id
 from monitor.bakes.store import BakeFollower, publish_bake
 from monitor.errors import ConfigError, MonitorError
 from monitor.kafka.io import Sink
@@ -185,7 +185,7 @@ class ApiActions:
             and isinstance(data.get("service"), str)
             and isinstance(data.get("canary"), str)
         ):
-            data["id"] = f"{data['service']}-{data['canary']}"
+            data["id"] = default_bake_id(data["service"], data["canary"])
         data.setdefault("start", now)
         data.setdefault("created_at", iso(now))
         spec = _spec_from(data)

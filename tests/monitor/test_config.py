@@ -257,3 +257,17 @@ def test_misspelt_environment_variables_are_named_not_silently_ignored() -> None
     )
     assert "did you mean BAKEMON_TOPICS?" in found[2] and "BAKEMON_TOPIC " in found[2]
     assert found[1].endswith("ignored")  # nothing close to BAKEMON_NONSENSE_THING
+
+
+def test_a_misspelt_kafka_client_setting_is_a_config_error_naming_the_right_one() -> None:
+    """BAKEMON_KAFKA_SSL_CHEK_HOSTNAME fails at once with the closest real setting, instead of a
+    "cannot reach Kafka" ten seconds later; a real setting and librdkafka keys pass."""
+    from monitor.config import load_settings
+    from monitor.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="ssl_chek_hostname is none, did you mean ssl_check_hostname"
+    ):
+        load_settings(env={"BAKEMON_KAFKA_SSL_CHEK_HOSTNAME": "false"})
+    ok = load_settings(env={"BAKEMON_KAFKA_SSL_CHECK_HOSTNAME": "false"})
+    assert ok.kafka["ssl_check_hostname"] is False

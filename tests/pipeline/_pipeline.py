@@ -92,6 +92,7 @@ def write_config(path: Path, bootstrap: str, **extra: Any) -> Path:
         "api_port": 0,
         "ops_port": 0,
         "api_host": "127.0.0.1",
+        "ops_host": "127.0.0.1",
         **extra,
     }
     lines = []

@@ -199,3 +199,29 @@ def test_html_file_is_the_bake_page_and_loads_nothing(
     assert "/checkout" in page and "zone" in page  # the segments breakdown
     assert "BakeHalted" in page  # the alert it raised
     assert 'src="http' not in page and 'href="http' not in page
+
+
+def test_default_bake_id_from_an_upstream_address_is_valid(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Versions read from Envoy's upstream_host (`10.244.0.14:3000`) make a valid default id:
+    the characters an id cannot hold become `-`."""
+    from monitor.bakes.spec import default_bake_id
+
+    assert default_bake_id("backend.example.com", "10.244.0.14:3000") == (
+        "backend.example.com-10.244.0.14-3000"
+    )
+    assert default_bake_id("a b", "v/2,v3") == "a-b-v-2-v3"
+    assert default_bake_id("//", "::") == "bake"
+    log = tmp_path / "eg.jsonl"
+    lines = [
+        {"time": 1_795_824_000 + i / 10, "service": "backend.example.com",
+         "version": "10.244.0.14:3000" if i % 2 else "10.244.0.13:3000",
+         "status": 200, "latency_ms": 20.0}
+        for i in range(200)
+    ]  # fmt: skip
+    log.write_bytes(b"\n".join(orjson.dumps(x) for x in lines))
+    code = main(["replay", str(log), "--service", "backend.example.com",
+                 "--canary", "10.244.0.14:3000", "--baseline", "10.244.0.13:3000", "--json"])  # fmt: skip
+    doc = orjson.loads(capsys.readouterr().out)
+    assert code in (0, 2, 3) and doc["id"] == "backend.example.com-10.244.0.14-3000", doc

@@ -183,6 +183,7 @@ def bakemon(broker: EmbeddedBroker) -> Iterator[tuple[str, Service]]:
             "topics": REQUESTS,
             "api_host": "127.0.0.1",
             "api_port": port,
+            "ops_host": "127.0.0.1",
             "ops_port": 0,
             "block_offsets": 20_000,
             "flush_interval_s": 0.5,
