@@ -16,17 +16,15 @@ cumulative partial again, which the judge folds idempotently; so every offset co
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from detectors.summary import CohortSummary
 from monitor.bakes.discovery import Discovery
-from monitor.bakes.policy import Policy
 from monitor.bakes.spec import Registry
 from monitor.bakes.store import proposal_record
 from monitor.bakes.tagging import BASELINE, CANARY, increments, tag
@@ -64,8 +62,6 @@ class _Block:
     progress_s: float | None = None  # the partition's event-time clock at ``upto``
     dirty: bool = False
     complete: bool = False
-    changed: set[str] = field(default_factory=set)  # bakes with new data since the last send
-    resend_all: bool = False  # a send failed: every bake's partial again
 
 
 @dataclass
@@ -83,15 +79,6 @@ class IngestStats:
     commit_failures: int = 0
     last_poll_s: float = 0.0
     last_checkpoint_s: float = 0.0
-
-
-def _tick(progress_s: float | None, policy: Policy) -> int | None:
-    """Which of a bake's window boundaries a partition's clock has passed: window ``k`` can
-    close once the watermark reaches ``(k + 1) * window_s + allowed_lateness_s``."""
-    if progress_s is None:
-        return None
-    ev = policy.evidence
-    return math.floor((progress_s - ev.allowed_lateness_s) / ev.window_s)
 
 
 def _tps(tps: set[TP]) -> str:
@@ -139,10 +126,6 @@ class Ingest:
         self._last_data_s: dict[TP, float] = {}
         self._next_block: dict[TP, int] = {}  # the block after the last one completed
         self._partition_counts: dict[str, int | None] = {}  # refreshed at each rebalance
-        # What each active bake last heard of a partition's clock: (window tick, idle). A bake
-        # without new data hears a partition again only when that changes (_to_send).
-        self._heard: dict[tuple[TP, str], tuple[int | None, bool]] = {}
-        self._hearing: dict[tuple[TP, str], tuple[int | None, bool]] = {}  # sent, not yet acked
         self._checkpoint = Checkpoint(
             "ingest",
             source,
@@ -165,8 +148,6 @@ class Ingest:
             self._clocks.pop(tp, None)
             self._idle.pop(tp, None)
             self._last_data_s.pop(tp, None)
-            for key in [k for k in self._heard if k[0] == tp]:
-                del self._heard[key]
         for tp in assigned:
             committed = self.source.committed(tp)
             if committed is None:
@@ -257,7 +238,6 @@ class Ingest:
             pair[CANARY].merge(inc.canary)
             acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
             merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items(), MAX_CELL_LABELS)
-            acc.changed.add(bake_id)
         acc.progress_s = clock.progress_s
         acc.upto = max(acc.upto, upto)
         acc.dirty = True
@@ -291,16 +271,15 @@ class Ingest:
 
     def send_outputs(self, sink: Sink) -> None:
         n_parts = self.layout.partials_partitions
-        active = {b.id: b.policy for b in self.registry().bakes if b.end_s is None}
-        self._hearing = {}
+        active = [b.id for b in self.registry().bakes if b.end_s is None]
         # Encode every partial first, then hand them all to the producer: its sender thread
         # (batching, lz4, CRC) otherwise contends for the GIL with each next encoding.
         out: list[tuple[str, bytes]] = []
-        for tp, blocks in self._blocks.items():
+        for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
                 if b.dirty or b.complete:
-                    out.extend(self._encode_block(tp, b, self._to_send(tp, b, active)))
-                    b.dirty, b.changed, b.resend_all = False, set(), False
+                    out.extend(self._encode_block((topic, partition), b, active))
+                    b.dirty = False
         for bake_id, value in out:
             key = bake_id.encode()
             sink.send(
@@ -313,29 +292,12 @@ class Ingest:
                 self._checkpoint.send(self.layout.bakes, value, key=key, partition=0)
                 self.stats.discovered += 1
 
-    def _to_send(self, tp: TP, b: _Block, active: Mapping[str, Policy]) -> list[str]:
-        """The bakes a block's partial goes to at this checkpoint: those with new data in it
-        (all with data once it completes, so the judge seals it), and every active bake whose
-        view of this partition's clock changed — the clock crossed one of its window
-        boundaries (``window_end + allowed_lateness_s``, the only instants its watermark acts
-        on) or the partition turned idle or busy — so that each bake's watermark can wait for
-        the slowest partition (STATISTICS.md §7.1). A bake without traffic then costs a
-        partial per partition and window, not per flush; a failed send sends them all again."""
-        idle = self._idle.get(tp, False)
-        ids = set(b.bakes) if b.complete or b.resend_all else set(b.changed)
-        for bake_id, policy in active.items():
-            heard = (_tick(b.progress_s, policy), idle)
-            if b.resend_all or self._heard.get((tp, bake_id)) != heard:
-                ids.add(bake_id)
-                self._hearing[(tp, bake_id)] = heard
-        for bake_id in ids.difference(active):
-            self._hearing.pop((tp, bake_id), None)
-        return sorted(ids)
-
-    def _encode_block(self, tp: TP, b: _Block, bakes: list[str]) -> list[tuple[str, bytes]]:
-        """(bake, encoded partial) of one block for each of ``bakes``."""
+    def _encode_block(self, tp: TP, b: _Block, active: list[str]) -> list[tuple[str, bytes]]:
+        """(bake, encoded partial) of one block for each bake with data in it and every active
+        bake: each hears this partition's clock, data or not, so its watermark can wait for the
+        slowest partition (STATISTICS.md §7.1)."""
         out = []
-        for bake_id in bakes:
+        for bake_id in sorted({*b.bakes, *active}):
             base, can = b.bakes.get(bake_id, (CohortSummary(), CohortSummary()))
             p = Partial(
                 bake_id,
@@ -356,18 +318,12 @@ class Ingest:
         return out
 
     def outputs_failed(self) -> None:
-        self._hearing = {}
         for blocks in self._blocks.values():
             for b in blocks:
-                b.dirty = b.resend_all = True
+                b.dirty = True
 
     def outputs_acked(self) -> dict[TP, int]:
         """Commit at the start of each partition's oldest open block; drop completed blocks."""
-        self._heard.update(self._hearing)
-        self._hearing = {}
-        if len(self._heard) > 4 * len(self.registry().bakes) * max(len(self._blocks), 1):
-            live = {b.id for b in self.registry().bakes if b.end_s is None}
-            self._heard = {k: v for k, v in self._heard.items() if k[1] in live}
         commits: dict[TP, int] = {}
         for tp, blocks in list(self._blocks.items()):
             remaining = [b for b in blocks if not b.complete]

@@ -3,9 +3,7 @@ the partitions are read and however the topic is keyed."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from datetime import datetime
 
 import orjson
 from _memory_pipeline import BOTH, REQUESTS, drain, ingest, judge, new_broker, request_log
@@ -68,53 +66,3 @@ def test_a_topic_keyed_by_cohort_decides_like_a_randomly_keyed_one() -> None:
     by_pod = _streamed(keyed, fetch_records=300)
     assert by_pod == _streamed(mixed, fetch_records=300) == _replayed()
     assert by_pod["checkout-v42"][0] == "HALT"
-
-
-def test_bakes_without_traffic_hear_each_partition_once_per_window() -> None:
-    """Fifty more active bakes with no traffic: ingest sends each of them a partition's clock
-    only when it crosses one of the bake's window boundaries (or the partition's idleness
-    changes), not at every checkpoint — and each still ends on the busy bakes' window, while
-    the busy bakes decide exactly as the replay does."""
-    from _memory_pipeline import CHECKOUT, LAYOUT, POLICY, SEARCH
-
-    from monitor.bakes.spec import BakeSpec, Registry
-
-    idle = [
-        BakeSpec.from_dict(
-            {
-                "id": f"idle-{i}",
-                "service": f"idle{i}",
-                "canary": "v2",
-                "baseline": "v1",
-                "policy": POLICY,
-            }
-        )
-        for i in range(50)
-    ]
-    registry = Registry([CHECKOUT, SEARCH, *idle])
-    broker = new_broker(2)
-    _produce(broker, LINES, by_cohort=False)
-    ing = ingest(broker, registry, block_offsets=100, fetch_records=100)
-    drain(ing)
-    assert ing.checkpoint()
-    checkpoints = ing.stats.checkpoints
-    sent: dict[str, int] = {}
-    for r in broker.records(LAYOUT.partials):
-        key = (r.key or b"").decode()
-        sent[key] = sent.get(key, 0) + 1
-    # per partition: 120 s of event time in 10 s windows, the first clock, the last
-    per_partition = 120 // 10 + 2
-    for spec in idle:
-        assert sent[spec.id] <= 2 * per_partition, (spec.id, sent[spec.id], checkpoints)
-    assert sent["checkout-v42"] > 3 * 2 * per_partition and checkpoints > 3 * per_partition
-    j = judge(broker, registry)
-    drain(j)
-
-    def tick(bake_id: str) -> int:  # the last window the bake's watermark lets close
-        iso = j.bakes[bake_id].verdict.document()["progress"]["watermark"]
-        wm = datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-        return math.floor((wm - 30.0) / 10.0)
-
-    assert {tick(spec.id) for spec in idle} == {tick("checkout-v42")}
-    docs = {k: _key(j.bakes[k].verdict.document()) for k in ("checkout-v42", "search-v8")}
-    assert docs == _replayed()
