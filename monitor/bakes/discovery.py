@@ -18,21 +18,19 @@ BakeFollower`) merges proposals by a deterministic rule, the same on every insta
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from monitor.bakes.spec import BakeSpec, Registry
+from monitor.bakes.spec import BakeSpec, Registry, safe_bake_id
 from monitor.errors import ConfigError
 from monitor.records.columns import RecordBatch
 
 __all__ = ["Discovery", "DiscoverySettings"]
 
 log = logging.getLogger("bakemon.discovery")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 RECENT_S = 600.0  # a version not seen for this long (event time) is not serving any more
 
 
@@ -156,7 +154,7 @@ class Discovery:
         if not older:
             return None
         baseline = max(older, key=lambda v: (per[v], v))
-        bake_id = _UNSAFE.sub("-", f"auto-{service}-{canary}")[:128]
+        bake_id = safe_bake_id(f"auto-{service}-{canary}")
         if bake_id in self._proposed or bake_id in registry:
             return None
         active = sum(

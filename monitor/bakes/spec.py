@@ -25,7 +25,15 @@ from typing import Any
 from monitor.bakes.policy import Policy
 from monitor.errors import BakeError, ConfigError
 
-__all__ = ["BASELINE", "CANARY", "COHORT_NAMES", "BakeSpec", "Registry", "default_bake_id"]
+__all__ = [
+    "BASELINE",
+    "CANARY",
+    "COHORT_NAMES",
+    "BakeSpec",
+    "Registry",
+    "default_bake_id",
+    "safe_bake_id",
+]
 
 BASELINE = 0
 CANARY = 1
@@ -36,11 +44,15 @@ _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # whole string (fullmatch
 _NOT_IN_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 
+def safe_bake_id(text: str) -> str:
+    """``text`` made a valid id: characters an id cannot hold (``:`` of an upstream address
+    ``10.0.2.1:80``, ``/``, spaces) become ``-``, cut to 128."""
+    return _NOT_IN_ID.sub("-", text).strip("-._")[:128] or "bake"
+
+
 def default_bake_id(service: str, canary: str) -> str:
-    """``<service>-<canary>`` made a valid id: versions read from an upstream address
-    (``10.0.2.1:80``) or a host name carry characters an id cannot, which become ``-``."""
-    cleaned = _NOT_IN_ID.sub("-", f"{service}-{canary}").strip("-._")
-    return cleaned[:128] or "bake"
+    """``<service>-<canary>`` as a valid id (:func:`safe_bake_id`)."""
+    return safe_bake_id(f"{service}-{canary}")
 
 
 def _str_tuple(value: Any, path: str) -> tuple[str, ...]:

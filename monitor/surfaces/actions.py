@@ -9,7 +9,6 @@ gates' status codes from its one interpretation (:func:`monitor.verdict.interpre
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -18,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from monitor.bakes.spec import BakeSpec, default_bake_id
+from monitor.bakes.spec import BakeSpec, default_bake_id, safe_bake_id
 from monitor.bakes.store import BakeFollower, publish_bake
 from monitor.errors import ConfigError, MonitorError
 from monitor.kafka.io import Sink
@@ -273,7 +272,7 @@ class ApiActions:
             msg = 'Flagger payload needs "name" (or metadata.bake)'
             raise HttpError(400, msg)
         ns = ns if isinstance(ns, str) and ns else "default"
-        exact = _SAFE_ID.sub("-", f"{ns}-{name}-{_checksum(body)}")[:128]
+        exact = safe_bake_id(f"{ns}-{name}-{_checksum(body)}")
         # this revision's bake or none: never a previous revision's
         if exact in registry:
             return exact
@@ -298,7 +297,6 @@ def _same_bake(a: BakeSpec, b: BakeSpec) -> bool:
     )
 
 
-_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 _FLAGGER_KEYS = {"name", "namespace", "phase", "checksum", "metadata"}
 
 
@@ -308,7 +306,7 @@ def _checksum(body: Mapping[str, Any]) -> str:
     told apart, and the second would be judged by the first's (sticky) verdict: refused, unless
     ``metadata.bake`` names the bake."""
     checksum = body.get("checksum")
-    if isinstance(checksum, str) and _SAFE_ID.sub("", checksum):
+    if isinstance(checksum, str) and checksum.strip():
         return checksum[:10]
     msg = (
         "Flagger payload has no checksum, so this rollout's bake cannot be told from an earlier "
@@ -330,7 +328,7 @@ def _from_flagger(body: Mapping[str, Any]) -> dict[str, Any]:
     name, ns = str(body["name"]), str(body.get("namespace") or "default")
     # One bake per rollout: the checksum names the revision, so a later rollout never reuses an
     # earlier (sticky) verdict.
-    bake = meta.get("bake") or _SAFE_ID.sub("-", f"{ns}-{name}-{_checksum(body)}")[:128]
+    bake = meta.get("bake") or safe_bake_id(f"{ns}-{name}-{_checksum(body)}")
     spec: dict[str, Any] = {
         "id": bake,
         "service": meta.get("service") or name,
