@@ -1,7 +1,7 @@
 """``bakemon bake …`` and ``bakemon alerts tail``: a small client of the HTTP API (stdlib only).
 
 The API address and token come from ``--url``/``--token``, else ``BAKEMON_URL``/
-``BAKEMON_API_TOKEN`` (:func:`monitor.config.load_client_settings`). ``bake wait`` reads each
+``BAKEMON_API_TOKEN`` (:func:`monitor.cli.connection.load_client_settings`). ``bake wait`` reads each
 document through :func:`monitor.verdict.interpret` and exits with its code (README "Exit
 codes"): 0 PROMOTE, 1 HALT, 2 INCONCLUSIVE, 4 usage error or unknown bake, 5 timeout, 6 API
 unreachable (or answering errors or unreadable documents) for more than ``--retries`` polls.
@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
+from monitor.cli.connection import DEFAULT_API_URL, load_client_settings
 from monitor.cli.durations import parse_duration_s
-from monitor.config import DEFAULT_API_URL, load_client_settings
 from monitor.errors import ConfigError, InputError, MonitorError
 
 # The verdict package (numpy, detectors) is imported once an answer has to be read, so a

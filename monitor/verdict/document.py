@@ -153,6 +153,7 @@ class Readout:
     dispersion: DispersionAssessment | None = None
     decision: Mapping[str, Any] | None = None
     estimated_seconds_to_decision: float | None = None  # at the canary's recent tested rate
+    estimating: bool = False  # too few windows tested for a forecast yet
 
     @property
     def decided(self) -> bool:
@@ -275,6 +276,7 @@ def build_document(
         f"{r.status.value}: canary {_fmt(r.evidence.tested_canary)}/{_fmt(policy.min_canary_requests)} requests tested"
         + (f", ~{_fmt(est)} more to decide" if est else "")
         + (f" (~{_span(secs)} at the current rate)" if est and secs else "")
+        + (", estimating the time to decide" if r.estimating else "")
     )
     return {
         "id": r.spec.id,

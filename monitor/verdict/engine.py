@@ -378,16 +378,11 @@ class BakeVerdict:
         return events
 
     # -- read-out --------------------------------------------------------------------------
-    def estimated_requests_to_decision(self, found: Mapping[str, Assessment]) -> int | None:
-        """Stable (:mod:`~monitor.verdict.eta`); before any tested window, the raw projection."""
+    def estimated_requests_to_decision(self) -> int | None:
+        """Stable (:mod:`~monitor.verdict.eta`): None before a few windows were tested."""
         if self.decided:
             return 0
-        eta = self._tests.eta
-        return (
-            eta.requests(self._tests.tested_canary)
-            if eta.observed
-            else self._tests.projection(found)
-        )
+        return self._tests.eta.requests(self._tests.tested_canary)
 
     def readout(self) -> Readout:
         """What the document shows, now."""
@@ -404,7 +399,8 @@ class BakeVerdict:
             assessments=found,
             canary=self._canary,
             baseline=self._baseline,
-            estimated_requests_to_decision=(est := self.estimated_requests_to_decision(found)),
+            estimated_requests_to_decision=(est := self.estimated_requests_to_decision()),
+            estimating=not self.decided and not self._tests.eta.ready,
             estimated_seconds_to_decision=0.0 if self.decided else self._tests.eta.seconds(est),
             duration_s=self._duration_s(),
             override=self._override,

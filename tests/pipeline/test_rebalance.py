@@ -27,7 +27,13 @@ REGISTRY = Registry(
 
 
 def _worker(bs: str) -> Ingest:
-    src = KafkaSource(bs, group_id="bakemon-ingest", topics=[REQUESTS])
+    # A rebalance waits for every member to rejoin up to the rebalance timeout, which
+    # kafka-python takes from max_poll_interval_ms (300 s): a member that left without its
+    # LeaveGroup reaching the broker would hold every later join for five minutes. 30 s here
+    # (the workers poll every 0.1 s) bounds such a wait within one join attempt.
+    src = KafkaSource(
+        bs, group_id="bakemon-ingest", topics=[REQUESTS], client={"max_poll_interval_ms": 30_000}
+    )
     return Ingest(
         src,
         KafkaSink(bs),
@@ -86,6 +92,7 @@ def _join(bs: str, a: Ingest, workers: list[Ingest]) -> Ingest:
     stalls for minutes with the joiner holding nothing while A holds half (seen in CI, cause
     not pinned down); a fresh member is tried then, at most three. The property under test is
     the recount of the kept partition, not the join."""
+    seen: list[str] = []
     for _attempt in range(3):
         b = _worker(bs)
         workers.append(b)
@@ -95,10 +102,11 @@ def _join(bs: str, a: Ingest, workers: list[Ingest]) -> Ingest:
             b.step(0.1)
             if a.source.assignment() and b.source.assignment():
                 return b
+        seen.append(f"A {sorted(a.source.assignment())}, B {sorted(b.source.assignment())}")
         b.source.close()
         b.sink.close()
         workers.remove(b)
-    raise AssertionError("the group did not split the partitions in three joins")
+    raise AssertionError(f"the group did not split the partitions in three joins: {seen}")
 
 
 def _run(

@@ -13,8 +13,8 @@ import orjson
 import pytest
 
 from monitor.cli.client import ApiClient, WaitOptions, wait_for_verdict
+from monitor.cli.connection import DEFAULT_API_URL, ClientSettings, load_client_settings
 from monitor.cli.main import main
-from monitor.config import DEFAULT_API_URL, ClientSettings, load_client_settings
 from monitor.errors import ConfigError
 
 TOKEN = "client-token-0123456789"
