@@ -165,18 +165,22 @@ def cmd_bake_create(args: argparse.Namespace) -> int:
         except orjson.JSONDecodeError as exc:
             msg = f"--policy is not JSON: {exc}"
             raise ConfigError(msg, value=args.policy) from None
-    _print_json(_client(args).post("/v1/bakes", spec))
+    _show(_client(args).post("/v1/bakes", spec), args.json)
     return 0
 
 
-def cmd_bake_get(args: argparse.Namespace) -> int:
-    doc = _client(args).get(f"/v1/bakes/{args.id}")
-    if args.json:
+def _show(doc: Any, as_json: bool) -> None:
+    """A verdict document: readable (the lines of ``bake get``), or as JSON with ``--json``."""
+    if as_json or not isinstance(doc, dict) or "status" not in doc:
         _print_json(doc)
-    else:
-        from monitor.cli.watch import render_bake
+        return
+    from monitor.cli.watch import render_bake
 
-        print("\n".join(render_bake(doc)))
+    print("\n".join(render_bake(doc)))
+
+
+def cmd_bake_get(args: argparse.Namespace) -> int:
+    _show(_client(args).get(f"/v1/bakes/{args.id}"), args.json)
     return 0
 
 
@@ -254,7 +258,7 @@ def cmd_bake_list(args: argparse.Namespace) -> int:
 
 
 def cmd_bake_cancel(args: argparse.Namespace) -> int:
-    _print_json(_client(args).post(f"/v1/bakes/{args.id}/cancel"))
+    _show(_client(args).post(f"/v1/bakes/{args.id}/cancel"), args.json)
     return 0
 
 
@@ -384,11 +388,12 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p = bsub.add_parser("create", help="create a bake")
     common(p)
     p.add_argument("--file", help="JSON bake spec")
-    p.add_argument("--id", help="bake id (required, here or in --file)")
+    p.add_argument("--id", help="bake id (default <service>-<canary>, made a valid id)")
     p.add_argument("--service", help="service the bake watches")
     p.add_argument("--canary", help="canary version")
     p.add_argument("--baseline", help="baseline version")
     p.add_argument("--policy", help="policy as JSON")
+    p.add_argument("--json", action="store_true", help="print the verdict document")
     p.set_defaults(func=cmd_bake_create)
     _add_terminal_commands(bsub, common)
     p = bsub.add_parser("list", help="list bakes")
@@ -400,6 +405,7 @@ def add_client_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -
     p = bsub.add_parser("cancel", help="stop counting traffic for a bake")
     common(p)
     p.add_argument("id", help="bake id")
+    p.add_argument("--json", action="store_true", help="print the verdict document")
     p.set_defaults(func=cmd_bake_cancel)
     p = bsub.add_parser(
         "wait",

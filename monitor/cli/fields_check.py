@@ -217,7 +217,31 @@ def cmd_fields_check(args: argparse.Namespace) -> int:
         return exits.FIELDS_REJECTED
     report = check_lines(lines, fm, time.time())
     _print(report, out)
+    if len(report.rejections) * 2 > report.lines and (
+        hint := _preset_hint(lines, len(report.rejections))
+    ):
+        print(hint, file=out)
     return exits.FIELDS_REJECTED if report.rejections else 0
+
+
+def _preset_hint(lines: list[tuple[int, bytes]], rejected: int) -> str | None:
+    """When most lines were rejected: the presets that decode more of them, best first."""
+    from monitor.records.decode import decode_batch
+    from monitor.records.fieldmap import PRESETS
+
+    raw = [r for _, r in lines]
+    quiet = logging.NullHandler()
+    records_log = logging.getLogger("bakemon.records")
+    records_log.addHandler(quiet)
+    try:
+        fits = {name: len(decode_batch(raw, fm).rejections) for name, fm in PRESETS.items()}
+    finally:
+        records_log.removeHandler(quiet)
+    better = sorted((n, name) for name, n in fits.items() if n < rejected)
+    if not better:
+        return None
+    names = ", ".join(f"{name} ({len(raw) - n}/{len(raw)} decode)" for n, name in better[:3])
+    return f"hint: these lines look like another format; try --preset with: {names}"
 
 
 def add_fields_commands(sub: Any, parser_class: type[argparse.ArgumentParser]) -> None:

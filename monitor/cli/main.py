@@ -80,7 +80,10 @@ def _add_run(sub: Any) -> None:
         "--bootstrap-servers", help="Kafka bootstrap servers (BAKEMON_BOOTSTRAP_SERVERS)"
     )
     p.add_argument("--topics", help="request topics, comma-separated (BAKEMON_TOPICS)")
-    p.add_argument("--roles", help="roles to run, comma-separated: ingest,judge (BAKEMON_ROLES)")
+    p.add_argument(
+        "--roles",
+        help="roles to run, comma-separated, from ingest,judge,api (default all three; BAKEMON_ROLES)",
+    )
     p.add_argument("--topic-prefix", help='prefix of bakemon\'s own topics (default "bakemon.")')
     p.add_argument("--block-offsets", help="offsets per exactly-once block (default 50000)")
     p.add_argument("--flush-interval", help="seconds between partial flushes (default 1)")

@@ -49,7 +49,9 @@ def _policy_from_flags(args: argparse.Namespace) -> dict[str, Any]:
     for metric in ("errors", "latency"):
         ratio = _tolerated_ratio(args, metric)
         if ratio is not None:
-            policy.setdefault(metric, {})["tol"] = ratio - 1.0
+            # 1.2 - 1.0 is 0.19999999999999996 in binary floating point: the document would
+            # show that; 12 decimals keep every ratio a flag can mean and drop the artefact.
+            policy.setdefault(metric, {})["tol"] = round(ratio - 1.0, 12)
     if args.no_latency:
         policy.setdefault("latency", {})["enabled"] = False
     if args.on_inconclusive is not None:

@@ -24,6 +24,7 @@ from bakesim import (
     write_jsonl,
     write_lines,
 )
+from bakesim.model import DEFAULT_START_S
 from bakesim.validation import require
 from monitor.cli.durations import parse_duration_s
 from monitor.errors import ConfigError
@@ -83,6 +84,13 @@ def add_simulate_arguments(parser: argparse.ArgumentParser) -> None:
         help="event time: 90s, 20m, 2h (default: 20m without --requests)",
     )
     add("--seed", default="0", metavar="INT", help="random seed (default: 0)")
+    add(
+        "--start",
+        metavar="TIME",
+        help='first record\'s event time: "now" (to feed a running bakemon, whose bakes count '
+        "from their creation), an ISO 8601 time or epoch seconds (default: "
+        f"{_iso(DEFAULT_START_S)}, so a seed always gives the same file)",
+    )
     for flag, metavar, _, _, _, text in _OVERRIDES:
         add(flag, metavar=metavar, help=text)
 
@@ -121,7 +129,30 @@ def _scenario_from_args(args: argparse.Namespace) -> tuple[Scenario, float | Non
             spec = dataclasses.replace(spec, regression=regression)
         services.append(dataclasses.replace(spec, **fields["service"]))
     scenario = dataclasses.replace(scenario, services=tuple(services), **fields["scenario"])
+    if args.start is not None:
+        scenario = dataclasses.replace(scenario, start_s=_parse_start(str(args.start)))
     return scenario, duration_s, total
+
+
+def _parse_start(text: str) -> float:
+    """``--start``: "now", an ISO 8601 time (Z or an offset; none means UTC) or epoch seconds."""
+    if text.strip().lower() == "now":
+        return float(int(time.time()))
+    try:
+        epoch = float(text)
+    except ValueError:
+        pass
+    else:
+        if not math.isfinite(epoch) or epoch < 0:
+            msg = f"--start must be a time after 1970, got {text}"
+            raise ConfigError(msg, value=text)
+        return epoch
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        msg = f'--start must be "now", an ISO 8601 time or epoch seconds, got "{text}"'
+        raise ConfigError(msg, value=text) from None
+    return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
 
 
 def _iso(ts: float) -> str:

@@ -100,8 +100,11 @@ def render_bake(doc: dict[str, Any]) -> list[str]:
             bounds = "" if lo is None or hi is None else f" (bounds {_x(lo)}-{_x(hi)})"
             needs = fig.get("halt_needs")
             need = "" if needs is None else f", HALT needs {needs:,.0f}"
+            # The e-value that crossed (what the reason quotes) when there was one; the
+            # window-end figure can be lower (strata are folded one by one within a window).
+            e = fig.get("e_value_halt_crossed") or fig["e_value_halt"]
             out.append(
-                f"    {name}: {fig['finding']} {est}{bounds}; evidence {fig['e_value_halt']:,.3g}"
+                f"    {name}: {fig['finding']} {est}{bounds}; evidence {e:,.3g}"
                 f" against 'no worse'{need}"
             )
         if decision.get("segment"):

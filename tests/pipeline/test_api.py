@@ -373,6 +373,7 @@ def test_cli_client_create_get_list_cancel(
                 "v2",
                 "--policy",
                 '{"min_canary_requests": 500}',
+                "--json",
             ]
         )
         == 0
@@ -384,6 +385,9 @@ def test_cli_client_create_get_list_cancel(
     assert main(["bake", "list", "--url", url]) == 0
     assert "cart-v3" in capsys.readouterr().out
     assert main(["bake", "cancel", "cart-v3", *args]) == 0
+    shown = capsys.readouterr().out  # readable by default: the lines of `bake get`
+    assert "cart-v3" in shown and "CANCELLED" in shown and len(shown.splitlines()) < 40
+    assert main(["bake", "cancel", "cart-v3", *args, "--json"]) == 0  # idempotent
     cancelled = orjson.loads(capsys.readouterr().out)
     assert cancelled["cancelled_at"] is not None and cancelled["status"] == "CANCELLED"
     assert main(["bake", "wait", "cart-v3", "--url", url, "--timeout", "5s"]) == 8  # terminal

@@ -141,3 +141,26 @@ def test_lines_limit_reads_only_the_first_lines(
     lines = [_line(version=f"v{i % 2}") for i in range(5)] + [b"oops"]
     code, out, _ = _run(capsys, _log(tmp_path, lines), "--lines", "5")
     assert code == 0 and "5 lines read: every line decoded" in out
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "records" / "fixtures"
+
+
+@pytest.mark.parametrize("fmt", ["envoy-gateway", "istio"])
+def test_a_format_read_with_the_wrong_preset_names_the_presets_that_fit(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Lines of another format (every one rejected by the default map) end with a hint naming
+    the presets that decode them — the right one among them — and it decodes them all."""
+    code, out, _ = _run(capsys, str(FIXTURES / f"{fmt}.jsonl"))
+    assert code == exits.FIELDS_REJECTED
+    hint = out.strip().splitlines()[-1]
+    assert hint.startswith("hint:") and f"{fmt} (" in hint, hint
+    code, out, _ = _run(capsys, "--preset", fmt, str(FIXTURES / f"{fmt}.jsonl"))
+    assert code == 0 and "hint:" not in out
+
+
+def test_no_hint_when_most_lines_decode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [_line(), _line(), b"not json"]
+    code, out, _ = _run(capsys, _log(tmp_path, lines))
+    assert code == exits.FIELDS_REJECTED and "hint:" not in out

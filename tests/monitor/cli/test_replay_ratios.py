@@ -25,6 +25,11 @@ def test_ratio_flags_set_the_toml_tolerances() -> None:
     """--error-ratio 1.5 is errors.tol 0.5; --latency-ratio 1.2 is latency.tol 0.2."""
     tols = _policy("--error-ratio", "1.5", "--latency-ratio", "1.2")
     assert tols == pytest.approx({"errors": 0.5, "latency": 0.2})
+    # stored as the decimal a user wrote, not 1.2 - 1.0 = 0.19999999999999996
+    assert _policy("--error-ratio", "1.2", "--latency-ratio", "1.1") == {
+        "errors": 0.2,
+        "latency": 0.1,
+    }
 
 
 def test_old_names_still_take_the_ratio_with_a_notice(capsys: pytest.CaptureFixture[str]) -> None:

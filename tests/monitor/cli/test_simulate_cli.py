@@ -105,6 +105,8 @@ def test_cli_writes_to_stdout(capsysbinary: pytest.CaptureFixture[bytes]) -> Non
         (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
         (["--slow-tail-fraction", "2"], "slow_tail_fraction must be in [0, 1], got 2.0"),
         (["--regression-start", "soon"], "--regression-start must look like 90s"),
+        (["--start", "yesterday"], '--start must be "now", an ISO 8601 time or epoch seconds'),
+        (["--start", "-5"], "--start must be a time after 1970, got -5"),
     ],
 )
 def test_cli_bad_arguments_exit_4(
@@ -128,3 +130,21 @@ def test_bad_duration_raises_config_error() -> None:
     """A duration that is not a number with a unit raises ConfigError naming the flag."""
     with pytest.raises(ConfigError, match='--duration must look like 90s, 20m or 2h, got "soon"'):
         parse_duration_s("soon", name="--duration")
+
+
+def test_start_moves_event_time_and_keeps_the_default_reproducible(
+    capsysbinary: pytest.CaptureFixture[bytes],
+) -> None:
+    """--start now puts the records at the clock (to feed a running bakemon, whose bakes count
+    from their creation); an ISO time is taken as given; without it the file is the same."""
+    import time
+
+    def first_ts(*extra: str) -> float:
+        assert _run(["--out", "-", "--requests", "5", *extra]) == 0
+        return float(orjson.loads(capsysbinary.readouterr().out.splitlines()[0])["ts"])
+
+    before = time.time()
+    assert before - 2 <= first_ts("--start", "now") <= time.time() + 2
+    assert int(first_ts("--start", "2026-12-02T10:00:00Z")) == 1_796_205_600
+    assert int(first_ts("--start", "2026-12-02T11:00:00+01:00")) == 1_796_205_600
+    assert int(first_ts()) == int(DEFAULT_START_S)

@@ -94,3 +94,13 @@ def test_bake_get_reads_like_a_summary() -> None:
     assert "HALT needs" in text and "decided at" in text
     pending = "\n".join(render_bake(_doc("search-v8", 0.01, 1)))
     assert "PENDING" in pending and "decided at" not in pending
+
+
+def test_bake_get_quotes_the_e_value_that_crossed_as_the_reason_does() -> None:
+    """The decided figure is the e-value when the HALT gate fired (what the reason quotes), not
+    the lower window-end value (the helper saw the two disagree)."""
+    halt = _doc("checkout-v42", 0.05, 60)
+    fig = halt["decision"]["metrics"]["error_rate"]
+    fig["e_value_halt"], fig["e_value_halt_crossed"] = 7.0, 123.0
+    text = "\n".join(render_bake(halt))
+    assert "evidence 123 against" in text and "evidence 7 against" not in text
