@@ -65,9 +65,16 @@ _ABS_PATH_SHARE = 0.125
 
 
 def _logsumexp(a: FloatArray, axis: int = -1) -> FloatArray:
-    m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    out: FloatArray = np.log(np.sum(np.exp(a - m), axis=axis)) + np.squeeze(m, axis=axis)
+    # The hot spot of every update (judge and tests alike): ndarray methods and in-place
+    # arithmetic, and the non-finite guard only when needed; the values are those of the plain
+    # formula log(sum(exp(a - max))) + max.
+    m = a.max(axis=axis, keepdims=True)
+    if not np.isfinite(m).all():
+        m = np.where(np.isfinite(m), m, 0.0)
+    e = a - m
+    np.exp(e, out=e)
+    out: FloatArray = np.log(e.sum(axis=axis))
+    out += m.squeeze(axis)
     return out
 
 
@@ -216,6 +223,7 @@ class RateRatioTest:
 
     def _reset(self) -> None:
         self._loglik: FloatArray = np.zeros_like(self._theta)
+        self._assessed: tuple[FloatArray, bool, RateRatioAssessment] | None = None
         self._x_c = 0
         self._n_c = 0
         self._x_b = 0
@@ -386,7 +394,17 @@ class RateRatioTest:
         return self._requests_to_decision(self._estimate(), log_e_halt, log_e_promote, gate[0])
 
     def assess(self) -> RateRatioAssessment:
-        """Current finding with estimate, confidence-sequence bounds and e-values."""
+        """Current finding with estimate, confidence-sequence bounds and e-values. Read-outs
+        between updates are answered from a cache (the likelihood array is replaced, never
+        changed in place, by every update, so its identity marks the state)."""
+        cached = self._assessed
+        if cached is not None and cached[0] is self._loglik and cached[1] == self._halted:
+            return cached[2]
+        result = self._assess()
+        self._assessed = (self._loglik, self._halted, result)
+        return result
+
+    def _assess(self) -> RateRatioAssessment:
         log_e_halt, log_e_promote = self.log_e_values()
         theta_hat = self._estimate()
         lo, hi = self._bounds(self._alpha_ratio_path)
