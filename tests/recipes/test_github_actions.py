@@ -21,7 +21,9 @@ from _rollout import PIPELINES, POLICY, Bakemon, Canary
 
 API_TOKEN = "actions-token-0123456789"
 RECIPE = PIPELINES / "github-actions.yaml"
-WAIT_TIMEOUT = "15s"  # the wait step's --timeout 30m as the test plays it
+# The wait step's --timeout 30m as the test plays it: the waits start before the traffic, and on a
+# loaded 2-core CI run the healthy bake took longer than 15 s to decide (a false "timed out").
+WAIT_TIMEOUT = "40s"
 CANARIES = (
     Canary("checkout", "a1b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0", "v41", "healthy"),
     Canary("checkout-pay", "b2c3d4e5f6a7b8c9d0a1b2c3d4e5f6a7b8c9d0a1", "v9", "regressed"),
