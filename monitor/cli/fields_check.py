@@ -11,6 +11,7 @@ bad config or an unreadable file.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import logging
 import os
@@ -135,18 +136,25 @@ def _warnings(batch: RecordBatch, fm: FieldMap, now_s: float) -> list[str]:
     return out
 
 
+@contextlib.contextmanager
+def _quiet_decoder() -> Iterator[None]:
+    """The decoder's log lines (a unit warning) held back: this command reports them itself."""
+    quiet = logging.NullHandler()
+    records_log = logging.getLogger("bakemon.records")
+    records_log.addHandler(quiet)
+    try:
+        yield
+    finally:
+        records_log.removeHandler(quiet)
+
+
 def check_lines(lines: list[tuple[int, bytes]], fm: FieldMap, now_s: float) -> Report:
     """Decode ``lines`` with ``fm``: the parsed rows, the rejections and the warnings."""
     from monitor.records.decode import decode_batch
 
     numbers = [n for n, _ in lines]
-    quiet = logging.NullHandler()  # the decoder's own unit warning: reported below instead
-    records_log = logging.getLogger("bakemon.records")
-    records_log.addHandler(quiet)
-    try:
+    with _quiet_decoder():  # the decoder's own unit warning: reported below instead
         result: DecodeResult = decode_batch([raw for _, raw in lines], fm)
-    finally:
-        records_log.removeHandler(quiet)
     rejections = [
         f"line {numbers[r.index]}: {r.reason}: {r.detail or _cut(r.raw.decode(errors='replace'), 80)}"
         for r in result.rejections
@@ -230,13 +238,8 @@ def _preset_hint(lines: list[tuple[int, bytes]], rejected: int) -> str | None:
     from monitor.records.fieldmap import PRESETS
 
     raw = [r for _, r in lines]
-    quiet = logging.NullHandler()
-    records_log = logging.getLogger("bakemon.records")
-    records_log.addHandler(quiet)
-    try:
+    with _quiet_decoder():
         fits = {name: len(decode_batch(raw, fm).rejections) for name, fm in PRESETS.items()}
-    finally:
-        records_log.removeHandler(quiet)
     better = sorted((n, name) for name, n in fits.items() if n < rejected)
     if not better:
         return None
