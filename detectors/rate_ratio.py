@@ -43,6 +43,13 @@ import numpy.typing as npt
 from detectors.base import Finding
 from detectors.errors import ParameterError, StateError
 from detectors.excess_bound import MatchedExcessBound
+from detectors.likelihood import (
+    increment_loglik,
+    log_weights,
+    logsumexp,
+    logsumexp_plus,
+    span,
+)
 from detectors.rate_readout import LOG_E_CAP as _LOG_E_CAP
 from detectors.rate_readout import RateRatioAssessment, Trace
 
@@ -62,58 +69,6 @@ _CHUNK_INCREMENTS = 2048
 # With abs_tol, the absolute path gets twice this share of alpha_promote, the ratio path the rest
 # (the split of v1, which had two rate bounds): the ratio path decides common events.
 _ABS_PATH_SHARE = 0.125
-
-
-def _logsumexp(a: FloatArray, axis: int = -1) -> FloatArray:
-    # The hot spot of every update (judge and tests alike): ndarray methods and in-place
-    # arithmetic, and the non-finite guard only when needed; the values are those of the plain
-    # formula log(sum(exp(a - max))) + max.
-    m = a.max(axis=axis, keepdims=True)
-    if not np.isfinite(m).all():
-        m = np.where(np.isfinite(m), m, 0.0)
-    e = a - m
-    np.exp(e, out=e)
-    out: FloatArray = np.log(e.sum(axis=axis))
-    out += m.squeeze(axis)
-    return out
-
-
-def _log_weights(
-    theta: FloatArray, center: float, scale: float, mask: npt.NDArray[np.bool_]
-) -> FloatArray:
-    """Log prior weights: a normal density times trapezoid widths, normalised over ``mask``."""
-    widths = np.empty_like(theta)
-    widths[1:-1] = 0.5 * (theta[2:] - theta[:-2])
-    widths[0] = 0.5 * (theta[1] - theta[0])
-    widths[-1] = 0.5 * (theta[-1] - theta[-2])
-    logw = -0.5 * ((theta - center) / scale) ** 2 + np.log(widths)
-    logw = np.where(mask, logw, -np.inf)
-    return logw - _logsumexp(logw)
-
-
-def increment_loglik(
-    theta: FloatArray,
-    x_c: npt.ArrayLike,
-    n_c: npt.ArrayLike,
-    x_b: npt.ArrayLike,
-    n_b: npt.ArrayLike,
-) -> FloatArray:
-    """Conditional log-likelihood of each increment (rows) at each grid point (columns).
-
-    Increments where either cohort has no requests carry no information and give zero rows.
-    """
-    xc = np.atleast_1d(np.asarray(x_c, dtype=np.float64))[:, None]
-    xb = np.atleast_1d(np.asarray(x_b, dtype=np.float64))[:, None]
-    nc = np.atleast_1d(np.asarray(n_c, dtype=np.float64))[:, None]
-    nb = np.atleast_1d(np.asarray(n_b, dtype=np.float64))[:, None]
-    informative = (nc > 0) & (nb > 0) & (xc + xb > 0)
-    with np.errstate(divide="ignore"):
-        a = theta[None, :] + np.log(np.where(informative, nc, 1.0))
-        b = np.log(np.where(informative, nb, 1.0))
-    log_denominator = np.logaddexp(a, b)
-    ll = xc * (a - log_denominator) + xb * (b - log_denominator)
-    out: FloatArray = np.where(informative, ll, 0.0)
-    return out
 
 
 class RateRatioTest:
@@ -207,15 +162,20 @@ class RateRatioTest:
         self._theta: FloatArray = theta
         self._i_halt = int(np.argmin(np.abs(theta - self._theta_halt)))
         self._i_tol = int(np.argmin(np.abs(theta - self._theta_tol)))
-        self._logw_halt = _log_weights(
+        self._logw_halt = log_weights(
             theta, self._theta_halt, self.halt_prior_scale, theta > self._theta_halt
         )
-        self._logw_promote = _log_weights(
+        self._logw_promote = log_weights(
             theta, 0.0, self.promote_prior_scale, theta < self._theta_tol
         )
-        self._logw_cs = _log_weights(
+        self._logw_cs = log_weights(
             theta, 0.0, self.cs_prior_scale, np.ones_like(theta, dtype=bool)
         )
+        self._exp_theta: FloatArray = np.exp(theta)
+        self._span_halt = span(np.isfinite(self._logw_halt))
+        self._span_promote = span(np.isfinite(self._logw_promote))
+        self._lw_halt: FloatArray = self._logw_halt[self._span_halt]
+        self._lw_promote: FloatArray = self._logw_promote[self._span_promote]
         if self.abs_tol is None:
             self._alpha_ratio_path = self.alpha_promote
         else:
@@ -224,6 +184,9 @@ class RateRatioTest:
     def _reset(self) -> None:
         self._loglik: FloatArray = np.zeros_like(self._theta)
         self._assessed: tuple[FloatArray, bool, RateRatioAssessment] | None = None
+        # The gates' log e-values at the current likelihood (its identity marks it: every update
+        # replaces the array), left by the update that computed them.
+        self._log_e_now: tuple[FloatArray, float, float] | None = None
         self._x_c = 0
         self._n_c = 0
         self._x_b = 0
@@ -253,15 +216,21 @@ class RateRatioTest:
             raise ParameterError(msg, value=(x_c, n_c, x_b, n_b))
 
     def _log_e(self, loglik: FloatArray) -> tuple[FloatArray, FloatArray]:
-        loglik2 = np.atleast_2d(loglik)
-        log_e_halt = _logsumexp(loglik2 + self._logw_halt) - loglik2[:, self._i_halt]
-        log_e_promote = _logsumexp(loglik2 + self._logw_promote) - loglik2[:, self._i_tol]
+        """The gates' log e-values for each row of ``loglik`` (mixtures over their weights'
+        slices of the grid: the weights are zero elsewhere)."""
+        ll = np.atleast_2d(loglik)
+        log_e_halt = logsumexp_plus(ll[:, self._span_halt], self._lw_halt)
+        log_e_halt -= ll[:, self._i_halt]
+        log_e_promote = logsumexp_plus(ll[:, self._span_promote], self._lw_promote)
+        log_e_promote -= ll[:, self._i_tol]
         return log_e_halt, log_e_promote
 
     def update(self, x_c: int, n_c: int, x_b: int, n_b: int) -> None:
         """Fold one increment: ``x`` bad events out of ``n`` requests per cohort."""
         self._check_counts(x_c, n_c, x_b, n_b)
-        self._loglik = self._loglik + increment_loglik(self._theta, x_c, n_c, x_b, n_b)[0]
+        self._loglik = (
+            self._loglik + increment_loglik(self._theta, x_c, n_c, x_b, n_b, self._exp_theta)[0]
+        )
         self._x_c += int(x_c)
         self._n_c += int(n_c)
         self._x_b += int(x_b)
@@ -284,40 +253,54 @@ class RateRatioTest:
         """Fold a sequence of increments at once (vectorised); the same as calling
         :meth:`update` for each, and returns the gates' log e-values after every increment.
         """
-        xc, nc, xb, nb = (
-            np.atleast_1d(np.asarray(v, dtype=np.int64)) for v in (x_c, n_c, x_b, n_b)
-        )
-        if not xc.shape == nc.shape == xb.shape == nb.shape or xc.ndim != 1:
+        try:
+            counts = np.array([x_c, n_c, x_b, n_b], dtype=np.int64)
+        except ValueError:  # ragged
+            counts = np.zeros((0, 0), dtype=np.int64)
+        if counts.ndim == 1:  # four scalars: one increment
+            counts = counts[:, None]
+        if counts.ndim != 2 or counts.shape[0] != 4:
             msg = "x_c, n_c, x_b and n_b must be 1-d arrays of one length"
             raise ParameterError(msg)
-        if xc.size and (min(xc.min(), xb.min()) < 0 or np.any(xc > nc) or np.any(xb > nb)):
+        xc, nc, xb, nb = counts
+        if xc.size and ((counts < 0).any() or (xc > nc).any() or (xb > nb).any()):
             msg = "need 0 <= events <= requests in every increment"
             raise ParameterError(msg)
-        halts: list[FloatArray] = []
-        promotes: list[FloatArray] = []
-        for start in range(0, xc.size, _CHUNK_INCREMENTS):
-            sl = slice(start, start + _CHUNK_INCREMENTS)
-            rows = increment_loglik(self._theta, xc[sl], nc[sl], xb[sl], nb[sl])
-            cum = np.cumsum(rows, axis=0) + self._loglik
-            log_e_halt, log_e_promote = self._log_e(cum)
-            halts.append(log_e_halt)
-            promotes.append(log_e_promote)
-            self._loglik = cum[-1].copy()
-        self._x_c += int(xc.sum())
-        self._n_c += int(nc.sum())
-        self._x_b += int(xb.sum())
-        self._n_b += int(nb.sum())
+        if xc.size <= _CHUNK_INCREMENTS:
+            log_e_halt, log_e_promote = self._fold(counts)
+        else:
+            parts = [
+                self._fold(counts[:, start : start + _CHUNK_INCREMENTS])
+                for start in range(0, xc.size, _CHUNK_INCREMENTS)
+            ]
+            log_e_halt = np.concatenate([p[0] for p in parts])
+            log_e_promote = np.concatenate([p[1] for p in parts])
+        sums = counts.sum(axis=1).tolist()
+        self._x_c += sums[0]
+        self._n_c += sums[1]
+        self._x_b += sums[2]
+        self._n_b += sums[3]
         self._increments += int(xc.size)
         self._informative += int(np.count_nonzero((nc > 0) & (nb > 0) & (xc + xb > 0)))
         if self._excess is not None:
             self._excess.update_many(xc, nc, xb, nb)
-        trace = Trace(
-            np.concatenate(halts) if halts else np.zeros(0),
-            np.concatenate(promotes) if promotes else np.zeros(0),
-        )
-        if not self._halted and trace.log_e_halt.size:
-            self._note_halt(trace.log_e_halt)
-        return trace
+        if not self._halted and log_e_halt.size:
+            self._note_halt(log_e_halt)
+        return Trace(log_e_halt, log_e_promote)
+
+    def _fold(self, counts: npt.NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
+        """Add increments (columns of ``counts``: x_c, n_c, x_b, n_b) to the likelihood; the
+        gates' log e-values after each (none for no increments)."""
+        if not counts.shape[1]:
+            return np.zeros(0), np.zeros(0)
+        x_c, n_c, x_b, n_b = counts
+        cum = increment_loglik(self._theta, x_c, n_c, x_b, n_b, self._exp_theta)
+        np.cumsum(cum, axis=0, out=cum)
+        cum += self._loglik
+        log_e_halt, log_e_promote = self._log_e(cum)
+        self._loglik = cum[-1].copy()
+        self._log_e_now = (self._loglik, float(log_e_halt[-1]), float(log_e_promote[-1]))
+        return log_e_halt, log_e_promote
 
     def _note_halt(self, log_e_halt: FloatArray) -> None:
         """Fire the HALT gate at the first of these (successive) e-values over 1/α."""
@@ -329,13 +312,17 @@ class RateRatioTest:
     # -- read-outs -------------------------------------------------------------------------
     def log_e_values(self) -> tuple[float, float]:
         """Current log e-values of the HALT and PROMOTE (ratio path) gates."""
+        now = self._log_e_now
+        if now is not None and now[0] is self._loglik:
+            return now[1], now[2]
         log_e_halt, log_e_promote = self._log_e(self._loglik)
-        return float(log_e_halt[0]), float(log_e_promote[0])
+        self._log_e_now = (self._loglik, float(log_e_halt[0]), float(log_e_promote[0]))
+        return self._log_e_now[1], self._log_e_now[2]
 
     def _bounds(self, alpha: float) -> tuple[float, float]:
         """Confidence-sequence bounds on θ at level ``alpha`` (grid-conservative)."""
         ll = self._loglik
-        m = float(_logsumexp(ll + self._logw_cs))
+        m = float(logsumexp(ll + self._logw_cs))
         inside = np.flatnonzero(ll > m - math.log(1.0 / alpha))
         first, last = int(inside[0]), int(inside[-1])
         lower = float(self._theta[first - 1]) if first > 0 else -math.inf
