@@ -7,12 +7,15 @@ operations are where every closed window spends its time: they are written for t
 
 from __future__ import annotations
 
+import functools
+from typing import NamedTuple
+
 import numpy as np
 import numpy.typing as npt
 
 from detectors.errors import ParameterError
 
-__all__ = ["increment_loglik", "log_weights", "logsumexp", "logsumexp_plus", "span"]
+__all__ = ["Grid", "grid", "increment_loglik", "log_weights", "logsumexp", "logsumexp_plus", "span"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -96,4 +99,44 @@ def increment_loglik(
     out *= -(xc + xb)[:, None]
     out += np.multiply.outer(xc, theta)
     out += (xc * np.log(r))[:, None]
+    return out
+
+
+class Grid(NamedTuple):
+    """A θ grid with the gates' weights (arrays shared by every test built alike: read-only)."""
+
+    theta: FloatArray
+    exp_theta: FloatArray
+    nulls: tuple[int, int]  # indices of θ_h (HALT's null) and θ_tol (PROMOTE's)
+    halt: tuple[slice, FloatArray]  # the HALT mixture's slice of the grid and its log weights
+    promote: tuple[slice, FloatArray]
+    logw_cs: FloatArray  # the two-sided mixture of the confidence sequence, whole grid
+
+
+@functools.lru_cache(maxsize=256)
+def grid(
+    limit: float, step: float, theta_halt: float, theta_tol: float, scales: tuple[float, ...]
+) -> Grid:
+    """``[-limit, limit]`` in ``step`` s plus the gate points ``θ_h`` and ``θ_tol`` (points
+    within 1e-9 of another are dropped), with log weights: half-normal above ``θ_h`` (scale
+    ``scales[0]``), normal around 0 below ``θ_tol`` (``scales[1]``), and a two-sided normal
+    (``scales[2]``). Cached: a bake builds dozens of tests on the same few grids."""
+    n = round(limit / step)
+    base = np.linspace(-limit, limit, 2 * n + 1)
+    theta = np.unique(np.concatenate([base, [theta_halt, theta_tol]]))
+    theta = theta[np.concatenate([[True], np.diff(theta) > 1e-9])]
+    logw_halt = log_weights(theta, theta_halt, scales[0], theta > theta_halt)
+    logw_promote = log_weights(theta, 0.0, scales[1], theta < theta_tol)
+    logw_cs = log_weights(theta, 0.0, scales[2], np.ones_like(theta, dtype=bool))
+    halt, promote = span(np.isfinite(logw_halt)), span(np.isfinite(logw_promote))
+    out = Grid(
+        theta,
+        np.exp(theta),
+        (int(np.argmin(np.abs(theta - theta_halt))), int(np.argmin(np.abs(theta - theta_tol)))),
+        (halt, logw_halt[halt]),
+        (promote, logw_promote[promote]),
+        logw_cs,
+    )
+    for a in (out.theta, out.exp_theta, out.halt[1], out.promote[1], out.logw_cs):
+        a.flags.writeable = False
     return out

@@ -43,13 +43,7 @@ import numpy.typing as npt
 from detectors.base import Finding
 from detectors.errors import ParameterError, StateError
 from detectors.excess_bound import MatchedExcessBound
-from detectors.likelihood import (
-    increment_loglik,
-    log_weights,
-    logsumexp,
-    logsumexp_plus,
-    span,
-)
+from detectors.likelihood import grid, increment_loglik, logsumexp, logsumexp_plus
 from detectors.rate_readout import LOG_E_CAP as _LOG_E_CAP
 from detectors.rate_readout import RateRatioAssessment, Trace
 
@@ -154,28 +148,17 @@ class RateRatioTest:
     def _build_grid(self) -> None:
         self._theta_halt = math.log1p(self.halt_margin)
         self._theta_tol = math.log1p(self.tol)
-        n = round(self.grid_limit / self.grid_step)
-        base = np.linspace(-self.grid_limit, self.grid_limit, 2 * n + 1)
-        theta = np.unique(np.concatenate([base, [self._theta_halt, self._theta_tol]]))
-        # Drop grid points within 1e-9 of another one (the gate points may sit on the grid).
-        theta = theta[np.concatenate([[True], np.diff(theta) > 1e-9])]
-        self._theta: FloatArray = theta
-        self._i_halt = int(np.argmin(np.abs(theta - self._theta_halt)))
-        self._i_tol = int(np.argmin(np.abs(theta - self._theta_tol)))
-        self._logw_halt = log_weights(
-            theta, self._theta_halt, self.halt_prior_scale, theta > self._theta_halt
+        g = grid(
+            self.grid_limit,
+            self.grid_step,
+            self._theta_halt,
+            self._theta_tol,
+            (self.halt_prior_scale, self.promote_prior_scale, self.cs_prior_scale),
         )
-        self._logw_promote = log_weights(
-            theta, 0.0, self.promote_prior_scale, theta < self._theta_tol
-        )
-        self._logw_cs = log_weights(
-            theta, 0.0, self.cs_prior_scale, np.ones_like(theta, dtype=bool)
-        )
-        self._exp_theta: FloatArray = np.exp(theta)
-        self._span_halt = span(np.isfinite(self._logw_halt))
-        self._span_promote = span(np.isfinite(self._logw_promote))
-        self._lw_halt: FloatArray = self._logw_halt[self._span_halt]
-        self._lw_promote: FloatArray = self._logw_promote[self._span_promote]
+        self._theta, self._exp_theta, self._i_halt, self._i_tol = g.theta, g.exp_theta, *g.nulls
+        self._logw_cs = g.logw_cs
+        self._span_halt, self._lw_halt = g.halt
+        self._span_promote, self._lw_promote = g.promote
         if self.abs_tol is None:
             self._alpha_ratio_path = self.alpha_promote
         else:
@@ -183,7 +166,8 @@ class RateRatioTest:
 
     def _reset(self) -> None:
         self._loglik: FloatArray = np.zeros_like(self._theta)
-        self._assessed: tuple[FloatArray, bool, RateRatioAssessment] | None = None
+        self._assessed: tuple[int, RateRatioAssessment] | None = None
+        self._version = 0  # counts updates: marks the state an assessment was made of
         # The gates' log e-values at the current likelihood (its identity marks it: every update
         # replaces the array), left by the update that computed them.
         self._log_e_now: tuple[FloatArray, float, float] | None = None
@@ -236,6 +220,7 @@ class RateRatioTest:
         self._x_b += int(x_b)
         self._n_b += int(n_b)
         self._increments += 1
+        self._version += 1
         self._informative += int(n_c > 0 and n_b > 0 and x_c + x_b > 0)
         if self._excess is not None:
             self._excess.update(x_c, n_c, x_b, n_b)
@@ -281,6 +266,7 @@ class RateRatioTest:
         self._x_b += sums[2]
         self._n_b += sums[3]
         self._increments += int(xc.size)
+        self._version += 1
         self._informative += int(np.count_nonzero((nc > 0) & (nb > 0) & (xc + xb > 0)))
         if self._excess is not None:
             self._excess.update_many(xc, nc, xb, nb)
@@ -290,10 +276,35 @@ class RateRatioTest:
 
     def _fold(self, counts: npt.NDArray[np.int64]) -> tuple[FloatArray, FloatArray]:
         """Add increments (columns of ``counts``: x_c, n_c, x_b, n_b) to the likelihood; the
-        gates' log e-values after each (none for no increments)."""
-        if not counts.shape[1]:
+        gates' log e-values after each (none for no increments). Increments without events (or
+        without requests in a cohort) add zero rows, so only the others touch the grid: a
+        quiet window of a small service costs no grid arithmetic at all."""
+        m = counts.shape[1]
+        if not m:
             return np.zeros(0), np.zeros(0)
         x_c, n_c, x_b, n_b = counts
+        informative = (n_c > 0) & (n_b > 0) & (x_c + x_b > 0)
+        if informative.all():
+            return self._fold_rows(x_c, n_c, x_b, n_b)
+        before = self.log_e_values()
+        rows = np.flatnonzero(informative)
+        if not rows.size:
+            return np.full(m, before[0]), np.full(m, before[1])
+        halt, promote = self._fold_rows(x_c[rows], n_c[rows], x_b[rows], n_b[rows])
+        # Row i carries the values after the last informative row at or before it.
+        last = np.cumsum(informative) - 1
+        return (
+            np.where(last >= 0, halt[np.maximum(last, 0)], before[0]),
+            np.where(last >= 0, promote[np.maximum(last, 0)], before[1]),
+        )
+
+    def _fold_rows(
+        self,
+        x_c: npt.NDArray[np.int64],
+        n_c: npt.NDArray[np.int64],
+        x_b: npt.NDArray[np.int64],
+        n_b: npt.NDArray[np.int64],
+    ) -> tuple[FloatArray, FloatArray]:
         cum = increment_loglik(self._theta, x_c, n_c, x_b, n_b, self._exp_theta)
         np.cumsum(cum, axis=0, out=cum)
         cum += self._loglik
@@ -385,10 +396,10 @@ class RateRatioTest:
         between updates are answered from a cache (the likelihood array is replaced, never
         changed in place, by every update, so its identity marks the state)."""
         cached = self._assessed
-        if cached is not None and cached[0] is self._loglik and cached[1] == self._halted:
-            return cached[2]
+        if cached is not None and cached[0] == self._version:
+            return cached[1]
         result = self._assess()
-        self._assessed = (self._loglik, self._halted, result)
+        self._assessed = (self._version, result)
         return result
 
     def _assess(self) -> RateRatioAssessment:
