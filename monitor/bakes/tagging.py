@@ -193,26 +193,37 @@ def _stratum_codes(
 def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellSummaries:
     """Summaries per (bake index, cohort) and (event-time window, stratum) of the tagged rows,
     by each bake's policy (``window_s``, ``stratify``): the evidence cells of STATISTICS.md §7.
-    Vectorised like :func:`summarise`: one key per row, ``np.unique``, one bincount pass."""
+    Vectorised like :func:`summarise`: bakes that form cells alike (the same ``window_s`` and
+    strata: usually all of them) share one key per row, one ``np.unique`` and one bincount
+    pass, so the cost of a batch does not grow with the number of bakes in it."""
     out: CellSummaries = {}
     tagged = tags.bake >= 0
+    by_shape: dict[tuple[float, tuple[str, ...]], list[int]] = {}
     for bake_idx in np.unique(tags.bake[tagged]).tolist():
         evidence = registry.bakes[bake_idx].policy.evidence
-        rows = np.flatnonzero(tags.bake == bake_idx)
-        window = np.floor(batch.time_s[rows] / evidence.window_s).astype(np.int64)
-        w0 = int(window.min())
-        n_w = int(window.max()) - w0 + 1
-        stratum, label = _stratum_codes(batch, rows, evidence.cell_dims)
-        n_s = int(stratum.max()) + 1
-        key = (tags.cohort[rows].astype(np.int64) * n_w + (window - w0)) * n_s + stratum
+        by_shape.setdefault((evidence.window_s, evidence.cell_dims), []).append(bake_idx)
+    for (window_s, dims), bakes in by_shape.items():
+        rows = np.flatnonzero(tagged if len(by_shape) == 1 else np.isin(tags.bake, bakes))
+        windows, w_inv = np.unique(
+            np.floor(batch.time_s[rows] / window_s).astype(np.int64), return_inverse=True
+        )
+        stratum, label = _stratum_codes(batch, rows, dims)
+        n_w, n_s = windows.size, int(stratum.max()) + 1
+        group = tags.bake[rows].astype(np.int64) * 2 + tags.cohort[rows]
+        key = (group * n_w + w_inv.ravel()) * n_s + stratum
         groups, ginv = np.unique(key, return_inverse=True)
         summaries = CohortSummary.from_groups(
-            ginv, groups.size, batch.latency_s[rows], batch.error[rows]
+            ginv.ravel(), groups.size, batch.latency_s[rows], batch.error[rows]
         )
+        labels: dict[int, str] = {}
+        window_list = windows.tolist()
         for g, summary in zip(groups.tolist(), summaries, strict=True):
             rest, st = divmod(g, n_s)
-            cohort, w = divmod(rest, n_w)
-            out.setdefault((bake_idx, cohort), {})[(w0 + w, label(st))] = summary
+            bc, w = divmod(rest, n_w)
+            name = labels.get(st)
+            if name is None:
+                name = labels[st] = label(st)
+            out.setdefault(divmod(bc, 2), {})[(window_list[w], name)] = summary
     return out
 
 
