@@ -7,16 +7,19 @@ Run (from the repository root)::
 
 For each bake count N, a fresh process (so resident memory is its own) builds N services with a
 bake each (canary v2 against baseline v1, a policy that cannot decide in the run, so every bake
-stays active), produces ``--records`` plain-JSON requests spread over the services and over 5
-minutes of event time to an in-memory broker (our own Source/Sink fakes: the subject here is
+stays active), produces ``--records`` plain-JSON requests spread over the services at ``--rate``
+requests per second of event time (default 5,000/s, 60 s: a busy ingest process; ``--rate 333``
+spreads 100k requests over 5 minutes, a small service's traffic split a thousand ways) to an
+in-memory broker (our own Source/Sink fakes: the subject here is
 our code's cost per bake, not the client's; ``benchmarks/throughput.py`` measures the client),
 and measures, in CPU seconds of that process (the clock moves with the records' event time, as
 when tailing a live topic: a flush per second of it, a window every ten):
 
 * ingest: decode, tag, summarise, flush partials every second of a simulated clock and commit,
   until every record is processed — records per CPU-second;
-* the judge: fold every partial it finds into its bakes' verdicts and checkpoint — partials per
-  CPU-second and µs per partial;
+* the judge: fold every partial and source clock it finds into its bakes' verdicts and
+  checkpoint — partials per CPU-second, µs per partial, and whether its totals are exact (every
+  tagged request counted once);
 * resident memory (RSS) added by each role's state.
 
 The table gives each count's ingest rate as a ratio of the 1-bake rate measured in the same run
@@ -44,7 +47,7 @@ INGEST_RATIO_TARGET = 0.8
 JUDGE_US_TARGET = 100.0
 RSS_TARGET_MB = 300.0
 T0 = 1_795_824_000.0
-EVENT_SPAN_S = 300.0
+DEFAULT_RATE = 5_000.0
 
 
 def _rss_mb() -> float:
@@ -52,13 +55,13 @@ def _rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def _lines(n_records: int, n_bakes: int, seed: int = 1) -> list[bytes]:
+def _lines(n_records: int, n_bakes: int, span_s: float, seed: int = 1) -> list[bytes]:
     rng = np.random.default_rng(seed)
     svc = rng.integers(0, n_bakes, n_records)
     canary = rng.random(n_records) < 0.2
     errors = rng.random(n_records) < 0.01
     lat = np.round(rng.lognormal(3.0, 0.5, n_records), 3)
-    ts = T0 + np.sort(rng.random(n_records)) * EVENT_SPAN_S
+    ts = T0 + np.sort(rng.random(n_records)) * span_s
     return [
         orjson.dumps(
             {
@@ -73,7 +76,7 @@ def _lines(n_records: int, n_bakes: int, seed: int = 1) -> list[bytes]:
     ]
 
 
-def measure_one(n_bakes: int, n_records: int) -> dict[str, Any]:
+def measure_one(n_bakes: int, n_records: int, rate: float = DEFAULT_RATE) -> dict[str, Any]:
     """One bake count, in this process: ingest and judge CPU costs and RSS deltas."""
     from monitor.bakes.spec import BakeSpec, Registry
     from monitor.kafka.memory import MemoryBroker, MemorySink, MemorySource
@@ -94,14 +97,21 @@ def measure_one(n_bakes: int, n_records: int) -> dict[str, Any]:
     broker = MemoryBroker()
     broker.create_topics((name, parts) for name, parts, _ in layout.specs())
     broker.create_topic("requests", 4)
-    for i, line in enumerate(_lines(n_records, n_bakes)):
+    span_s = n_records / rate
+    for i, line in enumerate(_lines(n_records, n_bakes, span_s)):
         broker.append("requests", line, partition=i % 4)
     gc.collect()
     rss0 = _rss_mb()
 
     now = [0.0]
     ing = Ingest(
-        MemorySource(broker, group_id="i", topics=["requests"], fetch_records=5_000),
+        # Polls of about a quarter second of traffic, so flushes come once per second of it.
+        MemorySource(
+            broker,
+            group_id="i",
+            topics=["requests"],
+            fetch_records=max(50, min(5_000, int(rate) // 16)),
+        ),
         MemorySink(broker),
         layout,
         lambda: registry,
@@ -115,7 +125,7 @@ def measure_one(n_bakes: int, n_records: int) -> dict[str, Any]:
         moved = ing.step(0.0)
         # Live tailing: the clock moves as far as the event time of the records just read, so
         # flushes (every second) and windows (10 s) come in the proportion they do in production.
-        now[0] += moved * EVENT_SPAN_S / n_records
+        now[0] += moved / rate
         done += moved
         if not moved and not sum(ing.source.lag().values()):
             break
@@ -123,6 +133,7 @@ def measure_one(n_bakes: int, n_records: int) -> dict[str, Any]:
     ingest_cpu = time.process_time() - cpu
     rss_ingest = _rss_mb()
     partials = sum(len(broker.records(layout.partials, p)) for p in range(4))
+    tagged, clocks = ing.stats.tagged, ing.stats.clocks
     del ing
     gc.collect()
     rss1 = _rss_mb()
@@ -145,10 +156,17 @@ def measure_one(n_bakes: int, n_records: int) -> dict[str, Any]:
             break
     judge.checkpoint()
     judge_cpu = time.process_time() - cpu
+    judged = sum(
+        st.verdict.canary.requests + st.verdict.baseline.requests for st in judge.bakes.values()
+    )
     return {
         "bakes": n_bakes,
         "records": n_records,
         "processed": done,
+        "rate": rate,
+        "tagged": tagged,
+        "judged": judged,
+        "clocks": clocks,
         "ingest_cpu_s": ingest_cpu,
         "ingest_records_per_cpu_s": done / ingest_cpu,
         "partials": partials,
@@ -167,7 +185,8 @@ def _row(r: dict[str, Any], base: float) -> str:
         f"| {r['bakes']:,} | {r['ingest_records_per_cpu_s']:,.0f} | {ratio:.2f} | "
         f"{r['partials']:,} | {r['judge_us_per_partial']:,.0f} | "
         f"{r['judge_partials_per_cpu_s']:,.0f} | {r['ingest_rss_mb']:+.0f} | "
-        f"{r['judge_rss_mb']:+.0f} | {r['process_rss_mb']:.0f} |"
+        f"{r['judge_rss_mb']:+.0f} | {r['process_rss_mb']:.0f} | "
+        f"{'yes' if r['judged'] == r['tagged'] else 'NO'} |"
     )
 
 
@@ -175,8 +194,9 @@ def table(rows: list[dict[str, Any]]) -> str:
     base = rows[0]["ingest_records_per_cpu_s"]
     head = (
         f"| bakes | ingest records/CPU-s | × {rows[0]['bakes']}-bake rate | partials | "
-        "judge µs/partial | judge partials/CPU-s | ingest +RSS MB | judge +RSS MB | process RSS MB |\n"
-        "|---|---|---|---|---|---|---|---|---|"
+        "judge µs/partial | judge partials/CPU-s | ingest +RSS MB | judge +RSS MB | process RSS MB "
+        "| judge totals exact |\n"
+        "|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *(_row(r, base) for r in rows)])
 
@@ -214,29 +234,33 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.scaling", description=__doc__.split("\n")[0]
     )
     p.add_argument("--bakes", default="1,10,100,1000", help="bake counts, comma-separated")
-    p.add_argument("--records", type=int, default=100_000, help="requests per bake count")
+    p.add_argument("--records", type=int, default=300_000, help="requests per bake count")
+    p.add_argument(
+        "--rate", type=float, default=DEFAULT_RATE, help="requests per second of event time"
+    )
     p.add_argument("--out", default="benchmarks/results", help="directory for the results")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process
     args = p.parse_args(argv)
     if args.one is not None:
-        print(json.dumps(measure_one(args.one, args.records)))
+        print(json.dumps(measure_one(args.one, args.records, args.rate)))
         return 0
     try:
         counts = [int(x) for x in args.bakes.split(",")]
     except ValueError:
         p.error(f"--bakes must be comma-separated integers, got {args.bakes!r}")
-    if not counts or min(counts) < 1 or args.records < 1000:
-        p.error("--bakes must be >= 1 and --records >= 1000")
+    if not counts or min(counts) < 1 or args.records < 1000 or not args.rate >= 1:
+        p.error("--bakes must be >= 1, --records >= 1000 and --rate >= 1")
     dest = Path(args.out)
     dest.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for n in counts:
         print(f"scaling: {n:,} bakes, {args.records:,} records …", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "benchmarks.scaling", "--one", str(n), "--records", str(args.records)]  # fmt: skip
+        cmd = [sys.executable, "-m", "benchmarks.scaling", "--one", str(n), "--records", str(args.records), "--rate", str(args.rate)]  # fmt: skip
         out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(out.strip().splitlines()[-1]))
         print(_row(rows[-1], rows[0]["ingest_records_per_cpu_s"]), file=sys.stderr)
-        _write(dest, rows, f"--bakes {args.bakes} --records {args.records}")  # each row kept
+        flags = f"--bakes {args.bakes} --records {args.records} --rate {args.rate:g}"
+        _write(dest, rows, flags)  # each row kept
     print(table(rows))
     _plot(rows, dest / "scaling.png")
     return 0

@@ -4,8 +4,11 @@ Per source partition the role keeps the cumulative summaries of the open block o
 ``block_offsets`` offsets, per bake and cohort. Every ``flush_interval_s`` (and when a block
 completes) it checkpoints through :class:`~monitor.pipeline.checkpoint.Checkpoint`:
 
-1. publish a partial for every bake with data in a changed block (``complete`` once the block is
-   done), with the dead letters of rejected records and any discovery proposals;
+1. publish a partial for every bake whose data in a block changed since the last flush (every bake
+   of a block once it is ``complete``), then one :class:`~monitor.pipeline.partials.Clock` per
+   source partition to every partials partition (so the messages of a flush grow with the bakes
+   that had traffic, not with the active bakes), with the dead letters of rejected records and
+   any discovery proposals;
 2. wait for the producer to acknowledge them (on a transient error: publish again next time);
 3. commit each source partition at the start of its oldest open block.
 
@@ -32,7 +35,7 @@ from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.checkpoint import Checkpoint
-from monitor.pipeline.partials import CellCache, CellPairs, Partial
+from monitor.pipeline.partials import CellCache, CellPairs, Clock, Partial
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import Rejection
 from monitor.records.decode import decode_batch
@@ -60,7 +63,7 @@ class _Block:
     cells: dict[str, CellPairs] = field(default_factory=dict)  # evidence cells per bake
     encoded: dict[str, CellCache] = field(default_factory=dict)  # their encoding, per bake
     progress_s: float | None = None  # the partition's event-time clock at ``upto``
-    dirty: bool = False
+    changed: set[str] = field(default_factory=set)  # bakes with data since the last flush
     complete: bool = False
 
 
@@ -72,6 +75,7 @@ class IngestStats:
     tagged: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     partials: int = 0
+    clocks: int = 0  # source clocks sent (each to every partials partition)
     dead_letters: int = 0
     discovered: int = 0  # bake proposals sent
     checkpoints: int = 0
@@ -123,6 +127,10 @@ class Ingest:
         self._blocks: dict[TP, list[_Block]] = {}
         self._clocks: dict[TP, EventClock] = {}  # per source partition (STATISTICS.md §7.1)
         self._idle: dict[TP, bool] = {}
+        # Per assigned source partition: its clock and whether it is idle, sent at every flush.
+        self._clock_of: dict[TP, tuple[float | None, bool]] = {}
+        self._clock_sent: dict[TP, tuple[float | None, bool]] = {}  # as last sent
+        self._clock_registry: Registry | None = None  # the registry the clocks were sent under
         self._last_data_s: dict[TP, float] = {}
         self._next_block: dict[TP, int] = {}  # the block after the last one completed
         self._partition_counts: dict[str, int | None] = {}  # refreshed at each rebalance
@@ -147,6 +155,8 @@ class Ingest:
             self._blocks.pop(tp, None)
             self._clocks.pop(tp, None)
             self._idle.pop(tp, None)
+            self._clock_of.pop(tp, None)
+            self._clock_sent.pop(tp, None)
             self._last_data_s.pop(tp, None)
         for tp in assigned:
             committed = self.source.committed(tp)
@@ -188,13 +198,8 @@ class Ingest:
             if idle == self._idle.get(tp, False):
                 continue
             self._idle[tp] = idle
-            blocks = self._blocks.setdefault(tp, [])
-            if not blocks:  # announce it in an empty partial at the next block's start
-                nxt = self._next_block.get(tp, 0)
-                clock = self._clocks.get(tp)
-                progress = None if clock is None else clock.progress_s
-                blocks.append(_Block(nxt, nxt * self.block_offsets, progress_s=progress))
-            blocks[-1].dirty = True
+            clock = self._clocks.get(tp)
+            self._clock_of[tp] = (None if clock is None else clock.progress_s, idle)
 
     def _process(self, tp: TP, recs: Sequence[Record]) -> None:
         registry = self.registry()
@@ -238,9 +243,10 @@ class Ingest:
             pair[CANARY].merge(inc.canary)
             acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
             merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items(), MAX_CELL_LABELS)
+            acc.changed.add(bake_id)
         acc.progress_s = clock.progress_s
+        self._clock_of[tp] = (clock.progress_s, self._idle.get(tp, False))
         acc.upto = max(acc.upto, upto)
-        acc.dirty = True
         if acc.upto >= (block + 1) * self.block_offsets:
             acc.complete = True
 
@@ -271,34 +277,45 @@ class Ingest:
 
     def send_outputs(self, sink: Sink) -> None:
         n_parts = self.layout.partials_partitions
-        active = [b.id for b in self.registry().bakes if b.end_s is None]
         # Encode every partial first, then hand them all to the producer: its sender thread
         # (batching, lz4, CRC) otherwise contends for the GIL with each next encoding.
         out: list[tuple[str, bytes]] = []
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
-                if b.dirty or b.complete:
-                    out.extend(self._encode_block((topic, partition), b, active))
-                    b.dirty = False
+                bakes = sorted(b.bakes if b.complete else b.changed)
+                out.extend(self._encode_block((topic, partition), b, bakes))
+                b.changed = set()
         for bake_id, value in out:
             key = bake_id.encode()
             sink.send(
                 self.layout.partials, value, key=key, partition=partition_for(bake_id, n_parts)
             )
             self.stats.partials += 1
+        # After the partials: a bake folds a flush's records before its watermark moves on.
+        # A clock goes out when it moved or its partition turned idle or busy, and all of them
+        # when the registry changed (a new bake must hear every partition).
+        reg = self.registry()
+        resend = reg is not self._clock_registry
+        self._clock_registry = reg
+        for tp, state in sorted(self._clock_of.items()):
+            if not resend and self._clock_sent.get(tp) == state:
+                continue
+            value = Clock(*tp, *state, self._partitions_of(tp[0])).encode()
+            for q in range(n_parts):
+                sink.send(self.layout.partials, value, key=Clock.KEY, partition=q)
+            self._clock_sent[tp] = state
+            self.stats.clocks += 1
         if self.discovery is not None:
             for spec in self.discovery.proposals(self.registry()):
                 key, value = proposal_record(spec)
                 self._checkpoint.send(self.layout.bakes, value, key=key, partition=0)
                 self.stats.discovered += 1
 
-    def _encode_block(self, tp: TP, b: _Block, active: list[str]) -> list[tuple[str, bytes]]:
-        """(bake, encoded partial) of one block for each bake with data in it and every active
-        bake: each hears this partition's clock, data or not, so its watermark can wait for the
-        slowest partition (STATISTICS.md §7.1)."""
+    def _encode_block(self, tp: TP, b: _Block, bakes: list[str]) -> list[tuple[str, bytes]]:
+        """(bake, encoded partial) of one block for each of ``bakes`` (with data in it)."""
         out = []
-        for bake_id in sorted({*b.bakes, *active}):
-            base, can = b.bakes.get(bake_id, (CohortSummary(), CohortSummary()))
+        for bake_id in bakes:
+            base, can = b.bakes[bake_id]
             p = Partial(
                 bake_id,
                 tp[0],
@@ -318,9 +335,10 @@ class Ingest:
         return out
 
     def outputs_failed(self) -> None:
+        self._clock_sent.clear()
         for blocks in self._blocks.values():
             for b in blocks:
-                b.dirty = True
+                b.changed = set(b.bakes)
 
     def outputs_acked(self) -> dict[TP, int]:
         """Commit at the start of each partition's oldest open block; drop completed blocks."""

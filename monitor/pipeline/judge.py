@@ -21,14 +21,20 @@ from dataclasses import dataclass
 
 import orjson
 
-from detectors.summary import CohortSummary
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Sink, Source, TopicSnapshot, read_to_end
-from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout
+from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout, partition_for
 from monitor.pipeline.checkpoint import Checkpoint
+from monitor.pipeline.feed import JudgeStats, feed, feed_clock
 from monitor.pipeline.held import Held, HeldPartials
-from monitor.pipeline.partials import BlockFold, Increment, Partial, PartialError
+from monitor.pipeline.partials import (
+    BlockFold,
+    Clock,
+    Partial,
+    PartialError,
+    decode_message,
+)
 from monitor.pipeline.snapshot import Retired, Snapshot, SnapshotError
 from monitor.pipeline.timelines import DEFAULT_PUBLISH_INTERVAL_S, TimelineBook
 from monitor.verdict.alerts import alert_from_event
@@ -53,52 +59,6 @@ class _BakeState:
     last_offset: int = -1
     dirty: bool = False
     final_since: float | None = None  # wall clock: first seen decided or cancelled
-
-
-@dataclass
-class JudgeStats:
-    """Counters for metrics and tests (monotonic within a process, except ``held``)."""
-
-    partials: int = 0
-    skipped: int = 0
-    malformed: int = 0
-    held: int = 0  # gauge: partials of not-yet-known bakes held now
-    released: int = 0  # held partials folded once their bake appeared
-    unknown_bake_dead_letters: int = 0
-    documents: int = 0  # verdict documents published (only changed ones are)
-    oversized_documents: int = 0  # documents over DOCUMENT_MAX_BYTES, not published
-    snapshots: int = 0
-    unreadable_snapshots: int = 0
-    alerts: int = 0
-    checkpoints: int = 0
-    checkpoint_failures: int = 0
-    commit_failures: int = 0
-    last_poll_s: float = 0.0
-    restored: int = 0
-    retired: int = 0  # bakes retired from the live set (retention_s after their decision)
-    retired_partials: int = 0  # partials of retired bakes, skipped
-
-
-def feed(verdict: BakeVerdict, partial: Partial, inc: Increment | None) -> list[VerdictEvent]:
-    """Give a verdict engine what one folded partial added (its totals, its evidence cells) and
-    its source partition's clock (also from a partial that adds nothing new); a format-1
-    partial, without cells or clock, is one cell at its max event time."""
-    # Format 1 had neither cells nor a clock; an idle partition without any record yet has no
-    # clock either, and must still be heard from (else the watermark waits for it forever).
-    v1 = not partial.cells and partial.progress_s is None and not partial.idle
-    if inc is None and v1:
-        return []
-    empty = CohortSummary()
-    return verdict.update(
-        empty if inc is None else inc.canary,
-        empty if inc is None else inc.baseline,
-        partial.max_event_time_s,
-        cells=None if v1 else ({} if inc is None else inc.cells),
-        progress_s=partial.progress_s,
-        source=(partial.topic, partial.partition),
-        idle=partial.idle,
-        source_partitions=partial.source_partitions,
-    )
 
 
 class Judge:
@@ -153,6 +113,7 @@ class Judge:
             layout.timelines, publish_interval_s=timeline_interval_s, clock=clock
         )
         self._seen_registry: Registry | None = None
+        self._clock_targets: dict[int, list[str]] = {}  # active bakes per partials partition
         self._bakes: dict[str, _BakeState] = {}
         self._positions: dict[int, int] = {}
         self._published: dict[str, bytes] = {}  # last document acknowledged (or refused) per bake
@@ -290,6 +251,11 @@ class Judge:
     def _sync_specs(self, reg: Registry) -> None:
         """Bakes whose spec changed in the registry (cancel, override) adopt it."""
         self._seen_registry = reg
+        self._clock_targets = {}
+        for spec in reg.bakes:
+            if spec.end_s is None:
+                p = partition_for(spec.id, self.layout.partials_partitions)
+                self._clock_targets.setdefault(p, []).append(spec.id)
         for bake_id, st in self._bakes.items():
             if bake_id in reg and reg.get(bake_id) != st.verdict.spec:
                 self._adopt(st, reg.get(bake_id))
@@ -331,22 +297,23 @@ class Judge:
             self._dead_letter(h)
 
     def _consume(self, partition: int, offset: int, value: bytes | None, reg: Registry) -> None:
-        self.stats.partials += 1
         raw = value or b""
         try:
-            partial = Partial.decode(raw)
+            msg = decode_message(raw)
         except PartialError as exc:
+            self.stats.partials += 1
             self.stats.malformed += 1
             log.warning("skipping malformed partial at %d/%d: %s", partition, offset, exc)
             return
+        if isinstance(msg, Clock):
+            self._hear_clock(partition, offset, msg, reg)
+            return
+        self.stats.partials += 1
+        partial = msg
         if partial.bake in self._retired:  # decided long ago: its document stays as it is
             self.stats.retired_partials += 1
             return
-        st = self._bakes.get(partial.bake)
-        if st is None and partial.bake in reg:
-            st = _BakeState(BakeVerdict(reg.get(partial.bake)), BlockFold(), partition)
-            self._bakes[partial.bake] = st
-            self._adopt(st, reg.get(partial.bake))
+        st = self._state_of(partial.bake, partition, reg)
         if st is None:
             held = Held(partition, offset, partial.bake, raw, self.clock())
             if self._held.expired(partial.bake):
@@ -355,6 +322,38 @@ class Judge:
                 self._held.hold(partition, offset, partial.bake, raw, self.clock())
             return
         self._fold(st, partial, offset)
+
+    def _state_of(self, bake_id: str, partition: int, reg: Registry) -> _BakeState | None:
+        """The bake's state, new for a registry bake seen for the first time (None: unknown)."""
+        st = self._bakes.get(bake_id)
+        if st is None and bake_id in reg:
+            st = _BakeState(BakeVerdict(reg.get(bake_id)), BlockFold(), partition)
+            self._bakes[bake_id] = st
+            self._adopt(st, reg.get(bake_id))
+        return st
+
+    def _hear_clock(self, partition: int, offset: int, clock: Clock, reg: Registry) -> None:
+        """A source partition's clock for every active bake of this partials partition. A bake
+        is written at the next checkpoint only when the clock closed windows, raised an event,
+        or is the first (or an idle/busy turn) of that source for it: a restored state that
+        lacks a clock which only moved hears the next one with the partition's next records."""
+        self.stats.clocks += 1
+        source = (clock.topic, clock.partition)
+        for bake_id in self._clock_targets.get(partition, ()):
+            if bake_id in self._retired:
+                continue
+            st = self._state_of(bake_id, partition, reg)
+            if st is None or st.partition != partition or offset <= st.last_offset:
+                continue
+            v = st.verdict
+            before = (v.watermark_s, v.source_idle(source))  # the watermark moves as windows close
+            events = feed_clock(v, clock)
+            for ev in events:
+                self._alert(ev, v.spec)
+            if events or (v.watermark_s, v.source_idle(source)) != before:
+                self.timelines.observe(bake_id, v, st.partition)
+                st.dirty = True
+                self._note_final(st)
 
     def _fold(self, st: _BakeState, partial: Partial, offset: int) -> None:
         if offset <= st.last_offset:

@@ -30,9 +30,11 @@ __all__ = [
     "BlockFold",
     "CellCache",
     "CellPairs",
+    "Clock",
     "Increment",
     "Partial",
     "PartialError",
+    "decode_message",
 ]
 
 # 2 adds the evidence cells (window, stratum) and the source's clock; 3 writes the cells as rows
@@ -92,31 +94,91 @@ class Partial:
 
     @classmethod
     def decode(cls, raw: bytes) -> Partial:
-        try:
-            d = orjson.loads(raw)
-            if d.get("v") not in _READABLE_VERSIONS:
-                msg = f"unsupported partial format version {d.get('v')!r}"
-                raise PartialError(msg)
-            return cls(
-                bake=str(d["bake"]),
-                topic=str(d["topic"]),
-                partition=int(d["partition"]),
-                block=int(d["block"]),
-                upto=int(d["upto"]),
-                complete=bool(d["complete"]),
-                canary=CohortSummary.from_dict(d["canary"]),
-                baseline=CohortSummary.from_dict(d["baseline"]),
-                max_event_time_s=None if d.get("t") is None else float(d["t"]),
-                cells=_decode_cells(d.get("cells", []), rows=d["v"] >= 3),
-                progress_s=None if d.get("progress") is None else float(d["progress"]),
-                idle=bool(d.get("idle", False)),
-                source_partitions=None if d.get("parts") is None else int(d["parts"]),
-            )
-        except PartialError:
-            raise
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
-            msg = f"malformed partial: {exc}"
-            raise PartialError(msg) from exc
+        msg = decode_message(raw)
+        if isinstance(msg, Clock):
+            err = "a clock message is not a partial"
+            raise PartialError(err)
+        return msg
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Partial:
+        return cls(
+            bake=str(d["bake"]),
+            topic=str(d["topic"]),
+            partition=int(d["partition"]),
+            block=int(d["block"]),
+            upto=int(d["upto"]),
+            complete=bool(d["complete"]),
+            canary=CohortSummary.from_dict(d["canary"]),
+            baseline=CohortSummary.from_dict(d["baseline"]),
+            max_event_time_s=None if d.get("t") is None else float(d["t"]),
+            cells=_decode_cells(d.get("cells", []), rows=d["v"] >= 3),
+            progress_s=None if d.get("progress") is None else float(d["progress"]),
+            idle=bool(d.get("idle", False)),
+            source_partitions=None if d.get("parts") is None else int(d["parts"]),
+        )
+
+
+@dataclass(frozen=True)
+class Clock:
+    """A source partition's event-time clock, for every bake of one partials partition.
+
+    Ingest sends one per assigned source partition to every partials partition at every flush,
+    after that flush's partials: a bake hears the clocks of partitions that carry none of its
+    records without a partial of its own, so the messages per flush do not grow with the
+    number of bakes (STATISTICS.md §7.1, docs/exactly-once.md "Clocks"). Applying a clock
+    twice changes nothing (a source's clock only moves forward)."""
+
+    topic: str
+    partition: int
+    progress_s: float | None  # None: the partition has had no record yet
+    idle: bool
+    source_partitions: int | None
+
+    KEY = b"~clock"  # not a bake id (ids are [A-Za-z0-9._-])
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {
+                "v": PARTIAL_FORMAT_VERSION,
+                "clock": True,
+                "topic": self.topic,
+                "partition": self.partition,
+                "progress": self.progress_s,
+                "idle": self.idle,
+                "parts": self.source_partitions,
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Clock:
+        return cls(
+            topic=str(d["topic"]),
+            partition=int(d["partition"]),
+            progress_s=None if d.get("progress") is None else float(d["progress"]),
+            idle=bool(d.get("idle", False)),
+            source_partitions=None if d.get("parts") is None else int(d["parts"]),
+        )
+
+
+def decode_message(raw: bytes) -> Partial | Clock:
+    """A partials-topic message: a bake's :class:`Partial` or a source :class:`Clock`."""
+    try:
+        d = orjson.loads(raw)
+        if not isinstance(d, dict):
+            msg = "a partials message must be a JSON object"
+            raise PartialError(msg)
+        if d.get("v") not in _READABLE_VERSIONS:
+            msg = f"unsupported partial format version {d.get('v')!r}"
+            raise PartialError(msg)
+        if d.get("clock") is True:
+            return Clock.from_dict(d)
+        return Partial.from_dict(d)
+    except PartialError:
+        raise
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        msg = f"malformed partial: {exc}"
+        raise PartialError(msg) from exc
 
 
 def _encode_cells(cells: CellPairs) -> dict[str, list[Any]]:

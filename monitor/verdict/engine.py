@@ -100,9 +100,12 @@ class BakeVerdict:
 
     @property
     def watermark_s(self) -> float | None:
-        """Event time up to which windows have closed (None before the first record)."""
-        wm = self._windows.watermark_s
+        """The watermark as of the last records folded or window closed (None before any)."""
+        wm = self._windows.shown_watermark_s
         return wm if math.isfinite(wm) else None
+
+    def source_idle(self, source: tuple[str, int]) -> bool | None:
+        return self._windows.source_idle(source)
 
     @property
     def canary(self) -> CohortSummary:
@@ -126,14 +129,12 @@ class BakeVerdict:
         source_partitions: int | None = None,
     ) -> list[VerdictEvent]:
         """Fold one increment; returns the events (decision, drift, blast radius) it caused.
-
         ``canary``/``baseline`` go into the totals (every record, exactly once). ``cells`` are
         the same requests by (event-time window, stratum); they wait in their window until the
         watermark (the slowest busy source's clock; ``progress_s`` is ``source``'s) passes the
-        window's end plus the allowed lateness, and each closed window is tested once. Without cells the increment
-        is one cell of the window of ``event_time_s`` (the source clock then being that time);
-        without cells and without a time it is tested at once (untimed use, e.g. a notebook).
-        """
+        window's end plus the allowed lateness; each closed window is tested once. Without cells
+        the increment is one cell of the window of ``event_time_s`` (the source clock then that
+        time); without cells and without a time it is tested at once (e.g. in a notebook)."""
         events: list[VerdictEvent] = []
         if canary.requests or baseline.requests:
             self._increments += 1
@@ -148,8 +149,11 @@ class BakeVerdict:
             progress_s = event_time_s if progress_s is None else progress_s
         self._windows.add(cells)
         events.extend(self._check_blast_radius(self._last_time_s or 0.0))
-        for w in self._windows.advance(progress_s, source, idle=idle, of=source_partitions):
+        closed = self._windows.advance(progress_s, source, idle=idle, of=source_partitions)
+        for w in closed:
             self._test_cells(w.strata, w, events)
+        if closed or events or cells or canary.requests or baseline.requests:
+            self._windows.shown_watermark_s = self._windows.watermark_s
         return events
 
     def _test_cells(

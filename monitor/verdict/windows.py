@@ -81,10 +81,18 @@ class WindowBuffer:
         self._open: dict[int, dict[str, list[CohortSummary]]] = {}
         self._closed_upto = -1  # every window index <= this one is closed
         self.watermark_s = -math.inf
+        # The watermark as the bake's document shows it: as of the last records folded or
+        # window closed (a clock that closes nothing changes no document, see the judge).
+        self.shown_watermark_s = -math.inf
         self._sources: dict[tuple[str, int], tuple[float, bool]] = {}  # → (clock, idle)
         self._expected: dict[str, int] = {}  # partitions per source topic
         self.late_canary = 0
         self.late_baseline = 0
+
+    def source_idle(self, source: tuple[str, int]) -> bool | None:
+        """Whether ``source`` was last heard idle (None: never heard)."""
+        heard = self._sources.get(source)
+        return None if heard is None else heard[1]
 
     @property
     def closed_upto(self) -> int:
@@ -200,6 +208,7 @@ class WindowBuffer:
             ],
             "closed_upto": self._closed_upto,
             "watermark_s": None if math.isinf(self.watermark_s) else self.watermark_s,
+            "shown_s": None if math.isinf(self.shown_watermark_s) else self.shown_watermark_s,
             "sources": [
                 [t, p, None if math.isinf(c) else c, i]
                 for (t, p), (c, i) in sorted(self._sources.items())
@@ -217,6 +226,8 @@ class WindowBuffer:
         self._closed_upto = int(state["closed_upto"])
         wm = state["watermark_s"]
         self.watermark_s = -math.inf if wm is None else float(wm)
+        shown = state.get("shown_s", wm)  # states before it: the watermark
+        self.shown_watermark_s = -math.inf if shown is None else float(shown)
         self._sources = {
             (str(t), int(p)): (-math.inf if c is None else float(c), bool(i))
             for t, p, c, i in state.get("sources", [])

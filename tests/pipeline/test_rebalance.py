@@ -11,7 +11,7 @@ from monitor.bakes.spec import BakeSpec, Registry
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.io import KafkaSink, KafkaSource
 from monitor.pipeline.ingest import Ingest
-from monitor.pipeline.partials import BlockFold, Partial
+from monitor.pipeline.partials import BlockFold, Partial, decode_message
 from monitor.records.fieldmap import PRESETS
 
 REGISTRY = Registry(
@@ -57,7 +57,9 @@ def _folded_totals(bs: str) -> dict[str, tuple[int, int]]:
             batch = src.poll(0.3, 50_000)
             for recs in batch.values():
                 for r in recs:
-                    part = Partial.decode(r.value or b"")
+                    part = decode_message(r.value or b"")
+                    if not isinstance(part, Partial):
+                        continue  # a source clock
                     inc = folds.setdefault(part.bake, BlockFold()).fold(part)
                     if inc is not None:
                         t = totals.setdefault(part.bake, [0, 0])

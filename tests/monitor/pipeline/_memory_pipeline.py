@@ -13,7 +13,7 @@ from monitor.kafka.memory import MemoryBroker, MemorySink, MemorySource
 from monitor.kafka.topics import TopicLayout
 from monitor.pipeline.ingest import Ingest
 from monitor.pipeline.judge import Judge
-from monitor.pipeline.partials import BlockFold, Partial
+from monitor.pipeline.partials import BlockFold, Partial, decode_message
 from monitor.records.fieldmap import PRESETS
 
 REQUESTS = "requests"
@@ -153,8 +153,7 @@ def folded_totals(broker: MemoryBroker) -> dict[str, tuple[int, int]]:
     """(canary, baseline) requests from folding the whole partials topic offline."""
     folds: dict[str, BlockFold] = {}
     totals: dict[str, list[int]] = {}
-    for r in broker.records(LAYOUT.partials):
-        part = Partial.decode(r.value or b"")
+    for part in partials_of(broker):
         inc = folds.setdefault(part.bake, BlockFold()).fold(part)
         if inc is not None:
             t = totals.setdefault(part.bake, [0, 0])
@@ -173,7 +172,9 @@ def documents(broker: MemoryBroker) -> dict[str, dict[str, Any]]:
 
 
 def partials_of(broker: MemoryBroker) -> list[Partial]:
-    return [Partial.decode(r.value or b"") for r in broker.records(LAYOUT.partials)]
+    """The bakes' partials on the partials topic (without the source clocks)."""
+    msgs = (decode_message(r.value or b"") for r in broker.records(LAYOUT.partials))
+    return [m for m in msgs if isinstance(m, Partial)]
 
 
 def ingested(lines: Sequence[bytes], **kw: Any) -> MemoryBroker:
