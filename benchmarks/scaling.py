@@ -105,12 +105,12 @@ def measure_one(n_bakes: int, n_records: int, rate: float = DEFAULT_RATE) -> dic
 
     now = [0.0]
     ing = Ingest(
-        # Polls of about a quarter second of traffic, so flushes come once per second of it.
+        # Polls of a quarter second of traffic (as tailing with a 0.2 s poll), a flush a second.
         MemorySource(
             broker,
             group_id="i",
             topics=["requests"],
-            fetch_records=max(50, min(5_000, int(rate) // 16)),
+            fetch_records=max(50, min(5_000, int(rate) // 4)),
         ),
         MemorySink(broker),
         layout,

@@ -54,6 +54,8 @@ SUMMARY_FORMAT_VERSION = 1
 # Segment dimensions (zone, route, host) keep at most this many distinct values; the rest are
 # folded into OTHER_SEGMENT so a summary stays O(buckets) whatever the traffic.
 MAX_SEGMENT_VALUES = 256
+# A histogram with at most this many nonzero buckets is held as a dict (see CohortSummary).
+SPARSE_MAX_BUCKETS = 48
 OTHER_SEGMENT = "__other__"
 
 IntArray = npt.NDArray[np.int64]
@@ -99,7 +101,7 @@ class CohortSummary:
         Optional per-dimension value counts, e.g. ``{"zone": {"eu-west-1a": 12}}``.
     """
 
-    __slots__ = ("errors", "hist", "requests", "segments")
+    __slots__ = ("_dense", "_sparse", "errors", "requests", "segments")
 
     def __init__(
         self,
@@ -116,25 +118,58 @@ class CohortSummary:
             raise ParameterError(msg, value=(errors, requests))
         self.requests = int(requests)
         self.errors = int(errors)
+        # The histogram is held one of two ways: a dict bucket → count while it has at most
+        # SPARSE_MAX_BUCKETS buckets (a window cell of a small service: a few requests), else
+        # the dense array; ``hist`` turns it dense for good, ``buckets`` reads either.
+        self._sparse: dict[int, int] | None = None
+        self._dense: IntArray | None = None
         if hist is None:
-            self.hist: IntArray = np.zeros(NUM_BUCKETS, dtype=np.int64)
+            self._sparse = {}
         else:
             h = np.array(hist, dtype=np.int64)
             if h.shape != (NUM_BUCKETS,):
                 msg = f"hist must have shape ({NUM_BUCKETS},), got {h.shape}"
                 raise ParameterError(msg, value=h.shape)
-            self.hist = h
+            self._dense = h
         self.segments: dict[str, dict[str, int]] = {
             dim: dict(vals) for dim, vals in (segments or {}).items()
         }
 
     @classmethod
-    def _of(cls, requests: int, errors: int, hist: IntArray) -> CohortSummary:
-        """A summary that takes ``hist`` (owned, valid) without checks or a copy: the hot path of
-        :meth:`from_groups`, thousands per batch when many bakes are active."""
+    def _of(
+        cls, requests: int, errors: int, hist: IntArray | None, sparse: dict[int, int] | None
+    ) -> CohortSummary:
+        """A summary that takes ``hist`` or ``sparse`` (owned, valid) without checks or a copy:
+        the hot path of :meth:`from_groups`, thousands per batch when many bakes are active."""
         s = cls.__new__(cls)
-        s.requests, s.errors, s.hist, s.segments = requests, errors, hist, {}
+        s.requests, s.errors, s._dense, s._sparse, s.segments = requests, errors, hist, sparse, {}
         return s
+
+    @property
+    def hist(self) -> IntArray:
+        """Bucket counts, length ``NUM_BUCKETS`` (dense from now on)."""
+        d = self._dense
+        if d is None:
+            d = np.zeros(NUM_BUCKETS, dtype=np.int64)
+            sp = self._sparse
+            if sp:
+                d[list(sp)] = list(sp.values())
+            self._dense, self._sparse = d, None
+        return d
+
+    @hist.setter
+    def hist(self, value: IntArray) -> None:
+        self._dense, self._sparse = value, None
+
+    def buckets(self) -> tuple[list[int], list[int]]:
+        """The nonzero buckets in increasing order and their counts (without densifying)."""
+        sp = self._sparse
+        if sp is not None:
+            keys = sorted(k for k, c in sp.items() if c)
+            return keys, [sp[k] for k in keys]
+        d = self.hist
+        nz = np.flatnonzero(d)
+        return nz.tolist(), d[nz].tolist()
 
     # -- building from a batch -------------------------------------------------------------
     @classmethod
@@ -167,9 +202,12 @@ class CohortSummary:
         if g.size and (int(g.min()) < 0 or int(g.max()) >= n_groups):
             msg = f"group codes must be in [0, {n_groups}), got {g.min()}..{g.max()}"
             raise ParameterError(msg, value=(int(g.min()), int(g.max())))
-        hist = np.bincount(
-            g * NUM_BUCKETS + bucket_index(lat), minlength=n_groups * NUM_BUCKETS
-        ).reshape(n_groups, NUM_BUCKETS)
+        # One sorted pass over (group, bucket) keys: each group's buckets are a slice, held
+        # sparse when few (no dense row per group: at a thousand bakes most have a few requests).
+        keys, counts = np.unique(g * NUM_BUCKETS + bucket_index(lat), return_counts=True)
+        key_group, key_bucket = np.divmod(keys, NUM_BUCKETS)
+        bounds = np.searchsorted(key_group, np.arange(n_groups + 1)).tolist()
+        buckets_l, counts_l = key_bucket.tolist(), counts.tolist()
         requests = np.bincount(g, minlength=n_groups)
         errors = np.bincount(g, weights=err.astype(np.float64), minlength=n_groups)
         seg_counts = {
@@ -179,10 +217,16 @@ class CohortSummary:
         out: list[CohortSummary] = []
         totals = zip(requests.tolist(), np.rint(errors).astype(np.int64).tolist(), strict=True)
         for j, (n, e) in enumerate(totals):
-            s = cls._of(n, e, hist[j].copy())
-            for dim, (counts, cats) in seg_counts.items():
-                nz = np.flatnonzero(counts[j]).tolist()
-                s.add_segment_counts(dim, {cats[c]: int(counts[j, c]) for c in nz if cats[c] != ""})
+            lo, hi = bounds[j], bounds[j + 1]
+            if hi - lo <= SPARSE_MAX_BUCKETS:
+                s = cls._of(n, e, None, dict(zip(buckets_l[lo:hi], counts_l[lo:hi], strict=True)))
+            else:
+                h = np.zeros(NUM_BUCKETS, dtype=np.int64)
+                h[key_bucket[lo:hi]] = counts[lo:hi]
+                s = cls._of(n, e, h, None)
+            for dim, (seg, cats) in seg_counts.items():
+                nz = np.flatnonzero(seg[j]).tolist()
+                s.add_segment_counts(dim, {cats[c]: int(seg[j, c]) for c in nz if cats[c] != ""})
             out.append(s)
         return out
 
@@ -222,13 +266,32 @@ class CohortSummary:
     # -- algebra ---------------------------------------------------------------------------
     def copy(self) -> CohortSummary:
         """An independent copy."""
-        return CohortSummary(self.requests, self.errors, self.hist, self.segments)
+        out = CohortSummary._of(
+            self.requests,
+            self.errors,
+            None if self._dense is None else self._dense.copy(),
+            None if self._sparse is None else dict(self._sparse),
+        )
+        out.segments = {dim: dict(vals) for dim, vals in self.segments.items()}
+        return out
 
     def merge(self, other: CohortSummary) -> None:
         """Add ``other`` into this summary in place (exact)."""
         self.requests += other.requests
         self.errors += other.errors
-        self.hist += other.hist
+        theirs = other._sparse
+        if theirs is None:
+            self.hist += other.hist
+        elif theirs:
+            mine = self._sparse
+            if mine is None:
+                d = self.hist
+                d[list(theirs)] += list(theirs.values())  # distinct keys: fancy += is exact
+            else:
+                for k, c in theirs.items():
+                    mine[k] = mine.get(k, 0) + c
+                if len(mine) > SPARSE_MAX_BUCKETS:
+                    self.hist  # noqa: B018  (turns dense)
         for dim, counts in other.segments.items():
             self.add_segment_counts(dim, counts)
 
@@ -259,7 +322,7 @@ class CohortSummary:
         return (
             self.requests == other.requests
             and self.errors == other.errors
-            and bool(np.array_equal(self.hist, other.hist))
+            and self.buckets() == other.buckets()
             and self.segments == other.segments
         )
 
@@ -301,13 +364,13 @@ class CohortSummary:
     # -- serialization ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A compact, versioned, JSON-able form (sparse histogram)."""
-        nz = np.flatnonzero(self.hist)
+        idx, cnt = self.buckets()
         return {
             "v": SUMMARY_FORMAT_VERSION,
             "n": self.requests,
             "e": self.errors,
-            "hi": nz.tolist(),
-            "hc": self.hist[nz].tolist(),
+            "hi": idx,
+            "hc": cnt,
             "s": self.segments,
         }
 
@@ -332,9 +395,19 @@ class CohortSummary:
         if cnt.size and cnt.min() < 0:
             msg = "malformed summary document: negative histogram count"
             raise StateError(msg, value=cnt.tolist())
-        hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
-        hist[idx] = cnt
-        return cls(requests, errors, hist, segments)
+        if requests < 0 or errors < 0 or errors > requests:
+            msg = f"malformed summary document: requests={requests}, errors={errors}"
+            raise StateError(msg, value=(requests, errors))
+        if idx.size <= SPARSE_MAX_BUCKETS and np.unique(idx).size == idx.size:
+            out = cls._of(
+                requests, errors, None, dict(zip(idx.tolist(), cnt.tolist(), strict=True))
+            )
+        else:
+            hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
+            hist[idx] = cnt
+            out = cls._of(requests, errors, hist, None)
+        out.segments = {str(dim): dict(vals) for dim, vals in dict(segments).items()}
+        return out
 
 
 def _group_counts(group: IntArray, n_groups: int, codes: npt.ArrayLike, k: int) -> IntArray:

@@ -257,7 +257,7 @@ def _stamp(c: CohortSummary, b: CohortSummary) -> _Stamp:
 
 def _cell_rows(cells: CellPairs, cache: CellCache | None) -> bytes:
     """The cells of format 3 as a JSON array of rows ``[k, stratum, n_c, e_c, n_b, e_b, h_c,
-    h_b]``, ordered by (k, stratum); ``h`` is a sparse histogram (:func:`_sparse_rows`). Rows of
+    h_b]``, ordered by (k, stratum); ``h`` is a sparse histogram (:func:`_delta_row`). Rows of
     cells unchanged since ``cache`` last saw them are reused as they were encoded."""
     items = sorted(cells.items())
     old = cache._entries if cache is not None else {}
@@ -272,18 +272,12 @@ def _cell_rows(cells: CellPairs, cache: CellCache | None) -> bytes:
         else:
             stale.append(i)
             out.append(b"")
-    if stale:
-        flat, bounds = _sparse_rows([s.hist for i in stale for s in items[i][1]])
-        for j, i in enumerate(stale):
-            (k, stratum), (c, b) = items[i]
-            st = _stamp(c, b)
-            h_c, h_b = (
-                flat[bounds[2 * j] : bounds[2 * j + 1]],
-                flat[bounds[2 * j + 1] : bounds[2 * j + 2]],
-            )
-            row = orjson.dumps([k, stratum, *st, h_c, h_b], option=orjson.OPT_SERIALIZE_NUMPY)
-            entries[(k, stratum)] = (c, b, st, row)
-            out[i] = row
+    for i in stale:
+        (k, stratum), (c, b) = items[i]
+        st = _stamp(c, b)
+        row = orjson.dumps([k, stratum, *st, _delta_row(c), _delta_row(b)])
+        entries[(k, stratum)] = (c, b, st, row)
+        out[i] = row
     if cache is not None:
         cache._entries = entries  # cells only grow within a block: nothing else to keep
         cache.encoded += len(stale)
@@ -291,28 +285,22 @@ def _cell_rows(cells: CellPairs, cache: CellCache | None) -> bytes:
     return b"[" + b",".join(out) + b"]"
 
 
-def _sparse_rows(hists: list[Any]) -> tuple[Any, list[int]]:
-    """The histograms, sparse: histogram ``i`` is ``flat[bounds[i] : bounds[i + 1]]``, that is
-    ``[b_0, c_0, b_1 - b_0, c_1, ...]`` for its nonzero buckets ``b_0 < b_1 < ...`` (the first
-    as an index, each next one as the step from the previous) with their counts ``c_j``. One
-    scan of the stacked rows; no Python object per bucket."""
-    h = np.stack(hists) if hists else np.zeros((0, NUM_BUCKETS), dtype=np.int64)
-    nz = np.flatnonzero(h != 0)  # row-major; a boolean mask scans several times faster
-    r, col = np.divmod(nz, NUM_BUCKETS)
-    step = col.copy()
-    step[1:] -= col[:-1]
-    first = np.ones(r.size, dtype=bool)
-    first[1:] = r[1:] != r[:-1]
-    step[first] = col[first]
-    flat = np.empty(2 * r.size, dtype=np.int64)
-    flat[0::2] = step
-    flat[1::2] = h.ravel()[nz]
-    bounds: list[int] = (2 * np.searchsorted(r, np.arange(len(hists) + 1))).tolist()
-    return flat, bounds
+def _delta_row(s: CohortSummary) -> list[int]:
+    """A summary's histogram, sparse and delta-coded: ``[b_0, c_0, b_1 - b_0, c_1, ...]`` for
+    its nonzero buckets ``b_0 < b_1 < ...`` (the first as an index, each next one as the step
+    from the previous) with their counts ``c_j``; read from the summary's nonzero buckets, so a
+    sparse summary (a small service's cell: a few buckets) is never made dense."""
+    idx, cnt = s.buckets()
+    out: list[int] = []
+    prev = 0
+    for b, c in zip(idx, cnt, strict=True):
+        out += (b - prev, c)
+        prev = b
+    return out
 
 
 def _dense_rows(rows: list[Any]) -> Any:
-    """The inverse of :func:`_sparse_rows`: a ``(len(rows), NUM_BUCKETS)`` int64 array."""
+    """The inverse of :func:`_delta_row`: a ``(len(rows), NUM_BUCKETS)`` int64 array."""
     hist = np.zeros((len(rows), NUM_BUCKETS), dtype=np.int64)
     pairs_per_row = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     if pairs_per_row.size == 0 or not pairs_per_row.any():
