@@ -145,6 +145,24 @@ class CohortSummary:
         s.requests, s.errors, s._dense, s._sparse, s.segments = requests, errors, hist, sparse, {}
         return s
 
+    @classmethod
+    def from_buckets(
+        cls, requests: int, errors: int, buckets: Sequence[int], counts: Sequence[int]
+    ) -> CohortSummary:
+        """A summary from its nonzero ``buckets`` (distinct, in range) and their ``counts``,
+        sparse while they are few: how partials and states are read back."""
+        if requests < 0 or errors < 0:
+            msg = f"counts must be >= 0, got requests={requests}, errors={errors}"
+            raise ParameterError(msg, value=(requests, errors))
+        if errors > requests:
+            msg = f"errors must be <= requests, got errors={errors} > requests={requests}"
+            raise ParameterError(msg, value=(errors, requests))
+        if len(buckets) <= SPARSE_MAX_BUCKETS:
+            return cls._of(requests, errors, None, dict(zip(buckets, counts, strict=True)))
+        hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
+        hist[np.asarray(buckets, dtype=np.int64)] = counts
+        return cls._of(requests, errors, hist, None)
+
     @property
     def hist(self) -> IntArray:
         """Bucket counts, length ``NUM_BUCKETS`` (dense from now on)."""
@@ -302,18 +320,33 @@ class CohortSummary:
 
     def __sub__(self, other: CohortSummary) -> CohortSummary:
         """The increment ``self - other`` where ``other`` is an earlier state of ``self``."""
-        hist = self.hist - other.hist
-        if np.any(hist < 0) or other.requests > self.requests or other.errors > self.errors:
-            msg = "cannot subtract a summary that is not contained in this one"
+        msg = "cannot subtract a summary that is not contained in this one"
+        if other.requests > self.requests or other.errors > self.errors:
             raise ParameterError(msg)
-        segments: dict[str, dict[str, int]] = {}
-        for dim, counts in self.segments.items():
-            prev = other.segments.get(dim, {})
-            diff = {v: c - prev.get(v, 0) for v, c in counts.items() if c - prev.get(v, 0)}
-            if diff:
-                segments[dim] = diff
+        mine, theirs = self._sparse, other._sparse
+        if mine is not None and theirs is not None:  # both few buckets: no dense arrays
+            sparse = dict(mine)
+            for k, c in theirs.items():
+                left = sparse.get(k, 0) - c
+                if left < 0:
+                    raise ParameterError(msg)
+                sparse[k] = left
+            out = CohortSummary._of(
+                self.requests - other.requests,
+                self.errors - other.errors,
+                None,
+                {k: c for k, c in sparse.items() if c},
+            )
+            out.segments = _segment_difference(self.segments, other.segments)
+            return out
+        hist = self.hist - other.hist
+        if np.any(hist < 0):
+            raise ParameterError(msg)
         return CohortSummary(
-            self.requests - other.requests, self.errors - other.errors, hist, segments
+            self.requests - other.requests,
+            self.errors - other.errors,
+            hist,
+            _segment_difference(self.segments, other.segments),
         )
 
     def __eq__(self, other: object) -> bool:
@@ -408,6 +441,18 @@ class CohortSummary:
             out = cls._of(requests, errors, hist, None)
         out.segments = {str(dim): dict(vals) for dim, vals in dict(segments).items()}
         return out
+
+
+def _segment_difference(
+    new: Mapping[str, Mapping[str, int]], old: Mapping[str, Mapping[str, int]]
+) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for dim, counts in new.items():
+        prev = old.get(dim, {})
+        diff = {v: c - prev.get(v, 0) for v, c in counts.items() if c - prev.get(v, 0)}
+        if diff:
+            out[dim] = diff
+    return out
 
 
 def _group_counts(group: IntArray, n_groups: int, codes: npt.ArrayLike, k: int) -> IntArray:

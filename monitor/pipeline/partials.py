@@ -299,19 +299,18 @@ def _delta_row(s: CohortSummary) -> list[int]:
     return out
 
 
-def _dense_rows(rows: list[Any]) -> Any:
-    """The inverse of :func:`_delta_row`: a ``(len(rows), NUM_BUCKETS)`` int64 array."""
-    hist = np.zeros((len(rows), NUM_BUCKETS), dtype=np.int64)
+def _sparse_of_rows(rows: list[Any]) -> tuple[list[int], list[int], list[int]]:
+    """The inverse of :func:`_delta_row` for many rows at once, checked: all rows' nonzero
+    buckets and counts, row ``i`` being ``[bounds[i], bounds[i + 1])`` of them."""
     pairs_per_row = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     if pairs_per_row.size == 0 or not pairs_per_row.any():
-        return hist
+        return [], [], [0] * (len(rows) + 1)
     if (pairs_per_row % 2).any():
         msg = "cells: a sparse histogram of odd length"
         raise ValueError(msg)
     pairs_per_row //= 2
     flat = np.asarray(list(chain.from_iterable(rows)), dtype=np.int64).reshape(-1, 2)
     step, count = flat[:, 0], flat[:, 1]
-    row_of = np.repeat(np.arange(len(rows)), pairs_per_row)
     used = pairs_per_row > 0
     starts = (np.cumsum(pairs_per_row) - pairs_per_row)[used]  # first pair of each used row
     min_step = np.ones(step.size, dtype=np.int64)  # strictly increasing buckets within a row
@@ -324,8 +323,8 @@ def _dense_rows(rows: list[Any]) -> Any:
     if index.max() >= NUM_BUCKETS:
         msg = "cells: sparse histogram out of range"
         raise ValueError(msg)
-    hist[row_of, index] = count
-    return hist
+    bounds = [0, *np.cumsum(pairs_per_row).tolist()]
+    return index.tolist(), count.tolist(), bounds
 
 
 def _decode_rows(raw: Any) -> CellPairs:
@@ -333,12 +332,15 @@ def _decode_rows(raw: Any) -> CellPairs:
     if not isinstance(raw, list) or any(not isinstance(r, list) or len(r) != 8 for r in raw):
         msg = "cells: rows must be [k, stratum, n_c, e_c, n_b, e_b, h_c, h_b]"
         raise ValueError(msg)
-    hist = _dense_rows([h for r in raw for h in (r[6], r[7])])
+    idx, cnt, bounds = _sparse_of_rows([h for r in raw for h in (r[6], r[7])])
+
+    def summary(j: int, n: Any, e: Any) -> CohortSummary:
+        lo, hi = bounds[j], bounds[j + 1]
+        return CohortSummary.from_buckets(int(n), int(e), idx[lo:hi], cnt[lo:hi])
+
     out: CellPairs = {}
     for i, (k, stratum, n_c, e_c, n_b, e_b, _, _) in enumerate(raw):
-        c = CohortSummary(int(n_c), int(e_c), hist[2 * i])  # copies its row
-        b = CohortSummary(int(n_b), int(e_b), hist[2 * i + 1])
-        out[(int(k), str(stratum))] = (c, b)
+        out[(int(k), str(stratum))] = (summary(2 * i, n_c, e_c), summary(2 * i + 1, n_b, e_b))
     return out
 
 

@@ -4,7 +4,9 @@ copies, differences, serialisation and read-outs agree whatever the mix of forms
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from detectors.errors import ParameterError
 from detectors.summary import NUM_BUCKETS, SPARSE_MAX_BUCKETS, CohortSummary
 
 
@@ -36,6 +38,18 @@ def test_sparse_and_dense_forms_agree_through_random_merges() -> None:
         for q in (0.0, 0.5, 0.99, 1.0):
             assert acc_sparse.quantile(q) == acc_dense.quantile(q)
         assert acc_sparse.buckets() == acc_dense.buckets()
+        # A later state minus an earlier one: the same increment from either form.
+        a, b = _pair(rng, int(rng.integers(0, 30)))
+        later = acc_sparse.copy()
+        later.merge(a)
+        assert later - acc_sparse == b
+        assert later - acc_dense == b
+        if acc_sparse.requests:
+            with pytest.raises(ParameterError):
+                _ = acc_sparse - later if a.requests else acc_sparse - (later + acc_sparse)
+        idx, cnt = acc_sparse.buckets()
+        rebuilt = CohortSummary.from_buckets(acc_sparse.requests, acc_sparse.errors, idx, cnt)
+        assert rebuilt == acc_dense
         np.testing.assert_array_equal(acc_sparse.hist, acc_dense.hist)
     assert forms > 100  # the sparse form was exercised, not only the dense one
 
