@@ -137,7 +137,8 @@ def test_recipe_names_no_bake() -> None:
 
 def test_rollout_promotes_healthy_rolls_back_regressed_holds_undecided(bakemon: Bakemon) -> None:
     """Healthy: promoted; regressed: rolled back by the rollback hook; undecided: waits in
-    WaitingPromotion, never promoted; each rollout got its own bake <ns>-<name>-<checksum>."""
+    WaitingPromotion, never promoted; each rollout got its own bake <ns>-<name>-<checksum>; and the
+    next revision after the HALT is not judged by the HALTed bake."""
     rollouts = {
         c.kind: FlaggerRollout(_as_played(), c.service, "shop", f"{c.service}0123456789abcdef")
         for c in CANARIES
@@ -183,10 +184,9 @@ def test_rollout_promotes_healthy_rolls_back_regressed_holds_undecided(bakemon: 
             c.service,
             {"healthy": "PROMOTE", "regressed": "HALT", "undecided": "PENDING"}[c.kind],
         )
-
-
-def test_next_rollout_is_not_judged_by_the_previous_bake(bakemon: Bakemon) -> None:
-    """After a HALTed rollout, the next revision's first interval does not roll it back."""
+    # After the HALTed rollout, the next revision's first interval does not roll it back (in
+    # this test, not a separate one: it needs this module's HALTed bake, and xdist may run a
+    # module's tests on different workers, each with its own bakemon).
     wait_for_halt = FlaggerRollout(_as_played(), "pay", "shop", "pay0123456789abcdef")
     assert bakemon.document("shop-pay-pay0123456")["status"] == "HALT"
     nxt = FlaggerRollout(_as_played(), "pay", "shop", "fedcba9876543210")
