@@ -110,12 +110,7 @@ class CohortSummary:
         hist: npt.ArrayLike | None = None,
         segments: Mapping[str, Mapping[str, int]] | None = None,
     ) -> None:
-        if requests < 0 or errors < 0:
-            msg = f"counts must be >= 0, got requests={requests}, errors={errors}"
-            raise ParameterError(msg, value=(requests, errors))
-        if errors > requests:
-            msg = f"errors must be <= requests, got errors={errors} > requests={requests}"
-            raise ParameterError(msg, value=(errors, requests))
+        _check_counts(requests, errors)
         self.requests = int(requests)
         self.errors = int(errors)
         # The histogram is held one of two ways: a dict bucket → count while it has at most
@@ -151,12 +146,7 @@ class CohortSummary:
     ) -> CohortSummary:
         """A summary from its nonzero ``buckets`` (distinct, in range) and their ``counts``,
         sparse while they are few: how partials and states are read back."""
-        if requests < 0 or errors < 0:
-            msg = f"counts must be >= 0, got requests={requests}, errors={errors}"
-            raise ParameterError(msg, value=(requests, errors))
-        if errors > requests:
-            msg = f"errors must be <= requests, got errors={errors} > requests={requests}"
-            raise ParameterError(msg, value=(errors, requests))
+        _check_counts(requests, errors)
         if len(buckets) <= SPARSE_MAX_BUCKETS:
             return cls._of(requests, errors, None, dict(zip(buckets, counts, strict=True)))
         hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
@@ -428,19 +418,22 @@ class CohortSummary:
         if cnt.size and cnt.min() < 0:
             msg = "malformed summary document: negative histogram count"
             raise StateError(msg, value=cnt.tolist())
-        if requests < 0 or errors < 0 or errors > requests:
-            msg = f"malformed summary document: requests={requests}, errors={errors}"
-            raise StateError(msg, value=(requests, errors))
-        if idx.size <= SPARSE_MAX_BUCKETS and np.unique(idx).size == idx.size:
-            out = cls._of(
-                requests, errors, None, dict(zip(idx.tolist(), cnt.tolist(), strict=True))
-            )
-        else:
-            hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
-            hist[idx] = cnt
-            out = cls._of(requests, errors, hist, None)
+        try:
+            out = cls.from_buckets(requests, errors, idx.tolist(), cnt.tolist())
+        except ParameterError as exc:
+            msg = f"malformed summary document: {exc}"
+            raise StateError(msg, value=(requests, errors)) from exc
         out.segments = {str(dim): dict(vals) for dim, vals in dict(segments).items()}
         return out
+
+
+def _check_counts(requests: int, errors: int) -> None:
+    if requests < 0 or errors < 0:
+        msg = f"counts must be >= 0, got requests={requests}, errors={errors}"
+        raise ParameterError(msg, value=(requests, errors))
+    if errors > requests:
+        msg = f"errors must be <= requests, got errors={errors} > requests={requests}"
+        raise ParameterError(msg, value=(errors, requests))
 
 
 def _segment_difference(

@@ -127,12 +127,11 @@ class Ingest:
         self._blocks: dict[TP, list[_Block]] = {}
         self._clocks: dict[TP, EventClock] = {}  # per source partition (STATISTICS.md §7.1)
         self._idle: dict[TP, bool] = {}
-        # Per assigned source partition: its clock and whether it is idle, sent at every flush.
+        # Per assigned source partition: its clock and whether it is idle (sent when changed).
         self._clock_of: dict[TP, tuple[float | None, bool]] = {}
         self._clock_sent: dict[TP, tuple[float | None, bool]] = {}  # as last sent
         self._clock_registry: Registry | None = None  # the registry the clocks were sent under
         self._last_data_s: dict[TP, float] = {}
-        self._next_block: dict[TP, int] = {}  # the block after the last one completed
         self._partition_counts: dict[str, int | None] = {}  # refreshed at each rebalance
         self._checkpoint = Checkpoint(
             "ingest",
@@ -306,7 +305,7 @@ class Ingest:
             self._clock_sent[tp] = state
             self.stats.clocks += 1
         if self.discovery is not None:
-            for spec in self.discovery.proposals(self.registry()):
+            for spec in self.discovery.proposals(reg):
                 key, value = proposal_record(spec)
                 self._checkpoint.send(self.layout.bakes, value, key=key, partition=0)
                 self.stats.discovered += 1
@@ -349,8 +348,6 @@ class Ingest:
                 commits[tp] = min(b.block for b in remaining) * self.block_offsets
             elif blocks:
                 commits[tp] = (max(b.block for b in blocks) + 1) * self.block_offsets
-            if len(remaining) < len(blocks):
-                self._next_block[tp] = max(b.block for b in blocks if b.complete) + 1
             self._blocks[tp] = remaining
         return commits
 

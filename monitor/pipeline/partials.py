@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -184,16 +184,13 @@ def decode_message(raw: bytes) -> Partial | Clock:
 def _encode_cells(cells: CellPairs) -> dict[str, list[Any]]:
     """The cells as columns: window ``k``, ``stratum``, per cell ``[n_c, n_b]`` requests and
     ``[e_c, e_b]`` errors, and the histograms as ``[row, bucket, count]`` triplets (row
-    ``2·cell + cohort``, canary 0). Whole-array ``tolist`` calls, no per-cell objects: ingest
-    re-sends an open block's cells at every flush, so this is on its hot path."""
+    ``2·cell + cohort``, canary 0), read from each summary's nonzero buckets (a sparse one is
+    never made dense: the judge writes these at every checkpoint of a bake)."""
     items = sorted(cells.items())
     summaries = [s for _, pair in items for s in pair]
-    if summaries:
-        hist = np.stack([s.hist for s in summaries])
-        rows, cols = np.nonzero(hist)
-        triplets = np.column_stack([rows, cols, hist[rows, cols]]).ravel().tolist()
-    else:
-        triplets = []
+    triplets: list[int] = []
+    for row, s in enumerate(summaries):
+        triplets += chain.from_iterable(zip(repeat(row), *s.buckets()))
     return {
         "k": [k for (k, _), _ in items],
         "s": [stratum for (_, stratum), _ in items],
@@ -217,19 +214,24 @@ def _decode_cells(raw: Any, *, rows: bool = False) -> CellPairs:
     if not (len(strata) == m and len(ns) == len(es) == 2 * m):
         msg = "cells: columns of different lengths"
         raise ValueError(msg)
-    hist = np.zeros((2 * m, NUM_BUCKETS), dtype=np.int64)
     trip = np.asarray(raw["h"], dtype=np.int64).reshape(-1, 3)
-    if trip.size:
-        if trip[:, 0].min() < 0 or trip[:, 0].max() >= 2 * m or trip[:, 1].min() < 0:
-            msg = "cells: histogram triplet out of range"
-            raise ValueError(msg)
-        hist[trip[:, 0], trip[:, 1]] = trip[:, 2]
-    out: CellPairs = {}
-    for i in range(m):
-        c = CohortSummary(int(ns[2 * i]), int(es[2 * i]), hist[2 * i])  # copies its row
-        b = CohortSummary(int(ns[2 * i + 1]), int(es[2 * i + 1]), hist[2 * i + 1])
-        out[(int(ks[i]), str(strata[i]))] = (c, b)
-    return out
+    if trip.size and (
+        trip[:, 0].min() < 0
+        or trip[:, 0].max() >= 2 * m
+        or trip[:, 1].min() < 0
+        or trip[:, 1].max() >= NUM_BUCKETS
+    ):
+        msg = "cells: histogram triplet out of range"
+        raise ValueError(msg)
+    trip = trip[np.argsort(trip[:, 0], kind="stable")]
+    bounds = np.searchsorted(trip[:, 0], np.arange(2 * m + 1)).tolist()
+    buckets, counts = trip[:, 1].tolist(), trip[:, 2].tolist()
+
+    def summary(j: int) -> CohortSummary:
+        lo, hi = bounds[j], bounds[j + 1]
+        return CohortSummary.from_buckets(int(ns[j]), int(es[j]), buckets[lo:hi], counts[lo:hi])
+
+    return {(int(ks[i]), str(strata[i])): (summary(2 * i), summary(2 * i + 1)) for i in range(m)}
 
 
 class CellCache:
