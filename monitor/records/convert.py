@@ -67,10 +67,19 @@ StringsFast = Callable[[list[Any], float], "FloatArray | None"]
 
 
 def numbers(
-    col: list[Any], divisor: float, strings_fast: StringsFast | None, one: NumberOne
+    col: list[Any],
+    divisor: float,
+    strings_fast: StringsFast | None,
+    one: NumberOne,
+    *,
+    floats: bool = False,
 ) -> tuple[FloatArray, BoolArray]:
-    """Column of floats divided by ``divisor`` (NaN where invalid), and the absent mask."""
+    """Column of floats divided by ``divisor`` (NaN where invalid), and the absent mask.
+    ``floats``: the caller knows the column holds only floats and None (no type scan)."""
     m = len(col)
+    if floats:  # numpy reads None as NaN, and JSON has no NaN: NaN here is exactly None
+        values = np.array(col, dtype=np.float64)
+        return values / divisor, np.isnan(values)
     types = set(map(type, col))
     if types <= {int, float}:
         return np.array(col, dtype=np.float64) / divisor, np.zeros(m, bool)
@@ -163,13 +172,14 @@ def time_strings(col: list[Any], divisor: float) -> FloatArray | None:
 BAD_STATUS = -2
 
 
-def statuses(col: list[Any]) -> Int64Array:
-    """Status codes; -1 where absent, ``BAD_STATUS`` where invalid."""
-    types = set(map(type, col))
+def statuses(col: list[Any], *, ints: bool = False) -> Int64Array:
+    """Status codes; -1 where absent, ``BAD_STATUS`` where invalid. ``ints``: the caller knows
+    the column holds only ints and None (no type scan)."""
+    types = {int} if ints else set(map(type, col))  # with None, np.array raises TypeError
     if types == {int} or types == {str}:
         try:
             st = np.array(col, dtype=np.int64)
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, TypeError):
             pass
         else:
             st[(st < 0) | (st > 999)] = BAD_STATUS
@@ -255,18 +265,25 @@ def codes_in(column: Labels, names: set[str], m: int) -> BoolArray:
 MAX_LABEL_CHARS = 256
 
 
-def encode_labels(col: list[Any], *, default: str = "", lower: bool = False) -> Labels:
-    """Encode a string column; absent values become ``default``, containers are bad."""
+def encode_labels(
+    col: list[Any], *, default: str = "", lower: bool = False, strings: bool = False
+) -> Labels:
+    """Encode a string column; absent values become ``default``, containers are bad.
+    ``strings``: the caller knows the column holds only str and None (no type scan)."""
     m = len(col)
     bad: BoolArray | None = None
-    if not set(map(type, col)) <= {str, type(None)}:
+    if not strings and not set(map(type, col)) <= {str, type(None)}:
         conv = [label_one(v) for v in col]
         bad = np.fromiter((c is _BAD for c in conv), bool, m)
         col = [None if c is _BAD else c for c in conv]
     # One pass: each row gets the row number of its value's first occurrence, then the
     # distinct values (a few per batch) are named and the first rows mapped to codes.
     first: dict[Any, int] = {}
-    rows = np.fromiter(map(first.setdefault, col, count()), np.int64, m)
+    if m and col.count(col[0]) == m:  # one value (often: absent, or the one service), C speed
+        first[col[0]] = 0
+        rows = np.zeros(m, np.int64)
+    else:
+        rows = np.fromiter(map(first.setdefault, col, count()), np.int64, m)
     names: list[str] = []
     code_of: dict[str, int] = {}
     lut = np.zeros(m, np.int32)

@@ -21,7 +21,7 @@ milliseconds configured as seconds. Latencies must be finite and non-negative.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import repeat
 from typing import Any, Literal, get_args
 
@@ -131,7 +131,9 @@ def decode_batch(
     fast = struct_fields(messages, field_map)
     if fast is not None:
         try:
-            return _decode(messages, field_map, defaults, _Fields(fast, len(messages)), None)
+            return _decode(
+                messages, field_map, defaults, _Fields(fast, len(messages), messages), None
+            )
         except _NotFast:
             pass
     return _reference(messages, field_map, defaults)
@@ -153,7 +155,9 @@ def _reference(
 ) -> DecodeResult:
     objs, pos, rejections = _parse(messages)
     learn_keys(field_map, objs)  # so the next batch of this log takes the fast path
-    return _decode(messages, field_map, defaults, _Fields(objs, len(objs)), (pos, rejections))
+    return _decode(
+        messages, field_map, defaults, _Fields(objs, len(objs), messages), (pos, rejections)
+    )
 
 
 class _NotFast(Exception):
@@ -180,9 +184,9 @@ def _decode(
     latency_s = _decode_latency(cols, field_map)
     segments: dict[str, Labels] = {}
     for name, path in field_map.segments.items():  # absent is fine, only a container is bad
-        segments[name] = encode_labels(cols.get(path))
+        segments[name] = encode_labels(cols.get(path), strings=cols.kind(path) == "str")
         cols.checks.flag(segments[name].bad, REASON_BAD_TYPE, path, cols.get(path))
-    for row, reason, detail in cols.checks.failures():
+    for row, reason, detail in cols.checks.failures(cols.shown):
         rejections.append(_rejection(messages, int(pos[row]), reason, detail))
     rejections.sort(key=lambda r: r.index)
     keep = cols.checks.ok
@@ -209,9 +213,15 @@ def _decode(
 class _Fields:
     """The parsed rows' fields, each pulled out once as a column, and the checks on them."""
 
-    def __init__(self, rows: list[dict[str, Any]] | StructFields, m: int) -> None:
+    def __init__(
+        self,
+        rows: list[dict[str, Any]] | StructFields,
+        m: int,
+        messages: Sequence[bytes | str],
+    ) -> None:
         self.rows = rows
         self.m = m
+        self.messages = messages  # row i is message i on the fast path (all of them parsed)
         self.checks = _Checks(self.m)
         self._cols: dict[str, list[Any]] = {}
 
@@ -226,12 +236,28 @@ class _Fields:
                 self._cols[path] = _column(self.rows, path)
         return self._cols[path]
 
+    def kind(self, path: str) -> str | None:
+        """What msgspec checked the column at ``path`` holds (see ``StructFields.kind``)."""
+        return self.rows.kind(path) if isinstance(self.rows, StructFields) else None
+
+    def shown(self, path: str, col: list[Any], row: int) -> Any:
+        """The value at ``path`` of ``row`` as the log wrote it, for a rejection's detail (a
+        typed float column holds 12.0 where the log had 12)."""
+        if isinstance(self.rows, StructFields) and self.kind(path) is not None:
+            try:
+                return resolve_path(orjson.loads(self.messages[row]), tuple(path.split(".")))
+            except orjson.JSONDecodeError:  # msgspec took what orjson does not: show its value
+                pass
+        return col[row]
+
 
 def _decode_time(cols: _Fields, fm: FieldMap, defaults: FloatArray | None) -> FloatArray:
     """Event times in s; ``defaults`` (per parsed row) fill absent ones."""
     tcol = cols.get(fm.time)
     divisor = UNIT_DIVISOR[fm.time_unit]
-    time_s, t_absent = numbers(tcol, divisor, time_strings, time_one)
+    time_s, t_absent = numbers(
+        tcol, divisor, time_strings, time_one, floats=cols.kind(fm.time) == "float"
+    )
     if defaults is not None and t_absent.any():
         time_s[t_absent] = defaults[t_absent]
         t_absent &= ~(np.isfinite(time_s) & (time_s >= 0.0))
@@ -285,7 +311,10 @@ def _label_field(
     first = sources[0]
     col = cols.get(first.path)
     if len(sources) == 1 and first.pattern is None:
-        return encode_labels(col, default=default or "", lower=lower), first.path, col, None
+        labels = encode_labels(
+            col, default=default or "", lower=lower, strings=cols.kind(first.path) == "str"
+        )
+        return labels, first.path, col, None
     labels = _from_sources(cols, sources, default or "", lower)
     tried = ", ".join(s.describe() for s in sources)
     return labels, first.path, col, f'no "{name}" found in {tried}'
@@ -301,7 +330,7 @@ def _from_sources(
     codes = np.zeros(cols.m, np.int32)
     bad: BoolArray | None = None
     for i, src in enumerate(sources):
-        enc = encode_labels(cols.get(src.path), lower=lower)
+        enc = encode_labels(cols.get(src.path), lower=lower, strings=cols.kind(src.path) == "str")
         if i == 0:
             bad = enc.bad
         lut = np.empty(len(enc.names), np.int32)
@@ -331,7 +360,7 @@ def _decode_status(cols: _Fields, fm: FieldMap) -> tuple[Int64Array, BoolArray]:
     status = np.full(m, -1, np.int64)
     if fm.status is not None:
         scol = cols.get(fm.status)
-        status = statuses(scol)
+        status = statuses(scol, ints=cols.kind(fm.status) == "int")
         cols.checks.flag(status == BAD_STATUS, REASON_BAD_STATUS, fm.status, scol)
         cols.checks.flag((status == -1) & ~has_flag, REASON_MISSING_FIELD, fm.status, scol)
     err_status = status >= fm.error_status_min
@@ -345,7 +374,9 @@ def _decode_latency(cols: _Fields, fm: FieldMap) -> FloatArray:
     """Latencies in s; finite and non-negative."""
     lcol = cols.get(fm.latency)
     divisor = UNIT_DIVISOR[fm.latency_unit]
-    latency_s, l_absent = numbers(lcol, divisor, None, number_one)
+    latency_s, l_absent = numbers(
+        lcol, divisor, None, number_one, floats=cols.kind(fm.latency) == "float"
+    )
     cols.checks.flag(l_absent, REASON_MISSING_FIELD, fm.latency, lcol)
     with np.errstate(invalid="ignore"):
         l_ok = np.isfinite(latency_s) & (latency_s >= 0.0)
@@ -423,13 +454,17 @@ class _Checks:
     def ok(self) -> BoolArray:
         return self.failed < 0
 
-    def failures(self) -> Iterable[tuple[int, str, str]]:
+    def failures(
+        self, shown: Callable[[str, list[Any], int], Any]
+    ) -> Iterable[tuple[int, str, str]]:
+        """(row, reason, detail) of each failed row; ``shown`` gives the value to show."""
         for row in np.flatnonzero(self.failed >= 0).tolist():
             reason, path, col, why = self.checks[int(self.failed[row])]
+            value = shown(path, col, row)
             if why is None:
-                yield row, reason, _detail(reason, path, col[row])
+                yield row, reason, _detail(reason, path, value)
             else:
-                yield row, reason, f'{why} ("{path}": {show_value(col[row])})'
+                yield row, reason, f'{why} ("{path}": {show_value(value)})'
 
 
 def _detail(reason: str, path: str, value: Any) -> str:

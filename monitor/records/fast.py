@@ -8,33 +8,49 @@ fast path cannot take exactly — a parse or validation error, an unknown key, a
 an integer orjson would read as a float — returns None and the caller decodes it on the
 reference path (orjson dicts); the keys of that batch are learnt for the next one. Both paths
 hand the same per-path value columns to the same checks, so they accept and reject alike.
+
+Flat keys with one role are typed (:data:`KINDS`): labels (service, version, cohort, bake,
+segments) ``str | None``, time and latency ``float | None``, status ``int | None``. msgspec
+checks the type while parsing, so those columns need no type scan afterwards; a typed float
+column holds ``12.0`` where the log wrote ``12`` (the same float64), so rejection details are
+rendered from the message itself. A log whose values do not fit (``"version": 42``, ISO times,
+``"status": "200"``) fails that check and is decoded on the reference path; the key is then
+typed ``Any`` like the rest once more than :data:`RELAX_SHARE` of the rows of reference batches
+held such a value (ISO times: at the first batch; a fuzzed line now and then: never).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any
 
 import msgspec
 
 from monitor.records.fieldmap import FieldMap, resolve_path
 
-__all__ = ["MAX_KEYS", "StructFields", "learn_keys", "struct_fields"]
+__all__ = ["MAX_KEYS", "RELAX_SHARE", "StructFields", "learn_keys", "struct_fields"]
 
 MAX_KEYS = 256  # beyond this many distinct top-level keys a log has no fast path
+RELAX_SHARE = 0.01  # share of reference-batch rows whose value does not fit a typed key
 _MAX_DECODERS = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64  # orjson reads integers outside this range as floats
 _SCALARS = frozenset({str, float, bool, type(None)})
 _UNSET = msgspec.UNSET
 
 
+def _label_paths(fm: FieldMap) -> list[str]:
+    paths = list(fm.segments.values())
+    for name in ("service", "version", "cohort", "bake"):
+        paths += [s.path for s in fm.label_sources(name)]
+    return paths
+
+
 def _wanted_keys(fm: FieldMap) -> dict[str, tuple[str, ...] | None]:
     """Top-level keys the map reads: flat path → None, dotted path → its parts (each prefix
     join, ``a``, ``a.b``, ``a.b.c``, may be a top-level key)."""
-    paths = [fm.time, fm.latency, fm.status, fm.error, *fm.segments.values()]
-    for name in ("service", "version", "cohort", "bake"):
-        paths += [s.path for s in fm.label_sources(name)]
+    paths = [fm.time, fm.latency, fm.status, fm.error, *_label_paths(fm)]
     out: dict[str, tuple[str, ...] | None] = {}
     for path in paths:
         if path is None:
@@ -45,6 +61,35 @@ def _wanted_keys(fm: FieldMap) -> dict[str, tuple[str, ...] | None]:
         else:
             out[path] = parts
     return out
+
+
+# Kinds of typed keys: msgspec type, and the Python types of an orjson value that fit it.
+_NONE = type(None)
+KINDS: dict[str, tuple[Any, frozenset[type]]] = {
+    "str": (str | None, frozenset({str, _NONE})),  # labels
+    "float": (float | None, frozenset({float, int, _NONE})),  # time, latency (ints read as floats)
+    "int": (int | None, frozenset({int, _NONE})),  # status
+}
+
+
+def _typed_keys(fm: FieldMap, keys: set[str]) -> dict[str, str]:
+    """Flat keys with one role each (label, time or latency, status) → their kind; a key that
+    is also another field or a dotted path's prefix stays ``Any``."""
+    roles: dict[str, set[str]] = {}
+    for path in _label_paths(fm):
+        roles.setdefault(path, set()).add("str")
+    fields = ((fm.time, "float"), (fm.latency, "float"), (fm.status, "int"), (fm.error, "any"))
+    for field, kind in fields:
+        if field is not None:
+            roles.setdefault(field, set()).add(kind)
+    return {
+        k: kind
+        for k, (kind, *more) in ((k, sorted(v)) for k, v in roles.items())
+        if not more
+        and kind != "any"
+        and "." not in k
+        and not any(p.startswith(k + ".") for p in keys)  # a dotted path's prefix: Any
+    }
 
 
 class _Decoder:
@@ -58,6 +103,8 @@ class _Decoder:
                 self.keys.add(path)
             else:
                 self.keys.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+        self.kinds = _typed_keys(fm, self.keys)  # typed keys, while their values fit the kind
+        self._odd: dict[str, list[int]] = {}  # typed key → [rows not fitting, rows seen]
         self.disabled = False
         self._build()
 
@@ -66,7 +113,12 @@ class _Decoder:
         self.attr = {k: f"f{i}" for i, k in enumerate(keys)}
         dotted = {k for k in keys if k not in self.paths or self.paths[k] is not None}
         fields = [
-            (self.attr[k], Any, _UNSET if k in dotted else None) for k in keys
+            (
+                self.attr[k],
+                KINDS[self.kinds[k]][0] if k in self.kinds else Any,
+                _UNSET if k in dotted else None,
+            )
+            for k in keys
         ]  # None = absent or null for flat keys (as dict.get); UNSET = absent for prefixes
         struct = msgspec.defstruct(
             "LogLine",
@@ -81,11 +133,21 @@ class _Decoder:
             k: eval(f"lambda rows: [r.{a} for r in rows]", {}) for k, a in self.attr.items()
         }
 
-    def learn(self, keys: set[str]) -> None:
-        new = keys - self.keys
-        if not new:
+    def learn(self, objs: list[dict[str, Any]]) -> None:
+        new = set().union(*objs) - self.keys
+        relaxed = set()
+        for k, kind in self.kinds.items():
+            fit = KINDS[kind][1]
+            odd = self._odd.setdefault(k, [0, 0])
+            odd[0] += sum(type(v) not in fit for v in map(dict.get, objs, repeat(k)))
+            odd[1] += len(objs)
+            if odd[0] > RELAX_SHARE * odd[1]:
+                relaxed.add(k)
+        if not new and not relaxed:
             return
         self.keys |= new
+        for k in relaxed:
+            del self.kinds[k]
         if len(self.keys) > MAX_KEYS:
             self.disabled = True
             return
@@ -110,7 +172,7 @@ def learn_keys(fm: FieldMap, objs: list[dict[str, Any]]) -> None:
     """Remember the top-level keys of a batch decoded on the reference path."""
     dec = _decoder(fm)
     if not dec.disabled and objs:
-        dec.learn(set().union(*objs))
+        dec.learn(objs)
 
 
 class StructFields:
@@ -127,10 +189,15 @@ class StructFields:
         if col is None:
             parts = self.dec.paths[path]
             col = self._flat(path) if parts is None else self._dotted(parts)
-            if not _orjson_alike(col):
+            if path not in self.dec.kinds and not _orjson_alike(col):
                 return None
             self._cols[path] = col
         return col
+
+    def kind(self, path: str) -> str | None:
+        """The kind msgspec checked the column at ``path`` against ("str": str or None; "float":
+        float or None; "int": int or None), None for an untyped column."""
+        return self.dec.kinds.get(path)
 
     def _flat(self, key: str) -> list[Any]:
         getter: Any = self.dec.getters[key]

@@ -7,6 +7,7 @@ where it can) and :func:`decode_batch_reference`; columns and rejections must be
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,8 @@ import pytest
 from benchmarks.faults.fuzz import _WRONG, _mutate
 from monitor.records.columns import Categorical, DecodeResult
 from monitor.records.decode import decode_batch, decode_batch_reference
-from monitor.records.fast import struct_fields
-from monitor.records.fieldmap import PRESETS
+from monitor.records.fast import _decoder, struct_fields
+from monitor.records.fieldmap import PRESETS, FieldMap
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLAIN_KEYS = ("ts", "service", "version", "status", "latency_ms", "route", "zone", "host")
@@ -133,3 +134,65 @@ def test_values_orjson_reads_differently_go_to_the_reference_path() -> None:
     for m in msgs:
         _assert_same(decode_batch([m], fm), decode_batch_reference([m], fm))
     _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+
+
+_MAPS = iter(range(501, 600))
+
+
+def _own_map() -> FieldMap:
+    """The plain preset, as a map of its own: decoders are cached per map, and what one test
+    teaches a decoder (a relaxed key) must not change another test's path."""
+    return dataclasses.replace(PRESETS["plain"], error_status_min=next(_MAPS))
+
+
+def test_typed_keys_show_the_logged_value_in_rejections() -> None:
+    """Typed float columns hold -5.0 where the log wrote -5; details still show the log's -5."""
+    fm = _own_map()
+    rng = random.Random(3)
+    ok = [_plain_line(rng) for _ in range(20)]
+    decode_batch_reference(ok, fm)
+    bad = dict(orjson.loads(ok[0]), latency_ms=-5, status=1000)
+    msgs = [*ok, orjson.dumps(bad), orjson.dumps({**bad, "status": 200, "ts": 10**12})]
+    assert struct_fields(msgs, fm) is not None  # the typed decoder took them
+    fast = decode_batch(msgs, fm)
+    _assert_same(fast, decode_batch_reference(msgs, fm))
+    details = [r.detail for r in fast.rejections]
+    assert any("1000" in d for d in details) and any("1000000000000" in d for d in details)
+    assert not any(".0" in d for d in details), details
+
+
+def test_a_key_whose_values_do_not_fit_its_type_is_relaxed() -> None:
+    """ISO times (not floats) and numeric versions (not strings): after the first reference
+    batch of such a log, its batches take the fast path again, decoded alike."""
+    fm = PRESETS["plain"]
+    rng = random.Random(5)
+
+    def line() -> bytes:
+        d = orjson.loads(_plain_line(rng))
+        d["ts"] = f"2026-11-28T10:00:{rng.randrange(60):02d}.5Z"
+        d["version"] = rng.choice([41, 42])
+        d["zz_new_key"] = 1  # a key no field map reads, so the first batch is a reference one
+        return orjson.dumps(d)
+
+    first = [line() for _ in range(50)]
+    assert struct_fields(first, fm) is None
+    decode_batch(first, fm)  # the reference path learns: both keys are typed Any now
+    for _ in range(5):
+        msgs = [line() for _ in range(rng.randrange(1, 100))]
+        assert struct_fields(msgs, fm) is not None
+        _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+
+
+def test_a_rare_value_that_does_not_fit_keeps_the_key_typed() -> None:
+    """One numeric version in 2,000 rows: that batch goes to the reference path (decoded alike),
+    the key stays typed and the next all-good batch is fast again."""
+    fm = _own_map()
+    rng = random.Random(9)
+    decode_batch_reference([_plain_line(rng) for _ in range(50)], fm)
+    msgs = [_plain_line(rng) for _ in range(2000)]
+    msgs[777] = orjson.dumps({**orjson.loads(msgs[777]), "version": 42})
+    assert struct_fields(msgs, fm) is None
+    _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+    nxt = [_plain_line(rng) for _ in range(500)]
+    assert struct_fields(nxt, fm) is not None
+    assert _decoder(fm).kinds.get("version") == "str"
