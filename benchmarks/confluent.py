@@ -75,7 +75,8 @@ def _bare(bootstrap: str, topic: str, n: int) -> Run:
         msgs = c.consume(20_000, 0.5)
         if msgs and wall0 is None:
             wall0, cpu0 = time.perf_counter(), time.process_time()
-        parsed += len(list(map(loads, [m.value() for m in msgs if m.error() is None])))
+        values = [v for m in msgs if m.error() is None and (v := m.value()) is not None]
+        parsed += len(list(map(loads, values)))
         seen += len(msgs)
     rates = _rates(n, wall0, cpu0)
     c.close()

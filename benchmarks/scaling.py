@@ -144,7 +144,7 @@ def measure_one(n_bakes: int, n_records: int, rate: float = DEFAULT_RATE) -> dic
         MemorySink(broker),
         layout,
         lambda: registry,
-        lambda tp: MemorySource(broker, partitions=[tp]),
+        lambda tps: MemorySource(broker, partitions=list(tps)),
         checkpoint_interval_s=1.0,
         clock=lambda: jnow[0],
     )

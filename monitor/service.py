@@ -14,7 +14,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -244,8 +244,10 @@ class Service:
             client=s.kafka,
         )
 
-        def restore_source(tp: TP) -> Source:
-            return make_source(s.kafka_client, s.bootstrap_servers, partitions=[tp], client=s.kafka)
+        def restore_source(tps: Sequence[TP]) -> Source:
+            return make_source(
+                s.kafka_client, s.bootstrap_servers, partitions=list(tps), client=s.kafka
+            )
 
         sink = make_sink(s.kafka_client, s.bootstrap_servers, client=s.kafka)
         self.judge = Judge(

@@ -13,7 +13,7 @@ PACKAGES = ("monitor", "detectors", "bakesim")
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 60
 # monitor/ may use the simulator only to drive traffic in these two commands.
-BAKESIM_USERS = {"monitor.cli.simulate", "monitor.cli.demo"}
+BAKESIM_USERS = {"monitor.cli.simulate", "monitor.cli.demo", "monitor.cli.demo_traffic"}
 
 
 def _modules() -> Iterator[tuple[str, Path]]:

@@ -4,7 +4,10 @@ Starts the embedded broker (unless ``--bootstrap-servers``), bakemon with all ro
 bakes through the HTTP API, and produces simulated traffic for a small fleet: ``checkout`` gets a
 regressed canary, ``search`` a healthy one. It shows live progress, prints the verdict URLs and
 the final verdicts, and exits 0 when they are what the scenario expects (HALT for checkout,
-PROMOTE for search). Simulated event time runs faster than the wall clock.
+PROMOTE for search). Simulated event time runs faster than the wall clock: the traffic is
+produced (by a child process, :mod:`monitor.cli.demo_traffic`) as fast as bakemon keeps up with
+it — at most ``MAX_AHEAD`` records ahead of ingest and ``MAX_PARTIALS_BEHIND`` partials ahead of
+the judge — or at ``--rate``.
 """
 
 from __future__ import annotations
@@ -16,18 +19,17 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import monitor.cli.exits as exits
-from bakesim import Regression, Scenario, ServiceSpec, iter_chunks, to_json_lines
+from bakesim import Regression
 from monitor.cli.client import ApiClient, ClientError
+from monitor.cli.demo_traffic import PARTITIONS, REQUEST_TOPIC, DemoTraffic
 from monitor.config import ENV_PREFIX, FIELDS_PRESET_ENV, load_settings
 from monitor.errors import ConfigError
 from monitor.kafka.broker import EmbeddedBroker, free_port
-from monitor.kafka.io import client_config
 
 if TYPE_CHECKING:
     from monitor.config import Settings
@@ -42,8 +44,6 @@ DEMO_DESCRIPTION = (
     "the printed URLs, until Ctrl-C. BAKEMON_* settings apply, except the few the demo must "
     "fix (it names them when they are set)."
 )
-REQUEST_TOPIC = "requests"
-PARTITIONS = 4
 DEFAULT_PORT = 8080
 # Settings the demo must fix (its own traffic, all roles, a local API), and the demo's tuning,
 # which a BAKEMON_* variable may change.
@@ -54,6 +54,11 @@ _FIXED = {
     "ops_host": "127.0.0.1",
 }
 _TUNING = {"block_offsets": 20_000, "flush_interval_s": 0.5, "checkpoint_interval_s": 0.5}
+# The traffic waits while ingest has this many records left to read, or the judge this many
+# partials left to fold: as fast as the machine runs the pipeline, without a backlog that every
+# verdict would wait behind (everything shares one process, so one stage left behind is starved).
+MAX_AHEAD = 10_000
+MAX_PARTIALS_BEHIND = 8
 _TUNING_ENV = {"ops_port": 0}
 
 
@@ -101,7 +106,7 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
         "--rate",
         type=float,
         default=0.0,
-        help="records/s to produce (default: as fast as possible)",
+        help="records/s to produce (default: as fast as bakemon ingests them)",
     )
     p.add_argument(
         "--timeout",
@@ -170,59 +175,6 @@ def _say_ignored(env: dict[str, str], out: Any) -> None:
             env.pop(name)
 
 
-class DemoTraffic(threading.Thread):
-    """Produces the fleet's simulated request logs until stopped."""
-
-    def __init__(
-        self,
-        bootstrap: str,
-        regression: Regression,
-        seed: int,
-        rate: float,
-        kafka: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(name="demo-traffic", daemon=True)
-        self.bootstrap = bootstrap
-        self.kafka = client_config(kafka or {})
-        self.scenario = Scenario(
-            services=(
-                ServiceSpec(name="checkout", canary_share=0.25, regression=regression),
-                ServiceSpec(
-                    name="search", baseline_version="v7", canary_version="v8", canary_share=0.25
-                ),
-            ),
-            mean_rps=2000.0,
-            start_s=time.time(),
-            seed=seed,
-        )
-        self.rate = rate
-        self.stop_event = threading.Event()
-        self.sent = 0
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        from kafka import KafkaProducer
-
-        try:
-            tuning = {"linger_ms": 20, "batch_size": 512 * 1024, "acks": 1}
-            producer = KafkaProducer(bootstrap_servers=self.bootstrap, **(tuning | self.kafka))
-            t0 = time.monotonic()
-            for cols in iter_chunks(self.scenario, chunk_requests=5000):
-                for line in to_json_lines(cols):
-                    producer.send(REQUEST_TOPIC, line, partition=self.sent % PARTITIONS)
-                    self.sent += 1
-                if self.stop_event.is_set():
-                    break
-                if self.rate > 0:
-                    ahead = self.sent / self.rate - (time.monotonic() - t0)
-                    if ahead > 0:
-                        self.stop_event.wait(ahead)
-            producer.flush()
-            producer.close()
-        except BaseException as exc:
-            self.error = exc
-
-
 def _row(doc: dict[str, Any], colour: bool) -> str:
     p = doc["progress"]
     m = doc.get("metrics", {})
@@ -282,7 +234,12 @@ def run_demo(args: argparse.Namespace) -> int:
             print(f"  {base}/v1/bakes/{bake}", file=out)
         print(f"metrics: {base}/metrics   alerts: {base}/v1/alerts/stream\n", file=out, flush=True)
         stack.traffic = DemoTraffic(
-            bootstrap, scenario.regression, args.seed, args.rate, dict(stack.settings.kafka)
+            bootstrap,
+            scenario.regression,
+            args.seed,
+            args.rate,
+            dict(stack.settings.kafka),
+            keeps_up=stack.keeps_up,
         )
         stack.traffic.start()
         docs = _watch(client, stack.traffic, args.timeout, out.isatty(), out)
@@ -354,6 +311,16 @@ class _Stack:
         )
         self.service = Service(self.settings).start()
         return base, bootstrap
+
+    def keeps_up(self, sent: int) -> bool:
+        """Whether bakemon is at most MAX_AHEAD records behind ``sent`` in ingest and at most
+        MAX_PARTIALS_BEHIND partials behind ingest in the judge."""
+        svc = self.service
+        if svc is None or svc.ingest is None:
+            return sent <= MAX_AHEAD
+        ing = svc.ingest.stats
+        judged = ing.partials if svc.judge is None else svc.judge.stats.partials
+        return sent - ing.records <= MAX_AHEAD and ing.partials - judged <= MAX_PARTIALS_BEHIND
 
     def stop(self) -> None:
         if self.traffic is not None:

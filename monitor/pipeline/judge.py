@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import orjson
 
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
-from monitor.kafka.io import TP, Sink, Source, TopicSnapshot, read_to_end
+from monitor.kafka.io import TP, Sink, Source, TopicSnapshot, read_partitions_to_end
 from monitor.kafka.topics import DOCUMENT_MAX_BYTES, TopicLayout, partition_for
 from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.feed import JudgeStats, feed, feed_clock
@@ -70,7 +70,7 @@ class Judge:
         sink: Sink,
         layout: TopicLayout,
         registry: Callable[[], Registry],
-        restore_source: Callable[[TP], Source],
+        restore_source: Callable[[Sequence[TP]], Source],
         *,
         checkpoint_interval_s: float = DEFAULT_CHECKPOINT_INTERVAL_S,
         unknown_bake_hold_s: float = DEFAULT_UNKNOWN_BAKE_HOLD_S,
@@ -130,30 +130,36 @@ class Judge:
         return self._bakes
 
     # -- assignment ------------------------------------------------------------------------
-    def _restore(self, partition: int) -> None:
-        state = self._read(self.layout.state, partition)
+    def _restore(self, partitions: Collection[int]) -> None:
+        """Restore the bakes (and timelines) of newly assigned partitions: one read per topic
+        for all of them, so an assignment of many partitions costs three consumers, not three
+        per partition (each is a connect, a metadata round and a read: ~0.4 s here)."""
+        if not partitions:
+            return
+        state = self._read(self.layout.state, partitions)
         # Bakes judged by a v1 judge kept their state inside the verdicts topic.
-        legacy = self._read(self.layout.verdicts, partition)
-        restored = 0
-        for key, value in state.values.items():
-            restored += self._restore_one(partition, key, value, Snapshot.decode_any)
-        for key, value in legacy.values.items():
-            if state.values.get(key) is None:
-                restored += self._restore_one(
-                    partition, key, value, Snapshot.decode_legacy, legacy=True
-                )
-        self.stats.restored += restored
-        log.info("judge restored partition %d: %d bakes", partition, restored)
-        mine = {b: st.verdict for b, st in self._bakes.items() if st.partition == partition}
-        timelines = self.timelines.restore(
-            partition, self._read(self.layout.timelines, partition).values, mine
-        )
-        log.debug("judge restored partition %d: %d timelines", partition, timelines)
+        legacy = self._read(self.layout.verdicts, partitions)
+        timelines = self._read(self.layout.timelines, partitions)
+        for partition in sorted(partitions):
+            restored = 0
+            values = state[partition].values
+            for key, value in values.items():
+                restored += self._restore_one(partition, key, value, Snapshot.decode_any)
+            for key, value in legacy[partition].values.items():
+                if values.get(key) is None:
+                    restored += self._restore_one(
+                        partition, key, value, Snapshot.decode_legacy, legacy=True
+                    )
+            self.stats.restored += restored
+            log.info("judge restored partition %d: %d bakes", partition, restored)
+            mine = {b: st.verdict for b, st in self._bakes.items() if st.partition == partition}
+            n = self.timelines.restore(partition, timelines[partition].values, mine)
+            log.debug("judge restored partition %d: %d timelines", partition, n)
 
-    def _read(self, topic: str, partition: int) -> TopicSnapshot:
-        src = self.restore_source((topic, partition))
+    def _read(self, topic: str, partitions: Collection[int]) -> dict[int, TopicSnapshot]:
+        src = self.restore_source([(topic, p) for p in sorted(partitions)])
         try:
-            return read_to_end(src, topic, [partition])
+            return read_partitions_to_end(src, topic, partitions)
         finally:
             src.close()
 
@@ -208,8 +214,8 @@ class Judge:
         assigned, revoked = self.source.take_rebalance()
         for _, p in revoked | assigned:
             self._forget(p)
+        self._restore({p for _, p in assigned})
         for tp in sorted(assigned):
-            self._restore(tp[1])
             # Resume at the committed offset: the snapshots cover everything before it, and
             # per-bake offsets skip what a snapshot written after the commit already holds.
             committed = self.source.committed(tp)

@@ -90,3 +90,18 @@ def test_read_to_end_stops_at_the_high_watermark() -> None:
     snap = read_to_end(MemorySource(b, partitions=[("t", 1)]), "t", [1])
     assert snap.values == {b"k": b"3", b"j": None}
     assert b.latest("t") == {b"k": b"3"}
+
+
+def test_read_to_end_of_one_partition_ignores_the_others_assigned() -> None:
+    """A source assigned several partitions, read one partition at a time while another is
+    written: each read holds only its own partition's records."""
+    b = _broker()
+    b.append("t", b"a", key=b"in-0", partition=0)
+    b.append("t", b"b", key=b"in-1", partition=1)
+    src = MemorySource(b, partitions=[("t", 0), ("t", 1)])
+    first = read_to_end(src, "t", [1])
+    b.append("t", b"c", key=b"late-0", partition=0)  # written between the two reads
+    second = read_to_end(src, "t", [1])
+    assert first.values == {b"in-1": b"b"}
+    assert second.values == {b"in-1": b"b"}
+    assert read_to_end(src, "t", [0]).values == {b"in-0": b"a", b"late-0": b"c"}

@@ -135,7 +135,7 @@ def judge(
         MemorySink(broker),
         LAYOUT,
         current,
-        lambda tp: MemorySource(broker, partitions=[tp]),
+        lambda tps: MemorySource(broker, partitions=list(tps)),
         **kw,
     )
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import orjson
 import pytest
 from _memory_pipeline import (
     BOTH,
     CHECKOUT,
     LAYOUT,
+    NEVER_S,
     SEARCH,
     documents,
     drain,
@@ -19,8 +22,9 @@ from _memory_pipeline import (
 )
 
 from monitor.bakes.spec import BakeSpec, Registry
-from monitor.kafka.memory import MemoryBroker, MemorySource, SimulatedCrash
+from monitor.kafka.memory import MemoryBroker, MemorySink, MemorySource, SimulatedCrash
 from monitor.kafka.topics import DOCUMENT_MAX_BYTES, partition_for
+from monitor.pipeline.judge import Judge
 from monitor.pipeline.snapshot import Snapshot
 from monitor.surfaces.views import VerdictView
 
@@ -306,3 +310,35 @@ def test_checkpoint_after_losing_a_partition_writes_nothing_for_its_bakes() -> N
     j1.source.close()
     drain(j3)
     assert judge_totals(j3)[lost] == want
+
+
+def test_an_assignment_is_restored_with_one_reader_per_topic() -> None:
+    """A judge assigned every partials partition at once reads the state, verdicts and
+    timelines topics once each for all of them (not once per partition), and still restores
+    every bake: the successor of a judge that checkpointed holds what it held."""
+    broker = ingested(LINES, block_offsets=400)
+    _judged_halfway(broker)
+    opened: list[list[tuple[str, int]]] = []
+
+    def restore_source(tps: Sequence[tuple[str, int]]) -> MemorySource:
+        opened.append(list(tps))
+        return MemorySource(broker, partitions=list(tps))
+
+    j = Judge(
+        MemorySource(broker, group_id="bakemon-judge", topics=[LAYOUT.partials]),
+        MemorySink(broker),
+        LAYOUT,
+        lambda: BOTH,
+        restore_source,
+        checkpoint_interval_s=NEVER_S,
+    )
+    j.step(0.0)
+    every = list(range(LAYOUT.partials_partitions))
+    assert sorted(t for t, _ in (tps[0] for tps in opened)) == sorted(
+        [LAYOUT.state, LAYOUT.verdicts, LAYOUT.timelines]
+    )
+    assert all(sorted(p for _, p in tps) == every for tps in opened)
+    assert j.stats.restored == 2
+    assert {s.partition for s in j.bakes.values()} == {
+        partition_for(b.id, LAYOUT.partials_partitions) for b in (CHECKOUT, SEARCH)
+    }

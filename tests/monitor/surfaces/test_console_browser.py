@@ -28,7 +28,8 @@ import orjson
 import pytest
 
 from monitor.cli.client import ApiClient
-from monitor.cli.demo import PARTITIONS, REQUEST_TOPIC, SCENARIOS, DemoTraffic, create_bakes
+from monitor.cli.demo import SCENARIOS, create_bakes
+from monitor.cli.demo_traffic import PARTITIONS, REQUEST_TOPIC, DemoTraffic
 from monitor.config import load_settings
 from monitor.kafka.broker import EmbeddedBroker, free_port
 from monitor.kafka.topics import ensure_topics
