@@ -277,7 +277,9 @@ def _cell_rows(cells: CellPairs, cache: CellCache | None) -> bytes:
     for i in stale:
         (k, stratum), (c, b) = items[i]
         st = _stamp(c, b)
-        row = orjson.dumps([k, stratum, *st, _delta_row(c), _delta_row(b)])
+        # orjson's output keeps its ~4 KB initial buffer: a cached row, kept from flush to flush
+        # (thousands at 1,000 bakes), is copied to its own size.
+        row = memoryview(orjson.dumps([k, stratum, *st, _delta_row(c), _delta_row(b)])).tobytes()
         entries[(k, stratum)] = (c, b, st, row)
         out[i] = row
     if cache is not None:
