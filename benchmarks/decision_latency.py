@@ -43,7 +43,7 @@ from typing import Any
 
 from monitor.bakes.evidence import Evidence
 from monitor.cli.client import ApiClient, ClientError
-from monitor.cli.demo import POLICY, SCENARIOS, _Stack
+from monitor.cli.demo import POLICY, SCENARIOS, _Stack, create_bakes
 from monitor.cli.demo_traffic import DemoTraffic
 
 WINDOW_S = Evidence().window_s
@@ -57,9 +57,10 @@ class TimedTraffic(DemoTraffic):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.marks: list[tuple[float, float]] = []  # (latest event time so far, wall time)
+        self.latest = float("-inf")
 
     def produced(self, latest_event_s: float) -> None:
-        self.latest = max(getattr(self, "latest", float("-inf")), latest_event_s)
+        self.latest = max(self.latest, latest_event_s)
         self.marks.append((self.latest, time.monotonic()))
 
     def produced_at(self, event_s: float) -> float | None:
@@ -85,18 +86,7 @@ def one_run(
             base, bootstrap = stack.start(args, sys.stdout)
         assert stack.settings is not None
         client = ApiClient(base, stack.settings.api_token)
-        for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
-            client.post(
-                "/v1/bakes",
-                {
-                    "id": f"{svc}-{canary}",
-                    "service": svc,
-                    "canary": canary,
-                    "baseline": baseline,
-                    "policy": policy,
-                    "start": 0,
-                },
-            )
+        create_bakes(client, policy)
         traffic = TimedTraffic(
             bootstrap,
             SCENARIOS[scenario].regression,

@@ -333,8 +333,9 @@ class _Stack:
             self.broker.stop()
 
 
-def create_bakes(client: ApiClient) -> None:
-    """The demo's two bakes (checkout-v42, search-v8) under its POLICY, counting from the start."""
+def create_bakes(client: ApiClient, policy: dict[str, Any] | None = None) -> None:
+    """The demo's two bakes (checkout-v42, search-v8) under ``policy`` (default: its POLICY),
+    counting from the start."""
     for svc, canary, baseline in (("checkout", "v42", "v41"), ("search", "v8", "v7")):
         client.post(
             "/v1/bakes",
@@ -343,7 +344,7 @@ def create_bakes(client: ApiClient) -> None:
                 "service": svc,
                 "canary": canary,
                 "baseline": baseline,
-                "policy": POLICY,
+                "policy": POLICY if policy is None else policy,
                 "start": 0,
             },
         )
