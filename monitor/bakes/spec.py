@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from monitor.bakes.policy import Policy
 from monitor.errors import BakeError, ConfigError
 
@@ -216,6 +218,7 @@ class Registry:
         # (service, version) → (start, id, bake index, cohort), sorted
         self._by_version: dict[tuple[str, str], list[tuple[float, str, int, int]]] = {}
         self._frozen: tuple[BakeSpec, ...] | None = ()
+        self._derived: dict[str, Any] = {}  # per-registry lookups built once (reset by add)
         for b in bakes:
             self.add(b)
 
@@ -244,6 +247,7 @@ class Registry:
         Which bake a record belongs to never depends on the indexes: ties between bakes that
         select a version from the same start go to the greatest id, in any add order."""
         self._frozen = None
+        self._derived = {}
         if spec.id in self._index:
             i = self._index[spec.id]
             self._unindex(i, self._bakes[i])
@@ -272,6 +276,7 @@ class Registry:
         out._index = dict(self._index)
         out._by_version = dict(self._by_version)
         out._frozen = None
+        out._derived = {}
         for spec in specs:
             out.add(spec)
         return out
@@ -286,8 +291,28 @@ class Registry:
                 self._by_version.pop(key, None)
 
     def latest_for_service(self, service: str) -> int | None:
-        cands = [(b.start_s, b.id, i) for i, b in enumerate(self._bakes) if b.service == service]
-        return max(cands)[2] if cands else None
+        """The index of the service's latest-started bake (then greatest id), or None; the
+        table is built once per registry (tagging asks for every service of every batch)."""
+        latest = self._derived.get("latest")
+        if latest is None:
+            best: dict[str, tuple[float, str, int]] = {}
+            for i, b in enumerate(self._bakes):
+                cand = (b.start_s, b.id, i)
+                if b.service not in best or cand > best[b.service]:
+                    best[b.service] = cand
+            latest = self._derived["latest"] = {s: c[2] for s, c in best.items()}
+        return latest.get(service)
+
+    def time_bounds(self) -> tuple[Any, Any]:
+        """Arrays of the bakes' event-time starts and ends (inf: open), by index, built once."""
+        bounds = self._derived.get("bounds")
+        if bounds is None:
+            starts = np.array([b.start_s for b in self._bakes], dtype=np.float64)
+            ends = np.array(
+                [math.inf if b.end_s is None else b.end_s for b in self._bakes], dtype=np.float64
+            )
+            bounds = self._derived["bounds"] = (starts, ends)
+        return bounds
 
     def candidates(self, service: str, version: str) -> list[tuple[float, int, int]]:
         """(start, bake index, cohort) of bakes selecting this version, by start time (then

@@ -104,23 +104,39 @@ def _tag_labelled(
 def _tag_by_version(
     batch: RecordBatch, registry: Registry, rest: BoolArray, bake: Int32Array, cohort: Int8Array
 ) -> None:
-    """Rule 3 (rows without a cohort label), in place: one lookup per (service, version)."""
+    """Rule 3 (rows without a cohort label), in place: one registry lookup per distinct
+    (service, version) of the batch and one vectorised pass over the rows, so a batch with
+    thousands of services costs no more per row than one with a single service."""
+    rows = np.flatnonzero(rest)
+    if rows.size == 0:
+        return
     n_ver = max(len(batch.version.categories), 1)
-    key = batch.service.codes.astype(np.int64) * n_ver + batch.version.codes
-    for k in np.unique(key[rest]).tolist():
-        service = batch.service.categories[k // n_ver]
-        version = batch.version.categories[k % n_ver] if batch.version.categories else ""
-        cands = registry.candidates(service, version)
-        if not cands:
-            continue
-        rows = rest & (key == k)
+    key = batch.service.codes[rows].astype(np.int64) * n_ver + batch.version.codes[rows]
+    keys, inv = np.unique(key, return_inverse=True)
+    inv = inv.ravel()
+    services, versions = batch.service.categories, batch.version.categories or ("",)
+    start = np.full(keys.size, np.inf)
+    chosen_bake = np.full(keys.size, -1, dtype=np.int32)
+    chosen_cohort = np.zeros(keys.size, dtype=np.int8)
+    several: list[tuple[int, list[tuple[float, int, int]]]] = []
+    for j, k in enumerate(keys.tolist()):
+        cands = registry.candidates(services[k // n_ver], versions[k % n_ver])
+        if len(cands) == 1:
+            start[j], chosen_bake[j], chosen_cohort[j] = cands[0]
+        elif cands:
+            several.append((j, cands))
+    t = batch.time_s[rows]
+    ok = t >= start[inv]  # one candidate: the rows from its start on
+    bake[rows[ok]] = chosen_bake[inv[ok]]
+    cohort[rows[ok]] = chosen_cohort[inv[ok]]
+    for j, cands in several:  # a version selected by several bakes: the latest started
+        mine = np.flatnonzero(inv == j)
         starts = np.array([c[0] for c in cands])
-        pos = np.searchsorted(starts, batch.time_s[rows], side="right") - 1
-        ok = pos >= 0
-        idx = np.flatnonzero(rows)[ok]
-        chosen = pos[ok]
-        bake[idx] = np.array([c[1] for c in cands], dtype=np.int32)[chosen]
-        cohort[idx] = np.array([c[2] for c in cands], dtype=np.int8)[chosen]
+        pos = np.searchsorted(starts, t[mine], side="right") - 1
+        hit = pos >= 0
+        idx = rows[mine[hit]]
+        bake[idx] = np.array([c[1] for c in cands], dtype=np.int32)[pos[hit]]
+        cohort[idx] = np.array([c[2] for c in cands], dtype=np.int8)[pos[hit]]
 
 
 def _untag_outside_windows(batch: RecordBatch, registry: Registry, bake: Int32Array) -> None:
@@ -128,8 +144,7 @@ def _untag_outside_windows(batch: RecordBatch, registry: Registry, bake: Int32Ar
     tagged = bake >= 0
     if not tagged.any():
         return
-    starts = np.array([b.start_s for b in registry.bakes])
-    ends = np.array([math.inf if b.end_s is None else b.end_s for b in registry.bakes])
+    starts, ends = registry.time_bounds()
     t = batch.time_s[tagged]
     b = bake[tagged]
     outside = (t < starts[b]) | (t >= ends[b])

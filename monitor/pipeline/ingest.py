@@ -30,14 +30,14 @@ from detectors.summary import CohortSummary
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.spec import Registry
 from monitor.bakes.store import proposal_record
-from monitor.bakes.tagging import BASELINE, CANARY, increments, tag
+from monitor.bakes.tagging import BASELINE, CANARY, Tags, increments, tag
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.checkpoint import Checkpoint
 from monitor.pipeline.partials import CellCache, CellPairs, Clock, Partial
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
-from monitor.records.columns import Rejection
+from monitor.records.columns import RecordBatch, Rejection, concat_batches
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import FieldMap
 from monitor.verdict.windows import MAX_CELL_LABELS, merge_cells
@@ -65,6 +65,9 @@ class _Block:
     progress_s: float | None = None  # the partition's event-time clock at ``upto``
     changed: set[str] = field(default_factory=set)  # bakes with data since the last flush
     complete: bool = False
+    # Tagged rows not yet summarised, with the registry that tagged them: a flush groups them
+    # once (one summary per bake and cell per flush, not per polled batch).
+    pending: list[tuple[Registry, RecordBatch, Tags]] = field(default_factory=list)
 
 
 @dataclass
@@ -234,20 +237,43 @@ class Ingest:
         if self.discovery is not None:
             self.discovery.sight(decoded.batch)
         tags = tag(decoded.batch, registry)
-        self.stats.tagged += int((tags.bake >= 0).sum())
-        for bake_idx, inc in increments(decoded.batch, tags, registry).items():
-            bake_id = registry.bakes[bake_idx].id
-            pair = acc.bakes.setdefault(bake_id, [CohortSummary(), CohortSummary()])
-            pair[BASELINE].merge(inc.baseline)
-            pair[CANARY].merge(inc.canary)
-            acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
-            merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items(), MAX_CELL_LABELS)
-            acc.changed.add(bake_id)
+        sel = np.flatnonzero(tags.bake >= 0)
+        self.stats.tagged += int(sel.size)
+        if sel.size:
+            acc.pending.append(
+                (registry, decoded.batch.take(sel), Tags(tags.bake[sel], tags.cohort[sel]))
+            )
         acc.progress_s = clock.progress_s
         self._clock_of[tp] = (clock.progress_s, self._idle.get(tp, False))
         acc.upto = max(acc.upto, upto)
         if acc.upto >= (block + 1) * self.block_offsets:
             acc.complete = True
+
+    @staticmethod
+    def _settle(acc: _Block) -> None:
+        """Summarise the block's pending rows into its bakes: one grouping per registry they
+        were tagged under (normally one), so the per-bake work of a flush does not depend on
+        how many batches it polled."""
+        runs: list[tuple[Registry, list[RecordBatch], list[Tags]]] = []
+        for registry, batch, tags in acc.pending:
+            if not runs or runs[-1][0] is not registry:
+                runs.append((registry, [], []))
+            runs[-1][1].append(batch)
+            runs[-1][2].append(tags)
+        acc.pending = []
+        for registry, batches, tag_list in runs:
+            tags = Tags(
+                np.concatenate([t.bake for t in tag_list]),
+                np.concatenate([t.cohort for t in tag_list]),
+            )
+            for bake_idx, inc in increments(concat_batches(batches), tags, registry).items():
+                bake_id = registry.bakes[bake_idx].id
+                pair = acc.bakes.setdefault(bake_id, [CohortSummary(), CohortSummary()])
+                pair[BASELINE].merge(inc.baseline)
+                pair[CANARY].merge(inc.canary)
+                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
+                merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items(), MAX_CELL_LABELS)
+                acc.changed.add(bake_id)
 
     def _dead_letter(self, tp: TP, recs: Sequence[Record], rejections: Sequence[Rejection]) -> None:
         if not self.layout.dead_letter:
@@ -281,6 +307,7 @@ class Ingest:
         out: list[tuple[str, bytes]] = []
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
+                self._settle(b)
                 bakes = sorted(b.bakes if b.complete else b.changed)
                 out.extend(self._encode_block((topic, partition), b, bakes))
                 b.changed = set()

@@ -7,13 +7,13 @@ batch; :class:`Rejection` describes one record that could not be decoded.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Categorical", "DecodeResult", "RecordBatch", "Rejection"]
+__all__ = ["Categorical", "DecodeResult", "RecordBatch", "Rejection", "concat_batches"]
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -99,6 +99,52 @@ class RecordBatch:
             bake=None if self.bake is None else self.bake.take(s),
             segments={k: v.take(s) for k, v in self.segments.items()},
         )
+
+
+def _concat_categorical(cols: list[Categorical | None], sizes: list[int]) -> Categorical:
+    """One categorical of the given columns' rows (a missing column: absent values), with
+    sorted categories: each column's codes remapped through a small lookup array."""
+    cats = sorted({c for col in cols if col is not None for c in col.categories})
+    if any(col is None or not col.categories for col in cols) and "" not in cats:
+        cats.insert(0, "")  # sorts first
+    lookup = {c: i for i, c in enumerate(cats)}
+    parts = []
+    for col, n in zip(cols, sizes, strict=True):
+        if col is None or not col.categories:
+            parts.append(np.full(n, lookup[""], dtype=np.int32))
+        else:
+            remap = np.fromiter(map(lookup.__getitem__, col.categories), np.int32)
+            parts.append(remap[col.codes])
+    return Categorical(np.concatenate(parts) if parts else np.zeros(0, np.int32), tuple(cats))
+
+
+def concat_batches(batches: Sequence[RecordBatch]) -> RecordBatch:
+    """The rows of ``batches`` in order as one batch: ``index`` runs over the result, string
+    columns get the union of the categories. Summaries of the result equal the sum of the
+    batches' (ingest groups a flush's batches once instead of each batch per bake)."""
+    if len(batches) == 1:
+        return batches[0]
+    sizes = [b.n for b in batches]
+    dims = sorted({d for b in batches for d in b.segments})
+
+    def optional(name: str) -> Categorical | None:
+        cols = [getattr(b, name) for b in batches]
+        return None if all(c is None for c in cols) else _concat_categorical(cols, sizes)
+
+    return RecordBatch(
+        index=np.arange(sum(sizes), dtype=np.int64),
+        time_s=np.concatenate([b.time_s for b in batches]),
+        latency_s=np.concatenate([b.latency_s for b in batches]),
+        error=np.concatenate([b.error for b in batches]),
+        status=np.concatenate([b.status for b in batches]),
+        service=_concat_categorical([b.service for b in batches], sizes),
+        version=_concat_categorical([b.version for b in batches], sizes),
+        cohort=optional("cohort"),
+        bake=optional("bake"),
+        segments={
+            d: _concat_categorical([b.segments.get(d) for b in batches], sizes) for d in dims
+        },
+    )
 
 
 @dataclass(frozen=True)

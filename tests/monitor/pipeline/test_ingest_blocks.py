@@ -124,3 +124,26 @@ def test_zombie_commit_of_a_revoked_partition_is_not_attempted() -> None:
     assert a.checkpoint()
     assert a.stats.commit_failures == 0  # a commit of partition 1 would have been refused
     other.close()
+
+
+@pytest.mark.parametrize("fetch_records", [1, 7, 113])
+def test_a_flush_publishes_the_same_partials_however_the_records_were_polled(
+    fetch_records: int,
+) -> None:
+    """Ingest summarises a flush's polled batches together: the partials of a flush do not
+    depend on how the records arrived (one poll, or batches of 1, 7, 113 records). Blocks
+    larger than the log: a block that completes is flushed at once, which would cut the
+    flushes differently."""
+    lines = request_log(2600, seed=5)
+
+    def published(fetch: int | None) -> list[bytes]:
+        broker = new_broker()
+        produce(broker, lines)
+        w = ingest(broker, block_offsets=5_000, fetch_records=fetch)
+        drain(w)
+        assert w.checkpoint()
+        return sorted(r.value or b"" for r in broker.records(LAYOUT.partials))
+
+    one_poll = published(None)
+    assert len(one_poll) >= 4  # two bakes x two partitions, and the clocks
+    assert published(fetch_records) == one_poll

@@ -434,3 +434,58 @@ def test_overlong_labels_are_cut_so_memory_and_partials_stay_bounded() -> None:
     assert values[2] == "/api"
     assert values[0] == values[1] and len(values[0]) == MAX_LABEL_CHARS
     assert values[0].endswith("…") and values[0].startswith("/rrr")
+
+
+def test_concatenated_batches_summarise_as_the_sum_of_their_parts() -> None:
+    """concat_batches unions each string column's categories (a dimension a batch lacks is
+    absent there): every row keeps its values, and the summaries of the whole are the merged
+    summaries of the parts."""
+    from monitor.bakes.spec import BakeSpec, Registry
+    from monitor.bakes.tagging import Tags, summarise, tag
+    from monitor.records.columns import concat_batches
+
+    rng = np.random.default_rng(4)
+    reg = Registry(
+        [BakeSpec.from_dict({"id": "c-v2", "service": "c", "canary": "v2", "baseline": "v1"})]
+    )
+    batches = []
+    for size in (5, 40, 1, 17):
+        lines = [
+            orjson.dumps(
+                {
+                    "ts": 1_795_824_000 + float(rng.uniform(0, 100)),
+                    "service": str(rng.choice(["c", "d"])),
+                    "version": str(rng.choice(["v1", "v2"])),
+                    "status": int(rng.choice([200, 503])),
+                    "latency_ms": float(rng.uniform(1, 900)),
+                    **({"zone": f"z{rng.integers(0, 4)}"} if rng.random() < 0.7 else {}),
+                }
+            )
+            for _ in range(size)
+        ]
+        batches.append(decode_batch(lines, PRESETS["plain"]).batch)
+    whole = concat_batches(batches)
+    assert whole.n == sum(b.n for b in batches)
+    for name in ("service", "version"):
+        assert list(getattr(whole, name).values()) == [
+            v for b in batches for v in getattr(b, name).values()
+        ]
+    for dim in whole.segments:
+        assert list(whole.segments[dim].values()) == [
+            v
+            for b in batches
+            for v in (b.segments[dim].values() if dim in b.segments else [""] * b.n)
+        ]
+    tags = [tag(b, reg) for b in batches]
+    merged: dict[tuple[int, int], object] = {}
+    for b, t in zip(batches, tags, strict=True):
+        for key, (s, _) in summarise(b, t).items():
+            if key in merged:
+                merged[key].merge(s)  # type: ignore[attr-defined]
+            else:
+                merged[key] = s
+    all_tags = Tags(
+        np.concatenate([t.bake for t in tags]), np.concatenate([t.cohort for t in tags])
+    )
+    got = {k: s for k, (s, _) in summarise(whole, all_tags).items()}
+    assert got == merged and len(got) == 2
