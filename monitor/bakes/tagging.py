@@ -7,13 +7,14 @@ stream did; the rules are in :mod:`monitor.bakes.spec`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from detectors.summary import CohortSummary
+from detectors.summary import NUM_BUCKETS, CohortSummary, bucket_index
 from monitor.bakes.spec import BASELINE, CANARY, COHORT_NAMES, Registry
 from monitor.records.columns import Categorical, RecordBatch
 
@@ -205,13 +206,15 @@ def _stratum_codes(
     return code, label
 
 
-def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellSummaries:
-    """Summaries per (bake index, cohort) and (event-time window, stratum) of the tagged rows,
-    by each bake's policy (``window_s``, ``stratify``): the evidence cells of STATISTICS.md §7.
-    Vectorised like :func:`summarise`: bakes that form cells alike (the same ``window_s`` and
-    strata: usually all of them) share one key per row, one ``np.unique`` and one bincount
-    pass, so the cost of a batch does not grow with the number of bakes in it."""
-    out: CellSummaries = {}
+def _cell_groups(
+    batch: RecordBatch, tags: Tags, registry: Registry
+) -> Iterator[
+    tuple[Int64Array, Int64Array, Int64Array, Int64Array, Int64Array, Callable[[int], str]]
+]:
+    """Per shape of evidence cells (``window_s``, strata) the bakes' tagged rows use: the rows,
+    each row's group (``np.unique`` inverse) and the groups' (bake * 2 + cohort, window index,
+    stratum code), with the label of a stratum code. Bakes that form cells alike (usually all
+    of them) share one key per row and one ``np.unique``."""
     tagged = tags.bake >= 0
     by_shape: dict[tuple[float, tuple[str, ...]], list[int]] = {}
     for bake_idx in np.unique(tags.bake[tagged]).tolist():
@@ -227,19 +230,96 @@ def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellS
         group = tags.bake[rows].astype(np.int64) * 2 + tags.cohort[rows]
         key = (group * n_w + w_inv.ravel()) * n_s + stratum
         groups, ginv = np.unique(key, return_inverse=True)
+        rest, st = np.divmod(groups, n_s)
+        bc, w = np.divmod(rest, n_w)
+        yield rows, ginv.ravel(), bc, windows[w], st, label
+
+
+def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellSummaries:
+    """Summaries per (bake index, cohort) and (event-time window, stratum) of the tagged rows,
+    by each bake's policy (``window_s``, ``stratify``): the evidence cells of STATISTICS.md §7.
+    Vectorised like :func:`summarise` (:func:`_cell_groups`), so the cost of a batch does not
+    grow with the number of bakes in it."""
+    out: CellSummaries = {}
+    for rows, ginv, bc, ks, st, label in _cell_groups(batch, tags, registry):
         summaries = CohortSummary.from_groups(
-            ginv.ravel(), groups.size, batch.latency_s[rows], batch.error[rows]
+            ginv, bc.size, batch.latency_s[rows], batch.error[rows]
         )
         labels: dict[int, str] = {}
-        window_list = windows.tolist()
-        for g, summary in zip(groups.tolist(), summaries, strict=True):
-            rest, st = divmod(g, n_s)
-            bc, w = divmod(rest, n_w)
-            name = labels.get(st)
+        for b, k, code, summary in zip(
+            bc.tolist(), ks.tolist(), st.tolist(), summaries, strict=True
+        ):
+            name = labels.get(code)
             if name is None:
-                name = labels[st] = label(st)
-            out.setdefault(divmod(bc, 2), {})[(window_list[w], name)] = summary
+                name = labels[code] = label(code)
+            out.setdefault(divmod(b, 2), {})[(k, name)] = summary
     return out
+
+
+@dataclass
+class CellCounts:
+    """The evidence cells of a batch as columns, no summary objects: per group (bake, cohort,
+    window, stratum) its bake index, cohort, window index, stratum label, requests and errors,
+    and the histogram as (group, bucket, count) triplets sorted by group then bucket. What
+    :func:`summarise_cells` gives, for a consumer that keeps cells in arrays (ingest)."""
+
+    bake: Int64Array
+    cohort: Int64Array
+    k: Int64Array
+    label: list[str]
+    n: Int64Array
+    e: Int64Array
+    h_group: Int64Array
+    h_bucket: Int64Array
+    h_count: Int64Array
+
+
+def cell_counts(batch: RecordBatch, tags: Tags, registry: Registry) -> CellCounts:
+    """:class:`CellCounts` of the tagged rows (the groups of :func:`summarise_cells`)."""
+    parts: list[tuple[Any, ...]] = []
+    offset = 0
+    for rows, ginv, bc, ks, st, label in _cell_groups(batch, tags, registry):
+        g = bc.size
+        names = {code: label(code) for code in np.unique(st).tolist()}
+        keys, counts = np.unique(
+            ginv * NUM_BUCKETS + bucket_index(batch.latency_s[rows]), return_counts=True
+        )
+        h_group, h_bucket = np.divmod(keys, NUM_BUCKETS)
+        n = np.bincount(ginv, minlength=g)
+        e = np.bincount(ginv, weights=batch.error[rows].astype(np.float64), minlength=g)
+        parts.append(
+            (
+                bc // 2,
+                bc % 2,
+                ks,
+                [names[c] for c in st.tolist()],
+                n,
+                np.rint(e).astype(np.int64),
+                h_group + offset,
+                h_bucket,
+                counts,
+            )
+        )
+        offset += g
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return CellCounts(empty, empty, empty, [], empty, empty, empty, empty, empty)
+    cols = list(zip(*parts, strict=True))
+
+    def cat(c: tuple[Any, ...]) -> Int64Array:
+        return np.concatenate(c).astype(np.int64)
+
+    return CellCounts(
+        cat(cols[0]),
+        cat(cols[1]),
+        cat(cols[2]),
+        [name for names in cols[3] for name in names],
+        cat(cols[4]),
+        cat(cols[5]),
+        cat(cols[6]),
+        cat(cols[7]),
+        cat(cols[8]),
+    )
 
 
 @dataclass

@@ -30,17 +30,18 @@ from detectors.summary import CohortSummary
 from monitor.bakes.discovery import Discovery
 from monitor.bakes.spec import Registry
 from monitor.bakes.store import proposal_record
-from monitor.bakes.tagging import BASELINE, CANARY, Tags, increments, tag
+from monitor.bakes.tagging import Tags, cell_counts, summarise, tag
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
+from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.checkpoint import Checkpoint
-from monitor.pipeline.partials import CellCache, CellPairs, Clock, Partial
+from monitor.pipeline.partials import Clock, Partial
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import RecordBatch, Rejection, concat_batches
 from monitor.records.decode import decode_batch
 from monitor.records.fieldmap import FieldMap
-from monitor.verdict.windows import MAX_CELL_LABELS, merge_cells
+from monitor.verdict.windows import MAX_CELL_LABELS
 
 __all__ = ["Ingest", "IngestStats"]
 
@@ -60,8 +61,7 @@ class _Block:
         default_factory=dict
     )  # by cohort: BASELINE, CANARY
     max_time: dict[str, float] = field(default_factory=dict)
-    cells: dict[str, CellPairs] = field(default_factory=dict)  # evidence cells per bake
-    encoded: dict[str, CellCache] = field(default_factory=dict)  # their encoding, per bake
+    cells: BlockCells = field(default_factory=BlockCells)  # evidence cells of every bake
     progress_s: float | None = None  # the partition's event-time clock at ``upto``
     changed: set[str] = field(default_factory=set)  # bakes with data since the last flush
     complete: bool = False
@@ -266,14 +266,16 @@ class Ingest:
                 np.concatenate([t.bake for t in tag_list]),
                 np.concatenate([t.cohort for t in tag_list]),
             )
-            for bake_idx, inc in increments(concat_batches(batches), tags, registry).items():
-                bake_id = registry.bakes[bake_idx].id
+            batch = concat_batches(batches)
+            bakes = registry.bakes
+            for (bake_idx, cohort), (summary, t) in summarise(batch, tags).items():
+                bake_id = bakes[bake_idx].id
                 pair = acc.bakes.setdefault(bake_id, [CohortSummary(), CohortSummary()])
-                pair[BASELINE].merge(inc.baseline)
-                pair[CANARY].merge(inc.canary)
-                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), inc.max_time_s)
-                merge_cells(acc.cells.setdefault(bake_id, {}), inc.cells.items(), MAX_CELL_LABELS)
+                pair[cohort].merge(summary)
+                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), t)
                 acc.changed.add(bake_id)
+            cc = cell_counts(batch, tags, registry)
+            acc.cells.add([bakes[i].id for i in cc.bake.tolist()], cc, MAX_CELL_LABELS)
 
     def _dead_letter(self, tp: TP, recs: Sequence[Record], rejections: Sequence[Rejection]) -> None:
         if not self.layout.dead_letter:
@@ -352,12 +354,12 @@ class Ingest:
                 can,
                 base,
                 b.max_time.get(bake_id),
-                b.cells.get(bake_id, {}),
+                {},
                 b.progress_s,
                 self._idle.get(tp, False),
                 self._partitions_of(tp[0]),
             )
-            out.append((bake_id, p.encode(b.encoded.setdefault(bake_id, CellCache()))))
+            out.append((bake_id, p.encode(cells_json=b.cells.rows_json(bake_id))))
         return out
 
     def outputs_failed(self) -> None:

@@ -70,9 +70,11 @@ class Partial:
     idle: bool = False  # the source partition has no new records: its clock holds nothing back
     source_partitions: int | None = None  # partitions of ``topic``: the judge waits for each
 
-    def encode(self, cache: CellCache | None = None) -> bytes:
+    def encode(self, cache: CellCache | None = None, cells_json: bytes | None = None) -> bytes:
         """The message value (format 3); ``cache`` keeps the encoded cells of this bake's block
-        between flushes, so only the cells that changed since the last one are encoded again."""
+        between flushes, so only the cells that changed since the last one are encoded again;
+        ``cells_json``, when given, is the cells' rows already encoded (ingest's
+        :class:`~monitor.pipeline.cells.BlockCells`) and ``cells`` is not read."""
         return orjson.dumps(
             {
                 "v": PARTIAL_FORMAT_VERSION,
@@ -88,7 +90,9 @@ class Partial:
                 "progress": self.progress_s,
                 "idle": self.idle,
                 "parts": self.source_partitions,
-                "cells": orjson.Fragment(_cell_rows(self.cells, cache)),
+                "cells": orjson.Fragment(
+                    cells_json if cells_json is not None else _cell_rows(self.cells, cache)
+                ),
             }
         )
 

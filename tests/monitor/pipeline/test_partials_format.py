@@ -12,6 +12,7 @@ import pytest
 from _memory_pipeline import drain, ingest, new_broker, produce, request_log
 
 from detectors.summary import NUM_BUCKETS, CohortSummary
+from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.partials import (
     PARTIAL_FORMAT_VERSION,
     BlockFold,
@@ -189,14 +190,14 @@ def test_ingest_flushes_with_its_cache_what_a_fresh_encoding_would(
 ) -> None:
     """Through many flushes of growing blocks, every partial ingest publishes is byte for byte
     what encoding it without a cache gives, and the cache is used."""
-    caches: list[CellCache] = []
+    caches: list[BlockCells] = []
+    init = BlockCells.__init__
 
-    class Counted(CellCache):
-        def __init__(self) -> None:
-            super().__init__()
-            caches.append(self)
+    def counted(self: BlockCells) -> None:
+        init(self)
+        caches.append(self)
 
-    monkeypatch.setattr("monitor.pipeline.ingest.CellCache", Counted)
+    monkeypatch.setattr(BlockCells, "__init__", counted)
     lines = request_log(2400, seed=11)
     broker = new_broker()
     w = ingest(broker, block_offsets=700, fetch_records=60)
