@@ -36,6 +36,7 @@ __all__ = [
     "RELATIVE_ACCURACY",
     "SUMMARY_FORMAT_VERSION",
     "CohortSummary",
+    "add_segment_counts",
     "bucket_index",
     "bucket_upper_edge_s",
     "bucket_value_s",
@@ -264,12 +265,7 @@ class CohortSummary:
 
     def add_segment_counts(self, dim: str, counts: Mapping[str, int]) -> None:
         """Add per-value request counts for one segment dimension (bounded, see module doc)."""
-        table = self.segments.setdefault(dim, {})
-        for value, c in counts.items():
-            key = value
-            if key not in table and len(table) >= MAX_SEGMENT_VALUES:
-                key = OTHER_SEGMENT
-            table[key] = table.get(key, 0) + int(c)
+        add_segment_counts(self.segments.setdefault(dim, {}), counts)
 
     # -- algebra ---------------------------------------------------------------------------
     def copy(self) -> CohortSummary:
@@ -425,6 +421,16 @@ class CohortSummary:
             raise StateError(msg, value=(requests, errors)) from exc
         out.segments = {str(dim): dict(vals) for dim, vals in dict(segments).items()}
         return out
+
+
+def add_segment_counts(table: dict[str, int], counts: Mapping[str, int]) -> None:
+    """Add per-value request counts into one dimension's ``table``, in place: a value new to a
+    table that already holds ``MAX_SEGMENT_VALUES`` goes to ``OTHER_SEGMENT``."""
+    for value, c in counts.items():
+        key = value
+        if key not in table and len(table) >= MAX_SEGMENT_VALUES:
+            key = OTHER_SEGMENT
+        table[key] = table.get(key, 0) + int(c)
 
 
 def _check_counts(requests: int, errors: int) -> None:

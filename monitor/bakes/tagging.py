@@ -35,6 +35,9 @@ Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
 
 
+SEGMENT_DIMS = ("zone", "route", "host")  # the totals' segment counts (coverage, blast radius)
+
+
 @dataclass(frozen=True)
 class Tags:
     """Per-row bake index (-1 = not in any bake) and cohort (BASELINE/CANARY)."""
@@ -153,7 +156,7 @@ def _untag_outside_windows(batch: RecordBatch, registry: Registry, bake: Int32Ar
 
 
 def summarise(
-    batch: RecordBatch, tags: Tags, segment_dims: Sequence[str] = ("zone", "route", "host")
+    batch: RecordBatch, tags: Tags, segment_dims: Sequence[str] = SEGMENT_DIMS
 ) -> dict[tuple[int, int], tuple[CohortSummary, float]]:
     """Summaries per (bake index, cohort) of the tagged rows, with each group's max event time.
 
@@ -274,6 +277,15 @@ class CellCounts:
     h_count: Int64Array
 
 
+def as_totals(cc: CellCounts) -> CellCounts:
+    """The same counts with every group in window 0, stratum "": summed per (bake, cohort) by
+    whoever adds them, they are the bakes' totals (every tagged row is in one cell)."""
+    zeros = np.zeros(cc.n.size, dtype=np.int64)
+    return CellCounts(
+        cc.bake, cc.cohort, zeros, [""] * cc.n.size, cc.n, cc.e, cc.h_group, cc.h_bucket, cc.h_count
+    )
+
+
 def cell_counts(batch: RecordBatch, tags: Tags, registry: Registry) -> CellCounts:
     """:class:`CellCounts` of the tagged rows (the groups of :func:`summarise_cells`)."""
     parts: list[tuple[Any, ...]] = []
@@ -320,6 +332,38 @@ def cell_counts(batch: RecordBatch, tags: Tags, registry: Registry) -> CellCount
         cat(cols[7]),
         cat(cols[8]),
     )
+
+
+def segment_counts(
+    batch: RecordBatch, tags: Tags, segment_dims: Sequence[str] = SEGMENT_DIMS
+) -> tuple[list[str], dict[int, dict[str, dict[str, int]]]]:
+    """The dims of ``segment_dims`` the batch has, and per group ``bake * 2 + cohort`` its
+    nonzero per-value request counts (absent values not counted), values in category order:
+    what :func:`summarise` puts in each summary's ``segments``, without summary objects."""
+    sel = np.flatnonzero(tags.bake >= 0)
+    dims = [
+        d for d in segment_dims if (col := batch.segments.get(d)) is not None and col.categories
+    ]
+    out: dict[int, dict[str, dict[str, int]]] = {}
+    if sel.size == 0:
+        return dims, out
+    groups, ginv = np.unique(
+        tags.bake[sel].astype(np.int64) * 2 + tags.cohort[sel], return_inverse=True
+    )
+    glist = groups.tolist()
+    for dim in dims:
+        col = batch.segments[dim]
+        cats = col.categories
+        codes = col.codes[sel].astype(np.int64)
+        empty = col.code("")
+        keep = codes != empty if empty >= 0 else np.ones(sel.size, dtype=bool)
+        if not keep.any():
+            continue
+        keys, counts = np.unique(ginv.ravel()[keep] * len(cats) + codes[keep], return_counts=True)
+        for key, c in zip(keys.tolist(), counts.tolist(), strict=True):
+            gi, code = divmod(key, len(cats))
+            out.setdefault(glist[gi], {}).setdefault(dim, {})[cats[code]] = c
+    return dims, out
 
 
 @dataclass

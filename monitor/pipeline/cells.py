@@ -17,12 +17,13 @@ against the summary-object path on random traffic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import orjson
 
-from detectors.summary import NUM_BUCKETS
+from detectors.summary import NUM_BUCKETS, SUMMARY_FORMAT_VERSION
 from monitor.bakes.spec import BASELINE, CANARY
 from monitor.bakes.tagging import CellCounts
 from monitor.verdict.windows import overflow_label
@@ -156,28 +157,58 @@ class BlockCells:
         rows = self._rows
         return b"[" + b",".join([rows[c] for c in order]) + b"]"
 
-    def _encode_dirty(self) -> None:
-        """Encode every changed cell's row at once: the sparse, delta-coded histograms of all
-        of them in one vectorised pass, one ``orjson.dumps`` per row."""
-        cells = np.array(sorted(self._dirty), dtype=np.int64)
-        self._dirty = set()
+    def _gather(self, cells: Int64Array) -> tuple[Int64Array, Int64Array, Int64Array]:
+        """The nonzero buckets and counts of ``cells``' histograms, canary then baseline per
+        cell, with the bounds of each: histogram ``i`` is ``[bounds[i], bounds[i + 1])``."""
         hist_rows = np.stack([2 * cells + CANARY, 2 * cells + BASELINE], axis=1).ravel()
         lo = np.searchsorted(self._hk, hist_rows * NUM_BUCKETS)
         hi = np.searchsorted(self._hk, (hist_rows + 1) * NUM_BUCKETS)
         lengths = hi - lo
         ends = np.cumsum(lengths)
-        starts = ends - lengths
         total = int(ends[-1]) if ends.size else 0
-        idx = np.repeat(lo - starts, lengths) + np.arange(total)
-        bucket = self._hk[idx] % NUM_BUCKETS
+        idx = np.repeat(lo - (ends - lengths), lengths) + np.arange(total)
+        bounds = np.concatenate([[0], ends]).astype(np.int64)
+        return self._hk[idx] % NUM_BUCKETS, self._hc[idx], bounds
+
+    def summaries(self, bakes: Sequence[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """Per bake, its one cell's (canary, baseline) counts as summary documents without
+        segments (:meth:`CohortSummary.to_dict`): how ingest holds a block's totals."""
+        cells = np.array([self._by_bake[b][(0, "")] for b in bakes], dtype=np.int64)
+        bucket, count, bounds = self._gather(cells)
+        bl, cl, bd = bucket.tolist(), count.tolist(), bounds.tolist()
+        n, e = self._n[cells].tolist(), self._e[cells].tolist()
+        out = []
+        for j in range(cells.size):
+            docs = []
+            for r, cohort in ((2 * j, CANARY), (2 * j + 1, BASELINE)):
+                lo, hi = bd[r], bd[r + 1]
+                docs.append(
+                    {
+                        "v": SUMMARY_FORMAT_VERSION,
+                        "n": n[j][cohort],
+                        "e": e[j][cohort],
+                        "hi": bl[lo:hi],
+                        "hc": cl[lo:hi],
+                    }
+                )
+            out.append((docs[0], docs[1]))
+        return out
+
+    def _encode_dirty(self) -> None:
+        """Encode every changed cell's row at once: the sparse, delta-coded histograms of all
+        of them in one vectorised pass, one ``orjson.dumps`` per row."""
+        cells = np.array(sorted(self._dirty), dtype=np.int64)
+        self._dirty = set()
+        bucket, count, bounds_a = self._gather(cells)
+        starts = bounds_a[:-1]
         prev = np.empty_like(bucket)
         prev[1:] = bucket[:-1]
-        prev[starts[lengths > 0]] = 0  # each histogram's first bucket is written as itself
-        flat = np.empty(2 * total, dtype=np.int64)
+        prev[starts[bounds_a[1:] > starts]] = 0  # each histogram's first bucket as itself
+        flat = np.empty(2 * bucket.size, dtype=np.int64)
         flat[0::2] = bucket - prev
-        flat[1::2] = self._hc[idx]
+        flat[1::2] = count
         values = flat.tolist()
-        bounds = (2 * np.concatenate([[0], ends])).tolist()
+        bounds = (2 * bounds_a).tolist()
         n, e = self._n[cells].tolist(), self._e[cells].tolist()
         for j, c in enumerate(cells.tolist()):
             nj, ej = n[j], e[j]

@@ -23,20 +23,21 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-from detectors.summary import CohortSummary
+from detectors.summary import add_segment_counts
 from monitor.bakes.discovery import Discovery
-from monitor.bakes.spec import Registry
+from monitor.bakes.spec import BASELINE, CANARY, Registry
 from monitor.bakes.store import proposal_record
-from monitor.bakes.tagging import Tags, cell_counts, summarise, tag
+from monitor.bakes.tagging import Tags, as_totals, cell_counts, segment_counts, tag
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.checkpoint import Checkpoint
-from monitor.pipeline.partials import Clock, Partial
+from monitor.pipeline.partials import Clock, encode_partial
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import RecordBatch, Rejection, concat_batches
 from monitor.records.decode import decode_batch
@@ -57,17 +58,37 @@ IDLE_AFTER_S = 10.0  # wall-clock seconds without records, read to the end: a pa
 class _Block:
     block: int
     upto: int
-    bakes: dict[str, list[CohortSummary]] = field(
-        default_factory=dict
-    )  # by cohort: BASELINE, CANARY
+    # Per bake: its totals (one cell each), its latest event time, its segment counts per
+    # cohort (BASELINE, CANARY), and its evidence cells, all cumulative over the block.
+    totals: BlockCells = field(default_factory=BlockCells)
     max_time: dict[str, float] = field(default_factory=dict)
-    cells: BlockCells = field(default_factory=BlockCells)  # evidence cells of every bake
+    segments: dict[str, tuple[SegmentCounts, SegmentCounts]] = field(default_factory=dict)
+    segment_dims: list[str] = field(default_factory=list)  # the dims the records have
+    cells: BlockCells = field(default_factory=BlockCells)
     progress_s: float | None = None  # the partition's event-time clock at ``upto``
     changed: set[str] = field(default_factory=set)  # bakes with data since the last flush
     complete: bool = False
     # Tagged rows not yet summarised, with the registry that tagged them: a flush groups them
     # once (one summary per bake and cell per flush, not per polled batch).
     pending: list[tuple[Registry, RecordBatch, Tags]] = field(default_factory=list)
+
+
+SegmentCounts = dict[str, dict[str, int]]  # dim → value → requests
+
+
+class _Header(NamedTuple):
+    """A partial's fields besides its summaries (:class:`~monitor.pipeline.partials.PartialHeader`)."""
+
+    bake: str
+    topic: str
+    partition: int
+    block: int
+    upto: int
+    complete: bool
+    max_event_time_s: float | None
+    progress_s: float | None
+    idle: bool
+    source_partitions: int | None
 
 
 @dataclass
@@ -268,14 +289,26 @@ class Ingest:
             )
             batch = concat_batches(batches)
             bakes = registry.bakes
-            for (bake_idx, cohort), (summary, t) in summarise(batch, tags).items():
-                bake_id = bakes[bake_idx].id
-                pair = acc.bakes.setdefault(bake_id, [CohortSummary(), CohortSummary()])
-                pair[cohort].merge(summary)
-                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), t)
-                acc.changed.add(bake_id)
             cc = cell_counts(batch, tags, registry)
-            acc.cells.add([bakes[i].id for i in cc.bake.tolist()], cc, MAX_CELL_LABELS)
+            ids = [bakes[i].id for i in cc.bake.tolist()]
+            acc.cells.add(ids, cc, MAX_CELL_LABELS)
+            acc.totals.add(ids, as_totals(cc), None)
+            acc.changed.update(ids)
+            dims, seg = segment_counts(batch, tags)
+            for d in dims:
+                if d not in acc.segment_dims:
+                    acc.segment_dims.append(d)
+            for g, counts in seg.items():
+                pair = acc.segments.setdefault(bakes[g // 2].id, ({}, {}))
+                for d, values in counts.items():
+                    add_segment_counts(pair[g % 2].setdefault(d, {}), values)
+            rows = np.flatnonzero(tags.bake >= 0)
+            idx, inv = np.unique(tags.bake[rows], return_inverse=True)
+            latest = np.full(idx.size, -np.inf)
+            np.maximum.at(latest, inv.ravel(), batch.time_s[rows])
+            for i, t in zip(idx.tolist(), latest.tolist(), strict=True):
+                bake_id = bakes[i].id
+                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), t)
 
     def _dead_letter(self, tp: TP, recs: Sequence[Record], rejections: Sequence[Rejection]) -> None:
         if not self.layout.dead_letter:
@@ -310,7 +343,7 @@ class Ingest:
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
                 self._settle(b)
-                bakes = sorted(b.bakes if b.complete else b.changed)
+                bakes = sorted(b.totals.bakes() if b.complete else b.changed)
                 out.extend(self._encode_block((topic, partition), b, bakes))
                 b.changed = set()
         for bake_id, value in out:
@@ -342,31 +375,31 @@ class Ingest:
     def _encode_block(self, tp: TP, b: _Block, bakes: list[str]) -> list[tuple[str, bytes]]:
         """(bake, encoded partial) of one block for each of ``bakes`` (with data in it)."""
         out = []
-        for bake_id in bakes:
-            base, can = b.bakes[bake_id]
-            p = Partial(
+        idle, parts = self._idle.get(tp, False), self._partitions_of(tp[0])
+        for bake_id, (can, base) in zip(bakes, b.totals.summaries(bakes), strict=True):
+            segs = b.segments.get(bake_id, ({}, {}))
+            for doc, mine in ((can, segs[CANARY]), (base, segs[BASELINE])):
+                doc["s"] = {d: mine.get(d, {}) for d in b.segment_dims} if doc["n"] else {}
+            h = _Header(
                 bake_id,
                 tp[0],
                 tp[1],
                 b.block,
                 b.upto,
                 b.complete,
-                can,
-                base,
                 b.max_time.get(bake_id),
-                {},
                 b.progress_s,
-                self._idle.get(tp, False),
-                self._partitions_of(tp[0]),
+                idle,
+                parts,
             )
-            out.append((bake_id, p.encode(cells_json=b.cells.rows_json(bake_id))))
+            out.append((bake_id, encode_partial(h, can, base, b.cells.rows_json(bake_id))))
         return out
 
     def outputs_failed(self) -> None:
         self._clock_sent.clear()
         for blocks in self._blocks.values():
             for b in blocks:
-                b.changed = set(b.bakes)
+                b.changed = set(b.totals.bakes())
 
     def outputs_acked(self) -> dict[TP, int]:
         """Commit at the start of each partition's oldest open block; drop completed blocks."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import chain, repeat
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import orjson
@@ -28,13 +28,13 @@ from monitor.errors import MonitorError
 __all__ = [
     "PARTIAL_FORMAT_VERSION",
     "BlockFold",
-    "CellCache",
     "CellPairs",
     "Clock",
     "Increment",
     "Partial",
     "PartialError",
     "decode_message",
+    "encode_partial",
 ]
 
 # 2 adds the evidence cells (window, stratum) and the source's clock; 3 writes the cells as rows
@@ -70,30 +70,10 @@ class Partial:
     idle: bool = False  # the source partition has no new records: its clock holds nothing back
     source_partitions: int | None = None  # partitions of ``topic``: the judge waits for each
 
-    def encode(self, cache: CellCache | None = None, cells_json: bytes | None = None) -> bytes:
-        """The message value (format 3); ``cache`` keeps the encoded cells of this bake's block
-        between flushes, so only the cells that changed since the last one are encoded again;
-        ``cells_json``, when given, is the cells' rows already encoded (ingest's
-        :class:`~monitor.pipeline.cells.BlockCells`) and ``cells`` is not read."""
-        return orjson.dumps(
-            {
-                "v": PARTIAL_FORMAT_VERSION,
-                "bake": self.bake,
-                "topic": self.topic,
-                "partition": self.partition,
-                "block": self.block,
-                "upto": self.upto,
-                "complete": self.complete,
-                "canary": self.canary.to_dict(),
-                "baseline": self.baseline.to_dict(),
-                "t": self.max_event_time_s,
-                "progress": self.progress_s,
-                "idle": self.idle,
-                "parts": self.source_partitions,
-                "cells": orjson.Fragment(
-                    cells_json if cells_json is not None else _cell_rows(self.cells, cache)
-                ),
-            }
+    def encode(self) -> bytes:
+        """The message value (format 3)."""
+        return encode_partial(
+            self, self.canary.to_dict(), self.baseline.to_dict(), _cell_rows(self.cells)
         )
 
     @classmethod
@@ -121,6 +101,57 @@ class Partial:
             idle=bool(d.get("idle", False)),
             source_partitions=None if d.get("parts") is None else int(d["parts"]),
         )
+
+
+class PartialHeader(Protocol):
+    """The fields of a partial besides its summaries (a :class:`Partial` has them)."""
+
+    @property
+    def bake(self) -> str: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def block(self) -> int: ...
+    @property
+    def upto(self) -> int: ...
+    @property
+    def complete(self) -> bool: ...
+    @property
+    def max_event_time_s(self) -> float | None: ...
+    @property
+    def progress_s(self) -> float | None: ...
+    @property
+    def idle(self) -> bool: ...
+    @property
+    def source_partitions(self) -> int | None: ...
+
+
+def encode_partial(
+    h: PartialHeader, canary: dict[str, Any], baseline: dict[str, Any], cells_json: bytes
+) -> bytes:
+    """A format-3 partial from its header, its totals as summary documents
+    (:meth:`CohortSummary.to_dict`) and its cells' rows already encoded (:func:`_cell_rows`,
+    or ingest's :class:`~monitor.pipeline.cells.BlockCells`): the one writer of the layout."""
+    return orjson.dumps(
+        {
+            "v": PARTIAL_FORMAT_VERSION,
+            "bake": h.bake,
+            "topic": h.topic,
+            "partition": h.partition,
+            "block": h.block,
+            "upto": h.upto,
+            "complete": h.complete,
+            "canary": canary,
+            "baseline": baseline,
+            "t": h.max_event_time_s,
+            "progress": h.progress_s,
+            "idle": h.idle,
+            "parts": h.source_partitions,
+            "cells": orjson.Fragment(cells_json),
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -238,59 +269,19 @@ def _decode_cells(raw: Any, *, rows: bool = False) -> CellPairs:
     return {(int(ks[i]), str(strata[i])): (summary(2 * i), summary(2 * i + 1)) for i in range(m)}
 
 
-class CellCache:
-    """The encoded cells of one bake's open block, kept by ingest from one flush to the next.
-
-    Ingest re-sends a block's cumulative cells at every flush, and most of them have not changed
-    since the last one (windows the stream has moved past). An entry is reused while its cell
-    holds the same two summary objects with the same request and error counts: ingest's cells
-    only grow by ``merge`` of summaries built from requests (each request in one bucket), so a
-    merge that changes a histogram changes a count; the entry holds the objects it was made
-    from, so an identity cannot be reused by another summary while it is cached.
-    """
-
-    __slots__ = ("_entries", "encoded", "reused")
-
-    def __init__(self) -> None:
-        self._entries: dict[CellKey, tuple[CohortSummary, CohortSummary, _Stamp, bytes]] = {}
-        self.encoded = 0  # cells encoded
-        self.reused = 0  # cells taken from the cache
+def _cell_rows(cells: CellPairs) -> bytes:
+    """The cells of format 3 as a JSON array of rows ``[k, stratum, n_c, e_c, n_b, e_b, h_c,
+    h_b]``, ordered by (k, stratum); ``h`` is a sparse histogram (:func:`_delta_row`). Ingest
+    writes the same rows from its arrays (:class:`~monitor.pipeline.cells.BlockCells`)."""
+    rows = [
+        orjson.dumps([k, stratum, *_stamp(c, b), _delta_row(c), _delta_row(b)])
+        for (k, stratum), (c, b) in sorted(cells.items())
+    ]
+    return b"[" + b",".join(rows) + b"]"
 
 
 def _stamp(c: CohortSummary, b: CohortSummary) -> _Stamp:
     return (c.requests, c.errors, b.requests, b.errors)
-
-
-def _cell_rows(cells: CellPairs, cache: CellCache | None) -> bytes:
-    """The cells of format 3 as a JSON array of rows ``[k, stratum, n_c, e_c, n_b, e_b, h_c,
-    h_b]``, ordered by (k, stratum); ``h`` is a sparse histogram (:func:`_delta_row`). Rows of
-    cells unchanged since ``cache`` last saw them are reused as they were encoded."""
-    items = sorted(cells.items())
-    old = cache._entries if cache is not None else {}
-    entries: dict[CellKey, tuple[CohortSummary, CohortSummary, _Stamp, bytes]] = {}
-    out: list[bytes] = []
-    stale: list[int] = []
-    for i, (key, (c, b)) in enumerate(items):
-        e = old.get(key)
-        if e is not None and e[0] is c and e[1] is b and e[2] == _stamp(c, b):
-            entries[key] = e
-            out.append(e[3])
-        else:
-            stale.append(i)
-            out.append(b"")
-    for i in stale:
-        (k, stratum), (c, b) = items[i]
-        st = _stamp(c, b)
-        # orjson's output keeps its ~4 KB initial buffer: a cached row, kept from flush to flush
-        # (thousands at 1,000 bakes), is copied to its own size.
-        row = memoryview(orjson.dumps([k, stratum, *st, _delta_row(c), _delta_row(b)])).tobytes()
-        entries[(k, stratum)] = (c, b, st, row)
-        out[i] = row
-    if cache is not None:
-        cache._entries = entries  # cells only grow within a block: nothing else to keep
-        cache.encoded += len(stale)
-        cache.reused += len(items) - len(stale)
-    return b"[" + b",".join(out) + b"]"
 
 
 def _delta_row(s: CohortSummary) -> list[int]:

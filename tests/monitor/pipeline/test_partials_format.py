@@ -1,6 +1,7 @@
-"""The partials wire format: format 3 (sparse cell rows) round trips exactly, the cell cache
-never serves a stale cell, and partials of formats 1 and 2 written by earlier versions still
-decode to the same summaries."""
+"""The partials wire format: format 3 (sparse cell rows) round trips exactly, ingest's
+array-held cells write what the summary objects would (rows reused only while unchanged),
+and partials of formats 1 and 2 written by earlier versions still decode to the same
+summaries."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.partials import (
     PARTIAL_FORMAT_VERSION,
     BlockFold,
-    CellCache,
     CellPairs,
     Clock,
     Partial,
@@ -88,7 +88,6 @@ def test_format3_round_trip_is_exact(seed: int) -> None:
     q = Partial.decode(raw)
     assert q == p
     _assert_same(p.cells, q.cells)
-    assert p.encode(CellCache()) == raw  # the cache changes nothing on the wire
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -164,32 +163,11 @@ def test_format1_partials_still_decode() -> None:
     assert (p.canary, p.baseline, p.cells, p.progress_s) == (c, b, {}, None)
 
 
-def test_the_cache_reencodes_exactly_the_cells_that_changed() -> None:
-    rng = np.random.default_rng(7)
-    cells = _cells(rng, 30)
-    cache = CellCache()
-    first = _partial(cells, rng).encode(cache)
-    assert (cache.encoded, cache.reused) == (30, 0)
-    p = _partial(cells, rng)
-    assert p.encode(cache) == p.encode()
-    assert (cache.encoded, cache.reused) == (30, 30)
-    keys = sorted(cells)
-    cells[keys[3]][0].merge(_s(2, 1, {17: 1, 900: 1}))  # a merge changes a count
-    c, b = cells[keys[5]]
-    cells[keys[5]] = (c, b.copy())  # same counts, another object: not trusted
-    cells[(10**9 + 1, "zone=new")] = (_s(1, 0, {3: 1}), CohortSummary())  # a new cell
-    p = _partial(cells, rng)
-    raw = p.encode(cache)
-    assert (cache.encoded, cache.reused) == (33, 30 + 28)
-    assert raw == p.encode() != first
-    _assert_same(cells, Partial.decode(raw).cells)
-
-
-def test_ingest_flushes_with_its_cache_what_a_fresh_encoding_would(
+def test_ingest_flushes_from_its_arrays_what_a_fresh_encoding_would(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Through many flushes of growing blocks, every partial ingest publishes is byte for byte
-    what encoding it without a cache gives, and the cache is used."""
+    what encoding its decoded summaries gives, and unchanged rows are reused."""
     caches: list[BlockCells] = []
     init = BlockCells.__init__
 
