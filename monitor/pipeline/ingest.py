@@ -37,7 +37,7 @@ from monitor.kafka.io import TP, Record, Sink, Source
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.checkpoint import Checkpoint
-from monitor.pipeline.partials import Clock, encode_partial
+from monitor.pipeline.partials import Bundle, Clock, encode_partial
 from monitor.records.clock import DEFAULT_MAX_CLOCK_SKEW_S, EventClock
 from monitor.records.columns import RecordBatch, Rejection, concat_batches
 from monitor.records.decode import decode_batch
@@ -99,6 +99,7 @@ class IngestStats:
     tagged: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     partials: int = 0
+    messages: int = 0  # partials messages: one per bake and flush (a bundle of its partials)
     clocks: int = 0  # source clocks sent (each to every partials partition)
     dead_letters: int = 0
     discovered: int = 0  # bake proposals sent
@@ -339,19 +340,24 @@ class Ingest:
         n_parts = self.layout.partials_partitions
         # Encode every partial first, then hand them all to the producer: its sender thread
         # (batching, lz4, CRC) otherwise contends for the GIL with each next encoding.
-        out: list[tuple[str, bytes]] = []
+        by_bake: dict[str, list[bytes]] = {}
         for (topic, partition), blocks in self._blocks.items():
             for b in blocks:
                 self._settle(b)
                 bakes = sorted(b.totals.bakes() if b.complete else b.changed)
-                out.extend(self._encode_block((topic, partition), b, bakes))
+                for bake_id, value in self._encode_block((topic, partition), b, bakes):
+                    by_bake.setdefault(bake_id, []).append(value)
                 b.changed = set()
-        for bake_id, value in out:
-            key = bake_id.encode()
-            sink.send(
-                self.layout.partials, value, key=key, partition=partition_for(bake_id, n_parts)
-            )
-            self.stats.partials += 1
+        for bake_id, values in by_bake.items():  # one message per bake: a bundle of its blocks
+            for chunk in Bundle.chunks(values):
+                sink.send(
+                    self.layout.partials,
+                    Bundle.encode_parts(bake_id, chunk),
+                    key=bake_id.encode(),
+                    partition=partition_for(bake_id, n_parts),
+                )
+                self.stats.partials += len(chunk)
+                self.stats.messages += 1
         # After the partials: a bake folds a flush's records before its watermark moves on.
         # A clock goes out when it moved or its partition turned idle or busy, and all of them
         # when the registry changed (a new bake must hear every partition).

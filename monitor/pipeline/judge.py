@@ -30,6 +30,7 @@ from monitor.pipeline.feed import JudgeStats, feed, feed_clock
 from monitor.pipeline.held import Held, HeldPartials
 from monitor.pipeline.partials import (
     BlockFold,
+    Bundle,
     Clock,
     Partial,
     PartialError,
@@ -314,20 +315,21 @@ class Judge:
         if isinstance(msg, Clock):
             self._hear_clock(partition, offset, msg, reg)
             return
-        self.stats.partials += 1
-        partial = msg
-        if partial.bake in self._retired:  # decided long ago: its document stays as it is
-            self.stats.retired_partials += 1
+        parts = msg.partials if isinstance(msg, Bundle) else (msg,)
+        self.stats.partials += len(parts)
+        bake = msg.bake
+        if bake in self._retired:  # decided long ago: its document stays as it is
+            self.stats.retired_partials += len(parts)
             return
-        st = self._state_of(partial.bake, partition, reg)
+        st = self._state_of(bake, partition, reg)
         if st is None:
-            held = Held(partition, offset, partial.bake, raw, self.clock())
-            if self._held.expired(partial.bake):
+            held = Held(partition, offset, bake, raw, self.clock())
+            if self._held.expired(bake):
                 self._dead_letter(held)
             else:
-                self._held.hold(partition, offset, partial.bake, raw, self.clock())
+                self._held.hold(partition, offset, bake, raw, self.clock())
             return
-        self._fold(st, partial, offset)
+        self._fold(st, parts, offset)
 
     def _state_of(self, bake_id: str, partition: int, reg: Registry) -> _BakeState | None:
         """The bake's state, new for a registry bake seen for the first time (None: unknown)."""
@@ -361,15 +363,17 @@ class Judge:
                 st.dirty = True
                 self._note_final(st)
 
-    def _fold(self, st: _BakeState, partial: Partial, offset: int) -> None:
+    def _fold(self, st: _BakeState, parts: Sequence[Partial], offset: int) -> None:
+        """Fold a message's partials (one, or a bundle's) into the bake, once per offset."""
         if offset <= st.last_offset:
-            self.stats.skipped += 1
+            self.stats.skipped += len(parts)
             return
         t0 = time.perf_counter()
-        inc = st.fold.fold(partial)
-        for ev in feed(st.verdict, partial, inc):
-            self._alert(ev, st.verdict.spec)
-        self.timelines.observe(partial.bake, st.verdict, st.partition)
+        for partial in parts:
+            inc = st.fold.fold(partial)
+            for ev in feed(st.verdict, partial, inc):
+                self._alert(ev, st.verdict.spec)
+        self.timelines.observe(parts[0].bake, st.verdict, st.partition)
         if self.observe_fold_s is not None:
             self.observe_fold_s(time.perf_counter() - t0)
         st.last_offset = offset

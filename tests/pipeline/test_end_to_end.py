@@ -25,7 +25,7 @@ from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.io import KafkaSource, read_to_end
 from monitor.kafka.topics import partition_for
 from monitor.pipeline.feed import feed, feed_clock
-from monitor.pipeline.partials import BlockFold, Clock, decode_message
+from monitor.pipeline.partials import BlockFold, Clock, decode_message, partials_in
 from monitor.records.fieldmap import PRESETS
 from monitor.replay import replay
 from monitor.service import JUDGE_GROUP, Service
@@ -116,10 +116,11 @@ def test_streaming_verdicts_match_replay_with_exact_totals(
                     if spec.end_s is None and partition_for(spec.id, 4) == p:
                         feed_clock(engine(spec.id)[0], msg)
                 continue
-            v, fold = engine(msg.bake)
-            inc = fold.fold(msg)
-            if inc is not None:
-                feed(v, msg, inc)
+            for part in partials_in(msg):
+                v, fold = engine(part.bake)
+                inc = fold.fold(part)
+                if inc is not None:
+                    feed(v, part, inc)
     for bake_id, (v, _) in engines.items():
         assert v.document() == docs[bake_id], bake_id
     # HALT raised an alert on the alerts topic, Alertmanager-shaped.

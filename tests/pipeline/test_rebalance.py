@@ -11,7 +11,7 @@ from monitor.bakes.spec import BakeSpec, Registry
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.io import KafkaSink, KafkaSource
 from monitor.pipeline.ingest import Ingest
-from monitor.pipeline.partials import BlockFold, Partial, decode_message
+from monitor.pipeline.partials import BlockFold, decode_message, partials_in
 from monitor.records.fieldmap import PRESETS
 
 REGISTRY = Registry(
@@ -57,14 +57,12 @@ def _folded_totals(bs: str) -> dict[str, tuple[int, int]]:
             batch = src.poll(0.3, 50_000)
             for recs in batch.values():
                 for r in recs:
-                    part = decode_message(r.value or b"")
-                    if not isinstance(part, Partial):
-                        continue  # a source clock
-                    inc = folds.setdefault(part.bake, BlockFold()).fold(part)
-                    if inc is not None:
-                        t = totals.setdefault(part.bake, [0, 0])
-                        t[0] += inc[0].requests
-                        t[1] += inc[1].requests
+                    for part in partials_in(decode_message(r.value or b"")):  # not clocks
+                        inc = folds.setdefault(part.bake, BlockFold()).fold(part)
+                        if inc is not None:
+                            t = totals.setdefault(part.bake, [0, 0])
+                            t[0] += inc[0].requests
+                            t[1] += inc[1].requests
             if not batch and all(src.caught_up((LAYOUT.partials, p)) for p in range(4)):
                 break
     finally:

@@ -13,7 +13,7 @@ from monitor.kafka.memory import MemoryBroker, MemorySink, MemorySource
 from monitor.kafka.topics import TopicLayout
 from monitor.pipeline.ingest import Ingest
 from monitor.pipeline.judge import Judge
-from monitor.pipeline.partials import BlockFold, Partial, decode_message
+from monitor.pipeline.partials import BlockFold, Partial, decode_message, partials_in
 from monitor.records.fieldmap import PRESETS
 
 REQUESTS = "requests"
@@ -174,7 +174,7 @@ def documents(broker: MemoryBroker) -> dict[str, dict[str, Any]]:
 def partials_of(broker: MemoryBroker) -> list[Partial]:
     """The bakes' partials on the partials topic (without the source clocks)."""
     msgs = (decode_message(r.value or b"") for r in broker.records(LAYOUT.partials))
-    return [m for m in msgs if isinstance(m, Partial)]
+    return [p for m in msgs for p in partials_in(m)]
 
 
 def ingested(lines: Sequence[bytes], **kw: Any) -> MemoryBroker:

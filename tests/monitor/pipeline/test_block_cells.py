@@ -119,7 +119,7 @@ def test_every_partial_ingest_publishes_is_its_records_summarised_from_scratch()
     block boundary."""
     from _memory_pipeline import BOTH, LAYOUT, REQUESTS, drain, ingest, new_broker, produce
 
-    from monitor.pipeline.partials import Partial, decode_message
+    from monitor.pipeline.partials import decode_message, partials_in
 
     rng = np.random.default_rng(12)
     lines = []
@@ -136,17 +136,15 @@ def test_every_partial_ingest_publishes_is_its_records_summarised_from_scratch()
         assert w.checkpoint()
     seen = 0
     for r in broker.records(LAYOUT.partials):
-        p = decode_message(r.value or b"")
-        if not isinstance(p, Partial):
-            continue
-        src = broker.records(REQUESTS, p.partition)[p.block * 700 : p.upto]
-        batch = decode_batch([s.value or b"" for s in src], PRESETS["plain"]).batch
-        inc = increments(batch, tag(batch, BOTH), BOTH)[BOTH._index[p.bake]]
-        assert (p.canary, p.baseline) == (inc.canary, inc.baseline)
-        assert p.canary.segments == inc.canary.segments and p.canary.segments["zone"]
-        assert p.cells.keys() == inc.cells.keys()
-        for key, (c, b) in inc.cells.items():
-            assert p.cells[key] == (c, b)
-        assert p.max_event_time_s == inc.max_time_s
-        seen += 1
+        for p in partials_in(decode_message(r.value or b"")):
+            src = broker.records(REQUESTS, p.partition)[p.block * 700 : p.upto]
+            batch = decode_batch([s.value or b"" for s in src], PRESETS["plain"]).batch
+            inc = increments(batch, tag(batch, BOTH), BOTH)[BOTH._index[p.bake]]
+            assert (p.canary, p.baseline) == (inc.canary, inc.baseline)
+            assert p.canary.segments == inc.canary.segments and p.canary.segments["zone"]
+            assert p.cells.keys() == inc.cells.keys()
+            for key, (c, b) in inc.cells.items():
+                assert p.cells[key] == (c, b)
+            assert p.max_event_time_s == inc.max_time_s
+            seen += 1
     assert seen > 30

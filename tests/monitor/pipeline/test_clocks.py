@@ -20,7 +20,7 @@ from _memory_pipeline import (
 )
 
 from monitor.bakes.spec import BakeSpec, Registry
-from monitor.pipeline.partials import Clock, Partial, decode_message
+from monitor.pipeline.partials import Clock, Partial, decode_message, partials_in
 
 POLICY = {"window_s": 1.0, "allowed_lateness_s": 0.0}
 
@@ -30,7 +30,9 @@ def _messages(broker, since: list[int]) -> list[Partial | Clock]:
     out: list[Partial | Clock] = []
     for p in range(LAYOUT.partials_partitions):
         recs = broker.records(LAYOUT.partials, p)
-        out += [decode_message(r.value or b"") for r in recs[since[p] :]]
+        for r in recs[since[p] :]:
+            msg = decode_message(r.value or b"")
+            out += [msg] if isinstance(msg, Clock) else partials_in(msg)
         since[p] = len(recs)
     return out
 

@@ -15,14 +15,17 @@ from _memory_pipeline import drain, ingest, new_broker, produce, request_log
 from detectors.summary import NUM_BUCKETS, CohortSummary
 from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.partials import (
+    BUNDLE_FORMAT_VERSION,
     PARTIAL_FORMAT_VERSION,
     BlockFold,
+    Bundle,
     CellPairs,
     Clock,
     Partial,
     PartialError,
     _encode_cells,
     decode_message,
+    partials_in,
 )
 
 
@@ -217,8 +220,8 @@ def test_malformed_format3_cells_are_rejected(row: list[Any], reason: str) -> No
 
 def test_an_unknown_format_is_rejected() -> None:
     d = orjson.loads(_partial({}, np.random.default_rng(0)).encode())
-    with pytest.raises(PartialError, match="unsupported partial format version 4"):
-        Partial.decode(orjson.dumps({**d, "v": 4}))
+    with pytest.raises(PartialError, match="unsupported partial format version 5"):
+        Partial.decode(orjson.dumps({**d, "v": 5}))
 
 
 def test_folding_format3_and_format2_partials_gives_the_same_increments() -> None:
@@ -241,3 +244,52 @@ def test_folding_format3_and_format2_partials_gives_the_same_increments() -> Non
         _assert_same(a.cells, b.cells)
     restored = BlockFold.from_state(orjson.loads(orjson.dumps(folds[0].state_dict())))
     assert restored.state_dict() == folds[1].state_dict()
+
+
+def test_a_bundle_round_trips_and_a_single_partial_goes_alone() -> None:
+    rng = np.random.default_rng(3)
+    parts = [_partial(_cells(rng, 4), rng, partition=q, upto=100 + q) for q in range(3)]
+    raw = Bundle.encode_parts("checkout-v42", [p.encode() for p in parts])
+    msg = decode_message(raw)
+    assert isinstance(msg, Bundle) and orjson.loads(raw)["v"] == BUNDLE_FORMAT_VERSION
+    assert msg.bake == "checkout-v42" and len(msg.partials) == 3
+    for got, want in zip(msg.partials, parts, strict=True):
+        assert got.encode() == want.encode()
+    assert msg.encode() == raw
+    assert partials_in(msg) == msg.partials
+    one = Bundle.encode_parts("checkout-v42", [parts[0].encode()])
+    assert one == parts[0].encode() and partials_in(decode_message(one)) == (decode_message(one),)
+
+
+def test_bundles_are_cut_to_their_size_limit_in_order() -> None:
+    sizes = [100, 400_000, 200_000, 600_000, 10, 10, 530_000]
+    encoded = [b"x" * n for n in sizes]
+    chunks = Bundle.chunks(encoded)
+    assert [b for c in chunks for b in c] == encoded  # nothing lost, nothing reordered
+    for c in chunks:
+        assert len(c) == 1 or sum(map(len, c)) <= Bundle.MAX_BYTES
+    assert [len(c) for c in chunks] == [2, 1, 1, 2, 1]
+    assert Bundle.chunks([]) == []
+
+
+@pytest.mark.parametrize(
+    ("bundle", "reason"),
+    [
+        ({"partials": []}, "non-empty list"),
+        ({"partials": "x"}, "non-empty list"),
+        ({"partials": [{"v": 2}]}, "format-3 partials"),
+        ({"partials": [1]}, "format-3 partials"),
+    ],
+)
+def test_malformed_bundles_are_rejected(bundle: dict[str, Any], reason: str) -> None:
+    with pytest.raises(PartialError, match=reason):
+        decode_message(orjson.dumps({"v": BUNDLE_FORMAT_VERSION, "bake": "b", **bundle}))
+
+
+def test_a_bundle_of_another_bakes_partial_is_rejected() -> None:
+    rng = np.random.default_rng(4)
+    raw = Bundle.encode_parts("other", [_partial({}, rng).encode(), _partial({}, rng).encode()])
+    with pytest.raises(PartialError, match='holds a partial of "checkout-v42"'):
+        decode_message(raw)
+    with pytest.raises(PartialError, match="not a partial"):
+        Partial.decode(Bundle.encode_parts("checkout-v42", [_partial({}, rng).encode()] * 2))

@@ -70,9 +70,10 @@ def _sent(broker: MemoryBroker, bake_id: str) -> int:
 
 
 def test_publication_waits_for_its_interval_unless_the_status_changes() -> None:
-    broker = ingested(request_log(30_000, seed=7), block_offsets=400)  # 300 s: 27 windows close
+    # 300 s: 27 windows close; a flush per block, so the judge folds them over many messages
+    broker = ingested(request_log(30_000, seed=7), block_offsets=400, fetch_records=400)
     t = [0.0]
-    j = judge(broker, fetch_records=20, timeline_interval_s=60.0, clock=lambda: t[0])
+    j = judge(broker, fetch_records=4, timeline_interval_s=60.0, clock=lambda: t[0])
     for _ in range(200):  # the first points go out at once (a new status)
         j.step(0.0)
         assert j.checkpoint()
