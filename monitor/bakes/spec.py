@@ -314,6 +314,16 @@ class Registry:
             bounds = self._derived["bounds"] = (starts, ends)
         return bounds
 
+    def version_table(self) -> dict[tuple[str, str], tuple[tuple[float, int, int], ...]]:
+        """(service, version) → :meth:`candidates`, for every indexed version, built once."""
+        table = self._derived.get("versions")
+        if table is None:
+            table = self._derived["versions"] = {
+                key: tuple((t, i, c) for t, _, i, c in entries)
+                for key, entries in self._by_version.items()
+            }
+        return table
+
     def candidates(self, service: str, version: str) -> list[tuple[float, int, int]]:
         """(start, bake index, cohort) of bakes selecting this version, by start time (then
         id)."""

@@ -122,13 +122,20 @@ def _tag_by_version(
     start = np.full(keys.size, np.inf)
     chosen_bake = np.full(keys.size, -1, dtype=np.int32)
     chosen_cohort = np.zeros(keys.size, dtype=np.int8)
-    several: list[tuple[int, list[tuple[float, int, int]]]] = []
+    several: list[tuple[int, tuple[tuple[float, int, int], ...]]] = []
+    single: list[int] = []
+    firsts: list[tuple[float, int, int]] = []
+    table, none = registry.version_table(), ()
     for j, k in enumerate(keys.tolist()):
-        cands = registry.candidates(services[k // n_ver], versions[k % n_ver])
+        cands = table.get((services[k // n_ver], versions[k % n_ver]), none)
         if len(cands) == 1:
-            start[j], chosen_bake[j], chosen_cohort[j] = cands[0]
+            single.append(j)
+            firsts.append(cands[0])
         elif cands:
             several.append((j, cands))
+    if single:
+        s_start, s_bake, s_cohort = zip(*firsts, strict=True)
+        start[single], chosen_bake[single], chosen_cohort[single] = s_start, s_bake, s_cohort
     t = batch.time_s[rows]
     ok = t >= start[inv]  # one candidate: the rows from its start on
     bake[rows[ok]] = chosen_bake[inv[ok]]

@@ -489,3 +489,28 @@ def test_concatenated_batches_summarise_as_the_sum_of_their_parts() -> None:
     )
     got = {k: s for k, (s, _) in summarise(whole, all_tags).items()}
     assert got == merged and len(got) == 2
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_encode_labels_fast_path_names_as_the_general_one(seed: int) -> None:
+    """Batches of clean labels skip the per-value normalisation; whatever the mix (padded,
+    absent, "-", too long, lower-cased), every row's label is the normalised value."""
+    from monitor.records.convert import MAX_LABEL_CHARS, encode_labels
+
+    rng = np.random.default_rng(seed)
+    pool: list[Any] = [f"svc{i}" for i in range(50)]
+    if seed % 2:
+        pool += [" pad ", "-", "", None, "X" * (MAX_LABEL_CHARS + 3), "MiXed"]
+    col = [pool[int(i)] for i in rng.integers(0, len(pool), 400)]
+    for lower in (False, True):
+        got = encode_labels(col, default="dflt", lower=lower)
+        names = [got.names[c] for c in got.codes.tolist()]
+        want = []
+        for v in col:
+            name = "dflt" if v is None else v.strip()
+            if len(name) > MAX_LABEL_CHARS:
+                name = name[: MAX_LABEL_CHARS - 1] + "…"
+            name = "dflt" if name in ("", "-") else (name.lower() if lower else name)
+            want.append(name)
+        assert names == want
+        assert len(set(got.names)) == len(got.names)  # one code per label
