@@ -314,6 +314,13 @@ class Registry:
             bounds = self._derived["bounds"] = (starts, ends)
         return bounds
 
+    def ids(self) -> Sequence[str]:
+        """The bakes' ids by index, built once."""
+        ids = self._derived.get("ids")
+        if ids is None:
+            ids = self._derived["ids"] = tuple(b.id for b in self._bakes)
+        return ids
+
     def version_table(self) -> dict[tuple[str, str], tuple[tuple[float, int, int], ...]]:
         """(service, version) → :meth:`candidates`, for every indexed version, built once."""
         table = self._derived.get("versions")

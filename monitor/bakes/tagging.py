@@ -269,19 +269,25 @@ def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellS
 @dataclass
 class CellCounts:
     """The evidence cells of a batch as columns, no summary objects: per group (bake, cohort,
-    window, stratum) its bake index, cohort, window index, stratum label, requests and errors,
-    and the histogram as (group, bucket, count) triplets sorted by group then bucket. What
-    :func:`summarise_cells` gives, for a consumer that keeps cells in arrays (ingest)."""
+    window, stratum) its bake index, cohort, window index, stratum (an index into ``labels``,
+    distinct labels), requests and errors, and the histogram as (group, bucket, count)
+    triplets sorted by group then bucket. What :func:`summarise_cells` gives, for a consumer
+    that keeps cells in arrays (ingest)."""
 
     bake: Int64Array
     cohort: Int64Array
     k: Int64Array
-    label: list[str]
+    stratum: Int64Array
+    labels: list[str]
     n: Int64Array
     e: Int64Array
     h_group: Int64Array
     h_bucket: Int64Array
     h_count: Int64Array
+
+    def label(self, g: int) -> str:
+        """Group ``g``'s stratum label."""
+        return self.labels[int(self.stratum[g])]
 
 
 def as_totals(cc: CellCounts) -> CellCounts:
@@ -289,56 +295,38 @@ def as_totals(cc: CellCounts) -> CellCounts:
     whoever adds them, they are the bakes' totals (every tagged row is in one cell)."""
     zeros = np.zeros(cc.n.size, dtype=np.int64)
     return CellCounts(
-        cc.bake, cc.cohort, zeros, [""] * cc.n.size, cc.n, cc.e, cc.h_group, cc.h_bucket, cc.h_count
+        cc.bake, cc.cohort, zeros, zeros, [""], cc.n, cc.e, cc.h_group, cc.h_bucket, cc.h_count
     )
 
 
 def cell_counts(batch: RecordBatch, tags: Tags, registry: Registry) -> CellCounts:
     """:class:`CellCounts` of the tagged rows (the groups of :func:`summarise_cells`)."""
     parts: list[tuple[Any, ...]] = []
+    labels: dict[str, int] = {}
     offset = 0
     for rows, ginv, bc, ks, st, label in _cell_groups(batch, tags, registry):
         g = bc.size
-        names = {code: label(code) for code in np.unique(st).tolist()}
+        codes, st_inv = np.unique(st, return_inverse=True)
+        lut = np.array(
+            [labels.setdefault(label(c), len(labels)) for c in codes.tolist()], dtype=np.int64
+        )
         keys, counts = np.unique(
             ginv * NUM_BUCKETS + bucket_index(batch.latency_s[rows]), return_counts=True
         )
         h_group, h_bucket = np.divmod(keys, NUM_BUCKETS)
         n = np.bincount(ginv, minlength=g)
         e = np.bincount(ginv, weights=batch.error[rows].astype(np.float64), minlength=g)
+        e = np.rint(e).astype(np.int64)
         parts.append(
-            (
-                bc // 2,
-                bc % 2,
-                ks,
-                [names[c] for c in st.tolist()],
-                n,
-                np.rint(e).astype(np.int64),
-                h_group + offset,
-                h_bucket,
-                counts,
-            )
+            (bc // 2, bc % 2, ks, lut[st_inv.ravel()], n, e, h_group + offset, h_bucket, counts)
         )
         offset += g
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return CellCounts(empty, empty, empty, [], empty, empty, empty, empty, empty)
-    cols = list(zip(*parts, strict=True))
-
-    def cat(c: tuple[Any, ...]) -> Int64Array:
-        return np.concatenate(c).astype(np.int64)
-
-    return CellCounts(
-        cat(cols[0]),
-        cat(cols[1]),
-        cat(cols[2]),
-        [name for names in cols[3] for name in names],
-        cat(cols[4]),
-        cat(cols[5]),
-        cat(cols[6]),
-        cat(cols[7]),
-        cat(cols[8]),
-    )
+        return CellCounts(empty, empty, empty, empty, [], empty, empty, empty, empty, empty)
+    cols = zip(*parts, strict=True)
+    b, c, k, st, n, e, hg, hb, hc = (np.concatenate(x).astype(np.int64) for x in cols)
+    return CellCounts(b, c, k, st, list(labels), n, e, hg, hb, hc)
 
 
 def segment_counts(

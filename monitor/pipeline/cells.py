@@ -34,105 +34,182 @@ Int64Array = npt.NDArray[np.int64]
 _CellKey = tuple[int, str]  # (window index, stratum label)
 
 
+_SLOT_BITS, _K_BITS, _SID_BITS = 21, 21, 21  # a cell's packed key: slot | window | stratum
+_K_HALF = 1 << (_K_BITS - 1)
+
+
 class BlockCells:
-    """The evidence cells of every bake of one open block, and their encoded rows."""
+    """The evidence cells of every bake of one open block, and their encoded rows.
+
+    A cell is (bake, window ``k``, stratum); bakes and strata get small numbers (slot, sid) in
+    the order they come, and a cell's packed key ``slot | k - k0 | sid`` finds it in a sorted
+    array, so a flush looks all its groups up at once. Only cells new to the block go through
+    Python (with the per-window label cap of :func:`monitor.verdict.windows.merge_cells` when
+    the block has more distinct strata than it allows)."""
 
     __slots__ = (
-        "_by_bake",
+        "_cb",
+        "_ck",
+        "_cs",
         "_dirty",
         "_e",
         "_hc",
         "_hk",
-        "_k",
-        "_labels",
+        "_k0",
         "_n",
         "_order",
+        "_pc",
+        "_pk",
         "_rows",
-        "_stratum",
+        "_sids",
+        "_slots",
         "encoded",
         "reused",
     )
 
     def __init__(self) -> None:
-        self._by_bake: dict[str, dict[_CellKey, int]] = {}  # bake → (k, stratum) → cell
-        self._labels: dict[tuple[str, int], int] = {}  # labels per (bake, window)
-        self._order: dict[str, list[int]] = {}  # a bake's cells by (k, stratum), when known
-        self._k: list[int] = []
-        self._stratum: list[str] = []
+        self._slots: dict[str, int] = {}  # bake id → slot, in the order they came
+        self._sids: dict[str, int] = {}  # stratum label → sid, in the order they came
+        self._k0 = np.zeros(0, dtype=np.int64)  # per slot, its first window: keys are relative
+        self._pk: Int64Array = np.zeros(0, dtype=np.int64)  # sorted packed keys
+        self._pc: Int64Array = np.zeros(0, dtype=np.int64)  # the cell of each
+        self._cb = np.zeros(0, dtype=np.int64)  # per cell: slot, window, sid
+        self._ck = np.zeros(0, dtype=np.int64)
+        self._cs = np.zeros(0, dtype=np.int64)
         self._n: Int64Array = np.zeros((0, 2), dtype=np.int64)  # [cell, cohort] requests
         self._e: Int64Array = np.zeros((0, 2), dtype=np.int64)  # [cell, cohort] errors
         self._hk: Int64Array = np.zeros(0, dtype=np.int64)  # sorted histogram keys
         self._hc: Int64Array = np.zeros(0, dtype=np.int64)  # their counts
-        self._rows: list[bytes] = []  # encoded row per cell (b"" while it is to be encoded)
-        self._dirty: set[int] = set()
+        self._rows: list[bytes] = []  # encoded row per cell
+        self._dirty = np.zeros(0, dtype=bool)  # changed since their row was encoded
+        self._order: tuple[Int64Array, list[int]] | None = None  # cells by (slot, k, label)
         self.encoded = 0  # rows encoded
         self.reused = 0  # rows taken as they were
 
     def __len__(self) -> int:
-        return len(self._k)
+        return len(self._rows)
 
     def bakes(self) -> list[str]:
-        return list(self._by_bake)
+        return list(self._slots)
 
     # -- adding -------------------------------------------------------------------------
-    def add(self, bake_ids: Sequence[str], cc: CellCounts, max_labels: int | None) -> None:
-        """Add a flush's grouped counts; ``bake_ids[i]`` is the id of ``cc.bake[i]``'s group.
+    def add(self, ids: Sequence[str], cc: CellCounts, max_labels: int | None) -> None:
+        """Add a flush's grouped counts; ``ids[i]`` is the id of bake index ``i`` of ``cc``.
         A window that already holds ``max_labels`` strata takes a new one's counts under its
         overflow label, as :func:`monitor.verdict.windows.merge_cells` does (new keys are
         admitted in sorted order)."""
         g = cc.n.size
         if g == 0:
             return
-        cell = np.empty(g, dtype=np.int64)
-        new: list[tuple[str, int, str, int]] = []
-        for i, (bake, k, label) in enumerate(zip(bake_ids, cc.k.tolist(), cc.label, strict=True)):
-            c = self._by_bake.get(bake, {}).get((k, label))
-            if c is None:
-                new.append((bake, k, label, i))
-            else:
-                cell[i] = c
-        new.sort()
-        for bake, k, label, i in new:
-            cell[i] = self._cell(bake, k, label, max_labels)
-        self._grow(len(self._k))
+        bakes, b_inv = np.unique(cc.bake, return_inverse=True)
+        slots = self._slots
+        slot = np.array([slots.setdefault(ids[i], len(slots)) for i in bakes.tolist()])
+        slot = slot[b_inv.ravel()]
+        sids = self._sids
+        sid = np.array([sids.setdefault(x, len(sids)) for x in cc.labels], dtype=np.int64)
+        sid = sid[cc.stratum] if cc.labels else np.zeros(g, dtype=np.int64)
+        if len(slots) > self._k0.size:  # new bakes: windows relative to their first one here
+            k0 = np.full(len(slots), np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(k0, slot, cc.k)
+            k0[: self._k0.size] = self._k0
+            self._k0 = k0
+        key = self._pack(slot, cc.k, sid)
+        cell = np.full(g, -1, dtype=np.int64)
+        if key is not None and self._pk.size:
+            pos = np.minimum(np.searchsorted(self._pk, key), self._pk.size - 1)
+            hit = self._pk[pos] == key
+            cell[hit] = self._pc[pos[hit]]
+        new = np.flatnonzero(cell < 0)
+        if new.size:
+            self._admit(new, cell, slot, cc, sid, key, max_labels)
         np.add.at(self._n, (cell, cc.cohort), cc.n)
         np.add.at(self._e, (cell, cc.cohort), cc.e)
         self._add_hist(
             (2 * cell[cc.h_group] + cc.cohort[cc.h_group]) * NUM_BUCKETS + cc.h_bucket, cc.h_count
         )
-        for c in np.unique(cell).tolist():
-            if c not in self._dirty:
-                self._dirty.add(c)
-                self._rows[c] = b""
+        self._dirty[cell] = True
 
-    def _cell(self, bake: str, k: int, label: str, max_labels: int | None) -> int:
-        mine = self._by_bake.setdefault(bake, {})
-        c = mine.get((k, label))
-        if c is not None:
-            return c
-        if max_labels is not None and self._labels.get((bake, k), 0) >= max_labels:
-            label = overflow_label(label)
-            c = mine.get((k, label))
-            if c is not None:
-                return c
-        c = mine[(k, label)] = len(self._k)
-        self._labels[(bake, k)] = self._labels.get((bake, k), 0) + 1
-        self._k.append(k)
-        self._stratum.append(label)
-        self._rows.append(b"")
-        self._order.pop(bake, None)
-        return c
+    def _pack(self, slot: Int64Array, k: Int64Array, sid: Int64Array) -> Int64Array | None:
+        """The packed keys, or None when a number does not fit (then every lookup is by
+        Python: an absurd block, a million windows wide)."""
+        rel = k - self._k0[slot] + _K_HALF
+        if slot.size == 0:
+            return slot
+        too_big = slot.max() >= 1 << _SLOT_BITS or sid.max() >= 1 << _SID_BITS
+        if too_big or rel.min() < 0 or rel.max() >= 1 << _K_BITS:
+            return None
+        packed: Int64Array = (slot << (_K_BITS + _SID_BITS)) | (rel << _SID_BITS) | sid
+        return packed
 
-    def _grow(self, cells: int) -> None:
-        have = self._n.shape[0]
-        if cells <= have:
+    def _admit(
+        self,
+        new: Int64Array,
+        cell: Int64Array,
+        slot: Int64Array,
+        cc: CellCounts,
+        sid: Int64Array,
+        key: Int64Array | None,
+        max_labels: int | None,
+    ) -> None:
+        """Cells for the groups ``new`` that no cell has yet (written into ``cell``)."""
+        labels = list(self._sids)
+        capped = max_labels is not None and len(labels) > max_labels
+        if key is not None and not capped:  # no window can reach the cap: a cell per new key
+            uk, first, inv = np.unique(key[new], return_index=True, return_inverse=True)
+            made = len(self._rows) + np.arange(uk.size)
+            self._extend(slot[new[first]], cc.k[new[first]], sid[new[first]])
+            cell[new] = made[inv.ravel()]
+            self._index(uk, made)
             return
-        size = max(cells, 2 * have, 64)
-        for name in ("_n", "_e"):
-            old = getattr(self, name)
-            arr = np.zeros((size, 2), dtype=np.int64)
-            arr[:have] = old
-            setattr(self, name, arr)
+        # The cap may bite: admit new keys one by one in (bake, k, label) order, as the
+        # summary objects did, counting the labels each window holds.
+        names = self.bakes()
+        order = sorted(new.tolist(), key=lambda i: (names[slot[i]], int(cc.k[i]), labels[sid[i]]))
+        per_window: dict[tuple[int, int], int] = {}
+        for c in range(len(self._rows)):
+            w = (int(self._cb[c]), int(self._ck[c]))
+            per_window[w] = per_window.get(w, 0) + 1
+        where = {
+            (int(b), int(k), int(s)): c
+            for c, (b, k, s) in enumerate(zip(self._cb, self._ck, self._cs, strict=True))
+        }
+        for i in order:
+            b, k, s = int(slot[i]), int(cc.k[i]), int(sid[i])
+            got = where.get((b, k, s))
+            if got is None and max_labels is not None and per_window.get((b, k), 0) >= max_labels:
+                s = self._sids.setdefault(overflow_label(labels[s]), len(self._sids))
+                labels = list(self._sids)
+                got = where.get((b, k, s))
+            if got is None:
+                got = where[(b, k, s)] = len(self._rows)
+                per_window[(b, k)] = per_window.get((b, k), 0) + 1
+                self._extend(np.array([b]), np.array([k]), np.array([s]))
+            cell[i] = got
+        if key is not None:  # later flushes find these groups' keys at once
+            uk, first = np.unique(key[new], return_index=True)
+            self._index(uk, cell[new[first]])
+
+    def _extend(self, slot: Int64Array, k: Int64Array, sid: Int64Array) -> None:
+        m = slot.size
+        self._cb = np.concatenate([self._cb, slot])
+        self._ck = np.concatenate([self._ck, k])
+        self._cs = np.concatenate([self._cs, sid])
+        self._rows.extend([b""] * m)
+        self._dirty = np.concatenate([self._dirty, np.zeros(m, dtype=bool)])
+        have, cells = self._n.shape[0], len(self._rows)
+        if cells > have:
+            size = max(cells, 2 * have, 64)
+            for name in ("_n", "_e"):
+                arr = np.zeros((size, 2), dtype=np.int64)
+                arr[:have] = getattr(self, name)
+                setattr(self, name, arr)
+        self._order = None
+
+    def _index(self, keys: Int64Array, cells: Int64Array) -> None:
+        """Add sorted, distinct packed ``keys`` (not yet indexed) of ``cells``."""
+        pos = np.searchsorted(self._pk, keys)
+        self._pk = np.insert(self._pk, pos, keys)
+        self._pc = np.insert(self._pc, pos, cells)
 
     def _add_hist(self, keys: Int64Array, counts: Int64Array) -> None:
         uk, inv = np.unique(keys, return_inverse=True)  # two strata may overflow into one cell
@@ -148,14 +225,28 @@ class BlockCells:
     # -- encoding ------------------------------------------------------------------------
     def rows_json(self, bake: str) -> bytes:
         """The bake's cells as format 3's JSON array of rows, ordered by (k, stratum)."""
-        if self._dirty:
+        if self._dirty.any():
             self._encode_dirty()
-        order = self._order.get(bake)
-        if order is None:
-            order = self._order[bake] = [c for _, c in sorted(self._by_bake.get(bake, {}).items())]
-        self.reused += len(order)
+        slot = self._slots.get(bake)
+        if slot is None:
+            return b"[]"
+        order, bounds = self._ordered()
+        mine = order[bounds[slot] : bounds[slot + 1]].tolist()
+        self.reused += len(mine)
         rows = self._rows
-        return b"[" + b",".join([rows[c] for c in order]) + b"]"
+        return b"[" + b",".join([rows[c] for c in mine]) + b"]"
+
+    def _ordered(self) -> tuple[Int64Array, list[int]]:
+        """The cells by (slot, k, label), and where each slot's run starts."""
+        if self._order is None:
+            n_sid = len(self._sids)
+            rank = np.empty(n_sid, dtype=np.int64)
+            by_label = sorted(range(n_sid), key=list(self._sids).__getitem__)
+            rank[by_label] = np.arange(n_sid)
+            order = np.lexsort((rank[self._cs], self._ck, self._cb)) if n_sid else self._cb
+            bounds = np.searchsorted(self._cb[order], np.arange(len(self._slots) + 1)).tolist()
+            self._order = (order, bounds)
+        return self._order
 
     def _gather(self, cells: Int64Array) -> tuple[Int64Array, Int64Array, Int64Array]:
         """The nonzero buckets and counts of ``cells``' histograms, canary then baseline per
@@ -172,10 +263,12 @@ class BlockCells:
 
     def summaries(self, bakes: Sequence[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Per bake, its one cell's (canary, baseline) counts as summary documents without
-        segments (:meth:`CohortSummary.to_dict`): how ingest holds a block's totals."""
-        cells = np.array([self._by_bake[b][(0, "")] for b in bakes], dtype=np.int64)
-        bucket, count, bounds = self._gather(cells)
-        bl, cl, bd = bucket.tolist(), count.tolist(), bounds.tolist()
+        segments (:meth:`CohortSummary.to_dict`): how ingest holds a block's totals (each
+        bake's counts in one cell, window 0, stratum "")."""
+        order, bounds = self._ordered()
+        cells = order[[bounds[self._slots[b]] for b in bakes]]
+        bucket, count, hb = self._gather(cells)
+        bl, cl, bd = bucket.tolist(), count.tolist(), hb.tolist()
         n, e = self._n[cells].tolist(), self._e[cells].tolist()
         out = []
         for j in range(cells.size):
@@ -197,8 +290,8 @@ class BlockCells:
     def _encode_dirty(self) -> None:
         """Encode every changed cell's row at once: the sparse, delta-coded histograms of all
         of them in one vectorised pass, one ``orjson.dumps`` per row."""
-        cells = np.array(sorted(self._dirty), dtype=np.int64)
-        self._dirty = set()
+        cells = np.flatnonzero(self._dirty)
+        self._dirty[:] = False
         bucket, count, bounds_a = self._gather(cells)
         starts = bounds_a[:-1]
         prev = np.empty_like(bucket)
@@ -210,11 +303,12 @@ class BlockCells:
         values = flat.tolist()
         bounds = (2 * bounds_a).tolist()
         n, e = self._n[cells].tolist(), self._e[cells].tolist()
+        ks, ss, labels = self._ck[cells].tolist(), self._cs[cells].tolist(), list(self._sids)
         for j, c in enumerate(cells.tolist()):
             nj, ej = n[j], e[j]
             row = [
-                self._k[c],
-                self._stratum[c],
+                ks[j],
+                labels[ss[j]],
                 nj[CANARY],
                 ej[CANARY],
                 nj[BASELINE],

@@ -291,10 +291,10 @@ class Ingest:
             batch = concat_batches(batches)
             bakes = registry.bakes
             cc = cell_counts(batch, tags, registry)
-            ids = [bakes[i].id for i in cc.bake.tolist()]
+            ids = registry.ids()
             acc.cells.add(ids, cc, MAX_CELL_LABELS)
             acc.totals.add(ids, as_totals(cc), None)
-            acc.changed.update(ids)
+            acc.changed.update(ids[i] for i in np.unique(cc.bake).tolist())
             dims, seg = segment_counts(batch, tags)
             for d in dims:
                 if d not in acc.segment_dims:

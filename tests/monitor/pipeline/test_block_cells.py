@@ -69,10 +69,15 @@ def _batch(rng: np.random.Generator, n: int, t: float) -> list[bytes]:
     return out
 
 
-@pytest.mark.parametrize(("seed", "max_labels"), [(0, None), (1, 256), (2, 3), (3, 1), (4, 5)])
+@pytest.mark.parametrize(
+    ("seed", "max_labels", "jump_s"),
+    [(0, None, 0), (1, 256, 0), (2, 3, 0), (3, 1, 0), (4, 5, 0), (5, None, 3e7), (6, 2, 3e7)],
+)
 def test_block_cells_encode_what_the_summary_objects_encode(
-    seed: int, max_labels: int | None
+    seed: int, max_labels: int | None, jump_s: float
 ) -> None:
+    """``jump_s``: a flush far later than the others (windows too far apart to pack: the cells
+    are found one by one)."""
     rng = np.random.default_rng(seed)
     reg = _registry()
     cells = BlockCells()
@@ -86,14 +91,14 @@ def test_block_cells_encode_what_the_summary_objects_encode(
                 reference.setdefault(reg.bakes[bake_idx].id, {}), inc.cells.items(), max_labels
             )
         cc = cell_counts(batch, tags, reg)
-        cells.add([reg.bakes[i].id for i in cc.bake.tolist()], cc, max_labels)
+        cells.add(reg.ids(), cc, max_labels)
         for bake in sorted(reference):
             assert cells.rows_json(bake) == _cell_rows(reference[bake]), (bake, _flush)
-        t += float(rng.uniform(0, 20))
+        t += float(rng.uniform(0, 20)) + (jump_s if _flush == 5 else 0.0)
     assert sorted(cells.bakes()) == sorted(reference) == ["a-v2", "b-v2", "c-v2"]
     assert cells.encoded > 0 and cells.reused > 0
     if max_labels is not None and max_labels < 5:
-        assert any("(other)" in s for s in cells._stratum)  # the cap was reached
+        assert any("(other)" in s for s in cells._sids)  # the cap was reached
 
 
 def test_cell_counts_are_the_cells_of_summarise_cells() -> None:
@@ -106,7 +111,7 @@ def test_cell_counts_are_the_cells_of_summarise_cells() -> None:
     objects = summarise_cells(batch, tags, reg)
     assert cc.n.size == sum(len(v) for v in objects.values()) > 50
     for g in range(cc.n.size):
-        s = objects[(int(cc.bake[g]), int(cc.cohort[g]))][(int(cc.k[g]), cc.label[g])]
+        s = objects[(int(cc.bake[g]), int(cc.cohort[g]))][(int(cc.k[g]), cc.label(g))]
         mine = cc.h_group == g
         assert (s.requests, s.errors) == (int(cc.n[g]), int(cc.e[g]))
         assert s.buckets() == (cc.h_bucket[mine].tolist(), cc.h_count[mine].tolist())
