@@ -225,16 +225,24 @@ class BlockCells:
     # -- encoding ------------------------------------------------------------------------
     def rows_json(self, bake: str) -> bytes:
         """The bake's cells as format 3's JSON array of rows, ordered by (k, stratum)."""
+        return self.rows_json_of([bake])[0]
+
+    def rows_json_of(self, bakes: Sequence[str]) -> list[bytes]:
+        """:meth:`rows_json` of each of ``bakes``, the changed rows encoded once for all."""
         if self._dirty.any():
             self._encode_dirty()
-        slot = self._slots.get(bake)
-        if slot is None:
-            return b"[]"
-        order, bounds = self._ordered()
-        mine = order[bounds[slot] : bounds[slot + 1]].tolist()
-        self.reused += len(mine)
-        rows = self._rows
-        return b"[" + b",".join([rows[c] for c in mine]) + b"]"
+        order_a, bounds = self._ordered()
+        order = order_a.tolist()
+        rows, slots, out = self._rows, self._slots, []
+        for bake in bakes:
+            slot = slots.get(bake)
+            if slot is None:
+                out.append(b"[]")
+                continue
+            mine = order[bounds[slot] : bounds[slot + 1]]
+            self.reused += len(mine)
+            out.append(b"[" + b",".join([rows[c] for c in mine]) + b"]")
+        return out
 
     def _ordered(self) -> tuple[Int64Array, list[int]]:
         """The cells by (slot, k, label), and where each slot's run starts."""

@@ -382,10 +382,19 @@ class Ingest:
         """(bake, encoded partial) of one block for each of ``bakes`` (with data in it)."""
         out = []
         idle, parts = self._idle.get(tp, False), self._partitions_of(tp[0])
-        for bake_id, (can, base) in zip(bakes, b.totals.summaries(bakes), strict=True):
-            segs = b.segments.get(bake_id, ({}, {}))
+        none: SegmentCounts = {d: {} for d in b.segment_dims}  # shared: only serialised
+        no_segments: tuple[SegmentCounts, SegmentCounts] = ({}, {})
+        totals = b.totals.summaries(bakes)
+        cells = b.cells.rows_json_of(bakes)
+        for bake_id, (can, base), rows in zip(bakes, totals, cells, strict=True):
+            segs = b.segments.get(bake_id, no_segments)
             for doc, mine in ((can, segs[CANARY]), (base, segs[BASELINE])):
-                doc["s"] = {d: mine.get(d, {}) for d in b.segment_dims} if doc["n"] else {}
+                if not doc["n"]:
+                    doc["s"] = {}
+                elif mine:
+                    doc["s"] = {d: mine.get(d, {}) for d in b.segment_dims}
+                else:
+                    doc["s"] = none
             h = _Header(
                 bake_id,
                 tp[0],
@@ -398,7 +407,7 @@ class Ingest:
                 idle,
                 parts,
             )
-            out.append((bake_id, encode_partial(h, can, base, b.cells.rows_json(bake_id))))
+            out.append((bake_id, encode_partial(h, can, base, rows)))
         return out
 
     def outputs_failed(self) -> None:
