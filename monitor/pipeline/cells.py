@@ -271,12 +271,14 @@ class BlockCells:
 
     def summaries(self, bakes: Sequence[str]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
         """Per bake, its one cell's (canary, baseline) counts as summary documents without
-        segments (:meth:`CohortSummary.to_dict`): how ingest holds a block's totals (each
-        bake's counts in one cell, window 0, stratum "")."""
+        segments (:meth:`CohortSummary.to_dict`, the histograms as int64 arrays: encode them
+        with ``orjson.OPT_SERIALIZE_NUMPY``): how ingest holds a block's totals (each bake's
+        counts in one cell, window 0, stratum "")."""
         order, bounds = self._ordered()
         cells = order[[bounds[self._slots[b]] for b in bakes]]
         bucket, count, hb = self._gather(cells)
-        bl, cl, bd = bucket.tolist(), count.tolist(), hb.tolist()
+        # Views, not lists: serialised by orjson at C speed (the totals are the long histograms)
+        bl, cl, bd = bucket, count, hb.tolist()
         n, e = self._n[cells].tolist(), self._e[cells].tolist()
         out = []
         for j in range(cells.size):

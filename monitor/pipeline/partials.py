@@ -137,7 +137,7 @@ def encode_partial(
     h: PartialHeader, canary: dict[str, Any], baseline: dict[str, Any], cells_json: bytes
 ) -> bytes:
     """A format-3 partial from its header, its totals as summary documents
-    (:meth:`CohortSummary.to_dict`) and its cells' rows already encoded (:func:`_cell_rows`,
+    (:meth:`CohortSummary.to_dict`; histograms as lists or int64 arrays) and its cells' rows already encoded (:func:`_cell_rows`,
     or ingest's :class:`~monitor.pipeline.cells.BlockCells`): the one writer of the layout."""
     return orjson.dumps(
         {
@@ -155,7 +155,8 @@ def encode_partial(
             "idle": h.idle,
             "parts": h.source_partitions,
             "cells": orjson.Fragment(cells_json),
-        }
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,  # ingest's totals come as arrays
     )
 
 
