@@ -149,7 +149,9 @@ def measure_one(n_bakes: int, n_records: int, rate: float = DEFAULT_RATE) -> dic
     ing.checkpoint()
     ingest_cpu = time.process_time() - cpu
     rss_ingest, held_ingest = _rss_mb(), _held_mb(broker)
-    partials = sum(len(broker.records(layout.partials, p)) for p in range(4))
+    # Partials are counted one per (bake, source block) as the judge folds them; a message
+    # carries a bake's partials of one flush (a bundle), or a source clock.
+    partials, messages = ing.stats.partials, ing.stats.messages
     tagged, clocks = ing.stats.tagged, ing.stats.clocks
     del ing
     gc.collect()
@@ -187,6 +189,9 @@ def measure_one(n_bakes: int, n_records: int, rate: float = DEFAULT_RATE) -> dic
         "ingest_cpu_s": ingest_cpu,
         "ingest_records_per_cpu_s": done / ingest_cpu,
         "partials": partials,
+        "messages": messages,
+        # the judge's share of one core at this traffic rate (< 1: it keeps up)
+        "judge_core_share": judge_cpu / (n_records / rate),
         "judge_cpu_s": judge_cpu,
         "judge_us_per_partial": 1e6 * judge_cpu / max(partials, 1),
         "judge_partials_per_cpu_s": partials / judge_cpu if judge_cpu else None,
@@ -204,8 +209,9 @@ def _row(r: dict[str, Any], base: float) -> str:
     ratio = r["ingest_records_per_cpu_s"] / base
     return (
         f"| {r['bakes']:,} | {r['ingest_records_per_cpu_s']:,.0f} | {ratio:.2f} | "
-        f"{r['partials']:,} | {r['judge_us_per_partial']:,.0f} | "
-        f"{r['judge_partials_per_cpu_s']:,.0f} | {r['ingest_rss_mb']:+.0f} | "
+        f"{r['partials']:,} ({r.get('messages', 0):,}) | {r['judge_us_per_partial']:,.0f} | "
+        f"{r['judge_partials_per_cpu_s']:,.0f} | {r.get('judge_core_share', float('nan')):.2f} | "
+        f"{r['ingest_rss_mb']:+.0f} | "
         f"{r['judge_rss_mb']:+.0f} | {r.get('broker_held_mb', float('nan')):.0f} | "
         f"{r['process_rss_mb']:.0f} | "
         f"{'yes' if r['judged'] == r['tagged'] else 'NO'} |"
@@ -215,10 +221,10 @@ def _row(r: dict[str, Any], base: float) -> str:
 def table(rows: list[dict[str, Any]]) -> str:
     base = rows[0]["ingest_records_per_cpu_s"]
     head = (
-        f"| bakes | ingest records/CPU-s | × {rows[0]['bakes']}-bake rate | partials | "
-        "judge µs/partial | judge partials/CPU-s | ingest +RSS MB | judge +RSS MB | "
-        "broker-held MB | process RSS MB | judge totals exact |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
+        f"| bakes | ingest records/CPU-s | × {rows[0]['bakes']}-bake rate | partials (messages) | "
+        "judge µs/partial | judge partials/CPU-s | judge share of a core | ingest +RSS MB | "
+        "judge +RSS MB | broker-held MB | process RSS MB | judge totals exact |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     return "\n".join([head, *(_row(r, base) for r in rows)])
 

@@ -401,21 +401,29 @@ class CohortSummary:
             msg = f"unsupported summary format version {version!r}"
             raise StateError(msg, value=version)
         try:
-            idx = np.asarray(data["hi"], dtype=np.int64)
-            cnt = np.asarray(data["hc"], dtype=np.int64)
+            hi, hc = data["hi"], data["hc"]
             requests, errors = int(data["n"]), int(data["e"])
             segments = data.get("s") or {}
         except (KeyError, TypeError, ValueError) as exc:
             msg = f"malformed summary document: {exc}"
             raise StateError(msg, value=data) from exc
-        if idx.shape != cnt.shape or (idx.size and (idx.min() < 0 or idx.max() >= NUM_BUCKETS)):
+        if not (isinstance(hi, list) and isinstance(hc, list) and len(hi) == len(hc)):
+            msg = "malformed summary document: histogram indices and counts must be lists of one length"
+            raise StateError(msg, value=data)
+        if not set(map(type, hi)) | set(map(type, hc)) <= {int}:
+            msg = "malformed summary document: histogram indices and counts must be integers"
+            raise StateError(msg, value=data)
+        if hi and (min(hi) < 0 or max(hi) >= NUM_BUCKETS):
             msg = "malformed summary document: histogram indices out of range"
-            raise StateError(msg, value=idx.tolist())
-        if cnt.size and cnt.min() < 0:
+            raise StateError(msg, value=hi)
+        if hc and min(hc) < 0:
             msg = "malformed summary document: negative histogram count"
-            raise StateError(msg, value=cnt.tolist())
+            raise StateError(msg, value=hc)
+        if len(set(hi)) != len(hi):
+            msg = "malformed summary document: a histogram index repeats"
+            raise StateError(msg, value=hi)
         try:
-            out = cls.from_buckets(requests, errors, idx.tolist(), cnt.tolist())
+            out = cls.from_buckets(requests, errors, hi, hc)
         except ParameterError as exc:
             msg = f"malformed summary document: {exc}"
             raise StateError(msg, value=(requests, errors)) from exc

@@ -131,16 +131,28 @@ def _sparse_of_rows(rows: list[Any]) -> tuple[list[int], list[int], list[int]]:
 
 def _decode_rows(raw: Any) -> CellPairs:
     """Cells of a format-3 partial, written by :func:`_cell_rows`."""
-    if not isinstance(raw, list) or any(not isinstance(r, list) or len(r) != 8 for r in raw):
-        msg = "cells: rows must be [k, stratum, n_c, e_c, n_b, e_b, h_c, h_b]"
-        raise ValueError(msg)
-    idx, cnt, bounds = _sparse_of_rows([h for r in raw for h in (r[6], r[7])])
+    return _decode_rows_many([raw])[0]
 
-    def summary(j: int, n: Any, e: Any) -> CohortSummary:
-        lo, hi = bounds[j], bounds[j + 1]
-        return CohortSummary.from_buckets(int(n), int(e), idx[lo:hi], cnt[lo:hi])
 
-    out: CellPairs = {}
-    for i, (k, stratum, n_c, e_c, n_b, e_b, _, _) in enumerate(raw):
-        out[(int(k), str(stratum))] = (summary(2 * i, n_c, e_c), summary(2 * i + 1, n_b, e_b))
+def _decode_rows_many(raws: list[Any]) -> list[CellPairs]:
+    """The cells of several format-3 partials (a bundle's), their histograms checked and
+    rebuilt in one vectorised pass for all of them."""
+    for raw in raws:
+        if not isinstance(raw, list) or any(not isinstance(r, list) or len(r) != 8 for r in raw):
+            msg = "cells: rows must be [k, stratum, n_c, e_c, n_b, e_b, h_c, h_b]"
+            raise ValueError(msg)
+    idx, cnt, bounds = _sparse_of_rows([h for raw in raws for r in raw for h in (r[6], r[7])])
+    from_buckets = CohortSummary.from_buckets
+    out: list[CellPairs] = []
+    j = 0
+    for raw in raws:
+        cells: CellPairs = {}
+        for k, stratum, n_c, e_c, n_b, e_b, _, _ in raw:
+            a, b, c = bounds[j], bounds[j + 1], bounds[j + 2]
+            cells[(int(k), str(stratum))] = (
+                from_buckets(int(n_c), int(e_c), idx[a:b], cnt[a:b]),
+                from_buckets(int(n_b), int(e_b), idx[b:c], cnt[b:c]),
+            )
+            j += 2
+        out.append(cells)
     return out

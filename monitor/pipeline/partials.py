@@ -26,6 +26,7 @@ from monitor.pipeline.cellcodec import (
     CellPairs,
     _cell_rows,
     _decode_cells,
+    _decode_rows_many,
     _encode_cells,
 )
 
@@ -90,7 +91,9 @@ class Partial:
         return msg
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Partial:
+    def from_dict(cls, d: Mapping[str, Any], cells: CellPairs | None = None) -> Partial:
+        """The partial of a decoded message; ``cells``, when given, are its cells already
+        decoded (a bundle decodes all its partials' cells at once)."""
         return cls(
             bake=str(d["bake"]),
             topic=str(d["topic"]),
@@ -101,7 +104,9 @@ class Partial:
             canary=CohortSummary.from_dict(d["canary"]),
             baseline=CohortSummary.from_dict(d["baseline"]),
             max_event_time_s=None if d.get("t") is None else float(d["t"]),
-            cells=_decode_cells(d.get("cells", []), rows=d["v"] >= 3),
+            cells=cells
+            if cells is not None
+            else _decode_cells(d.get("cells", []), rows=d["v"] >= 3),
             progress_s=None if d.get("progress") is None else float(d["progress"]),
             idle=bool(d.get("idle", False)),
             source_partitions=None if d.get("parts") is None else int(d["parts"]),
@@ -210,12 +215,14 @@ class Bundle:
         if not isinstance(parts, list) or not parts:
             msg = "a bundle's partials must be a non-empty list"
             raise PartialError(msg)
+        if any(not isinstance(e, dict) or e.get("v") != PARTIAL_FORMAT_VERSION for e in parts):
+            msg = f"a bundle holds format-{PARTIAL_FORMAT_VERSION} partials"
+            raise PartialError(msg)
         out = []
-        for e in parts:
-            if not isinstance(e, dict) or e.get("v") != PARTIAL_FORMAT_VERSION:
-                msg = f"a bundle holds format-{PARTIAL_FORMAT_VERSION} partials"
-                raise PartialError(msg)
-            p = Partial.from_dict(e)
+        for e, cells in zip(
+            parts, _decode_rows_many([e.get("cells", []) for e in parts]), strict=True
+        ):
+            p = Partial.from_dict(e, cells)
             if p.bake != bake:
                 msg = f'a bundle of bake "{bake}" holds a partial of "{p.bake}"'
                 raise PartialError(msg)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import orjson
 import pytest
 
 from detectors.summary import (
@@ -203,3 +204,38 @@ def test_from_groups_rejects_inconsistent_columns(args: tuple[object, ...], matc
 
     with pytest.raises(ParameterError, match=match):
         CohortSummary.from_groups(*args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("hist", "reason"),
+    [
+        ({"hi": [1, 2], "hc": [1]}, "lists of one length"),
+        ({"hi": (1,), "hc": (1,)}, "lists of one length"),
+        ({"hi": [1.5], "hc": [1]}, "must be integers"),
+        ({"hi": [1], "hc": ["2"]}, "must be integers"),
+        ({"hi": [True], "hc": [1]}, "must be integers"),
+        ({"hi": [-1], "hc": [1]}, "out of range"),
+        ({"hi": [NUM_BUCKETS], "hc": [1]}, "out of range"),
+        ({"hi": [3], "hc": [-1]}, "negative histogram count"),
+        ({"hi": [3, 3], "hc": [1, 1]}, "repeats"),
+    ],
+)
+def test_a_malformed_summary_document_is_rejected_with_its_reason(
+    hist: dict[str, object], reason: str
+) -> None:
+    from detectors.errors import StateError
+
+    doc = {"v": 1, "n": 2, "e": 0, "s": {}, **hist}
+    with pytest.raises(StateError, match=reason):
+        CohortSummary.from_dict(doc)
+
+
+def test_a_summary_document_round_trips_sparse_and_dense() -> None:
+    rng = np.random.default_rng(2)
+    for n_buckets in (0, 3, 40, 300):
+        hist = np.zeros(NUM_BUCKETS, dtype=np.int64)
+        hist[rng.choice(NUM_BUCKETS, n_buckets, replace=False)] = rng.integers(1, 9, n_buckets)
+        s = CohortSummary(int(hist.sum()), 0, hist)
+        s.add_segment_counts("zone", {"a": 1})
+        back = CohortSummary.from_dict(orjson.loads(orjson.dumps(s.to_dict())))
+        assert back == s and np.array_equal(back.hist, hist)
