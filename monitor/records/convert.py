@@ -279,7 +279,7 @@ def encode_labels(
     # One pass: each row gets the row number of its value's first occurrence, then the
     # distinct values (a few per batch) are named and the first rows mapped to codes.
     first: dict[Any, int] = {}
-    if m and col.count(col[0]) == m:  # one value (often: absent, or the one service), C speed
+    if m and col[0] == col[-1] == col[m // 2] and col.count(col[0]) == m:  # one value, C speed
         first[col[0]] = 0
         rows = np.zeros(m, np.int64)
     else:
