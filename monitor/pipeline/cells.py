@@ -59,10 +59,13 @@ class BlockCells:
         "_n",
         "_order",
         "_pc",
+        "_per_window",
         "_pk",
         "_rows",
         "_sids",
+        "_slot_labels",
         "_slots",
+        "_where",
         "encoded",
         "reused",
     )
@@ -83,6 +86,11 @@ class BlockCells:
         self._rows: list[bytes] = []  # encoded row per cell
         self._dirty = np.zeros(0, dtype=bool)  # changed since their row was encoded
         self._order: tuple[Int64Array, list[int]] | None = None  # cells by (slot, k, label)
+        self._slot_labels = np.zeros(0, dtype=np.int64)  # distinct slot << 21 | sid, sorted
+        # Built the first time a cell is made one by one, then kept: (slot, k, sid) → cell and
+        # the labels per (slot, k).
+        self._where: dict[tuple[int, int, int], int] | None = None
+        self._per_window: dict[tuple[int, int], int] = {}
         self.encoded = 0  # rows encoded
         self.reused = 0  # rows taken as they were
 
@@ -113,15 +121,16 @@ class BlockCells:
             np.minimum.at(k0, slot, cc.k)
             k0[: self._k0.size] = self._k0
             self._k0 = k0
-        key = self._pack(slot, cc.k, sid)
+        key, fits = self._pack(slot, cc.k, sid)
         cell = np.full(g, -1, dtype=np.int64)
-        if key is not None and self._pk.size:
-            pos = np.minimum(np.searchsorted(self._pk, key), self._pk.size - 1)
-            hit = self._pk[pos] == key
-            cell[hit] = self._pc[pos[hit]]
+        if self._pk.size and fits.any():
+            at = np.flatnonzero(fits)
+            pos = np.minimum(np.searchsorted(self._pk, key[at]), self._pk.size - 1)
+            hit = self._pk[pos] == key[at]
+            cell[at[hit]] = self._pc[pos[hit]]
         new = np.flatnonzero(cell < 0)
         if new.size:
-            self._admit(new, cell, slot, cc, sid, key, max_labels)
+            self._admit(new, cell, slot, cc, sid, key, fits, max_labels)
         np.add.at(self._n, (cell, cc.cohort), cc.n)
         np.add.at(self._e, (cell, cc.cohort), cc.e)
         self._add_hist(
@@ -129,17 +138,18 @@ class BlockCells:
         )
         self._dirty[cell] = True
 
-    def _pack(self, slot: Int64Array, k: Int64Array, sid: Int64Array) -> Int64Array | None:
-        """The packed keys, or None when a number does not fit (then every lookup is by
-        Python: an absurd block, a million windows wide)."""
+    def _pack(
+        self, slot: Int64Array, k: Int64Array, sid: Int64Array
+    ) -> tuple[Int64Array, npt.NDArray[np.bool_]]:
+        """Each group's packed key, and whether it fits (a window more than a million windows
+        from its bake's first one here, a record a year late, does not: its cell is found by
+        Python)."""
         rel = k - self._k0[slot] + _K_HALF
-        if slot.size == 0:
-            return slot
-        too_big = slot.max() >= 1 << _SLOT_BITS or sid.max() >= 1 << _SID_BITS
-        if too_big or rel.min() < 0 or rel.max() >= 1 << _K_BITS:
-            return None
-        packed: Int64Array = (slot << (_K_BITS + _SID_BITS)) | (rel << _SID_BITS) | sid
-        return packed
+        fits = (rel >= 0) & (rel < 1 << _K_BITS) & (slot < 1 << _SLOT_BITS) & (sid < 1 << _SID_BITS)
+        packed: Int64Array = (
+            (slot << (_K_BITS + _SID_BITS)) | (np.where(fits, rel, 0) << _SID_BITS) | sid
+        )
+        return np.where(fits, packed, -1), fits
 
     def _admit(
         self,
@@ -148,31 +158,58 @@ class BlockCells:
         slot: Int64Array,
         cc: CellCounts,
         sid: Int64Array,
-        key: Int64Array | None,
+        key: Int64Array,
+        fits: npt.NDArray[np.bool_],
         max_labels: int | None,
     ) -> None:
-        """Cells for the groups ``new`` that no cell has yet (written into ``cell``)."""
-        labels = list(self._sids)
-        capped = max_labels is not None and len(labels) > max_labels
-        if key is not None and not capped:  # no window can reach the cap: a cell per new key
-            uk, first, inv = np.unique(key[new], return_index=True, return_inverse=True)
+        """Cells for the groups ``new`` that no cell has yet (written into ``cell``). Made at
+        once for bakes whose distinct strata in the block cannot fill a window to the label
+        cap and keys that pack; else one by one in (bake, k, label) order, as the summary
+        objects were, counting the labels each window holds."""
+        risky = np.zeros(new.size, dtype=bool)
+        if max_labels is not None:
+            pairs = np.unique((slot[new] << _SID_BITS) | np.minimum(sid[new], (1 << _SID_BITS) - 1))
+            fresh = pairs[~np.isin(pairs, self._slot_labels, assume_unique=True)]
+            if fresh.size:
+                self._slot_labels = np.union1d(self._slot_labels, fresh)
+            per_slot = np.bincount(self._slot_labels >> _SID_BITS, minlength=len(self._slots))
+            risky = per_slot[slot[new]] > max_labels
+        quick = new[fits[new] & ~risky]
+        if quick.size:
+            uk, first, inv = np.unique(key[quick], return_index=True, return_inverse=True)
             made = len(self._rows) + np.arange(uk.size)
-            self._extend(slot[new[first]], cc.k[new[first]], sid[new[first]])
-            cell[new] = made[inv.ravel()]
+            self._extend(slot[quick[first]], cc.k[quick[first]], sid[quick[first]])
+            cell[quick] = made[inv.ravel()]
             self._index(uk, made)
-            return
-        # The cap may bite: admit new keys one by one in (bake, k, label) order, as the
-        # summary objects did, counting the labels each window holds.
-        names = self.bakes()
-        order = sorted(new.tolist(), key=lambda i: (names[slot[i]], int(cc.k[i]), labels[sid[i]]))
-        per_window: dict[tuple[int, int], int] = {}
-        for c in range(len(self._rows)):
-            w = (int(self._cb[c]), int(self._ck[c]))
-            per_window[w] = per_window.get(w, 0) + 1
-        where = {
-            (int(b), int(k), int(s)): c
-            for c, (b, k, s) in enumerate(zip(self._cb, self._ck, self._cs, strict=True))
-        }
+        slow = new[~(fits[new] & ~risky)]
+        if slow.size:
+            self._admit_one_by_one(slow, cell, slot, cc, sid, max_labels)
+            packable = slow[fits[slow]]
+            if packable.size:  # later flushes find these groups' keys at once
+                uk, first = np.unique(key[packable], return_index=True)
+                self._index(uk, cell[packable[first]])
+
+    def _admit_one_by_one(
+        self,
+        groups: Int64Array,
+        cell: Int64Array,
+        slot: Int64Array,
+        cc: CellCounts,
+        sid: Int64Array,
+        max_labels: int | None,
+    ) -> None:
+        if self._where is None:
+            self._where = {}
+            for c, (b, k, s) in enumerate(
+                zip(self._cb.tolist(), self._ck.tolist(), self._cs.tolist(), strict=True)
+            ):
+                self._where[(b, k, s)] = c
+                self._per_window[(b, k)] = self._per_window.get((b, k), 0) + 1
+        where, per_window = self._where, self._per_window
+        labels, names = list(self._sids), self.bakes()
+        order = sorted(
+            groups.tolist(), key=lambda i: (names[slot[i]], int(cc.k[i]), labels[sid[i]])
+        )
         for i in order:
             b, k, s = int(slot[i]), int(cc.k[i]), int(sid[i])
             got = where.get((b, k, s))
@@ -181,16 +218,19 @@ class BlockCells:
                 labels = list(self._sids)
                 got = where.get((b, k, s))
             if got is None:
-                got = where[(b, k, s)] = len(self._rows)
-                per_window[(b, k)] = per_window.get((b, k), 0) + 1
+                got = len(self._rows)
                 self._extend(np.array([b]), np.array([k]), np.array([s]))
             cell[i] = got
-        if key is not None:  # later flushes find these groups' keys at once
-            uk, first = np.unique(key[new], return_index=True)
-            self._index(uk, cell[new[first]])
 
     def _extend(self, slot: Int64Array, k: Int64Array, sid: Int64Array) -> None:
         m = slot.size
+        if self._where is not None:  # kept once built: new cells go in it too
+            start = len(self._rows)
+            for j, (b, kk, ss) in enumerate(
+                zip(slot.tolist(), k.tolist(), sid.tolist(), strict=True)
+            ):
+                self._where[(b, kk, ss)] = start + j
+                self._per_window[(b, kk)] = self._per_window.get((b, kk), 0) + 1
         self._cb = np.concatenate([self._cb, slot])
         self._ck = np.concatenate([self._ck, k])
         self._cs = np.concatenate([self._cs, sid])

@@ -158,6 +158,7 @@ class Ingest:
         self._clock_registry: Registry | None = None  # the registry the clocks were sent under
         self._last_data_s: dict[TP, float] = {}
         self._partition_counts: dict[str, int | None] = {}  # refreshed at each rebalance
+        self._rewind = False  # recompute every partition from its commit before the next poll
         self._checkpoint = Checkpoint(
             "ingest",
             source,
@@ -170,38 +171,66 @@ class Ingest:
     # -- the loop --------------------------------------------------------------------------
     def step(self, timeout_s: float = 0.2) -> int:
         """Poll once, fold what arrived, checkpoint when due; returns records processed."""
+        if self._rewind:
+            self._rewind_to_commits()  # may raise (broker down): tried again at the next step
         batch = self.source.poll(timeout_s, MAX_POLL_RECORDS)
         self.stats.last_poll_s = self.clock()
         assigned, revoked = self.source.take_rebalance()
         for tp in revoked | assigned:
             # The owner, new or the same, recomputes the open block from the last commit (a
             # block start): a kept partition's mid-block position must not start a new block.
-            self._blocks.pop(tp, None)
-            self._clocks.pop(tp, None)
-            self._idle.pop(tp, None)
-            self._clock_of.pop(tp, None)
-            self._clock_sent.pop(tp, None)
-            self._last_data_s.pop(tp, None)
+            self._forget(tp)
         for tp in assigned:
-            committed = self.source.committed(tp)
-            if committed is None:
-                self.source.seek_to_beginning(tp)
-            else:
-                self.source.seek(tp, committed)
+            self._seek_to_commit(tp)
         if assigned or revoked:
             self._partition_counts.clear()
             log.info("ingest partitions: +%s -%s", _tps(assigned), _tps(revoked))
         n = 0
-        for tp, recs in batch.items():
-            if recs and tp not in assigned:  # records fetched before the seek are re-read
-                self._process(tp, recs)
-                n += len(recs)
+        try:
+            for tp, recs in batch.items():
+                if recs and tp not in assigned:  # records fetched before the seek are re-read
+                    self._process(tp, recs)
+                    n += len(recs)
+        except Exception:
+            self._rewind_after_error()
+            raise
         self._mark_idle(set(batch))
         if self._checkpoint.due() or any(
             b.complete for blocks in self._blocks.values() for b in blocks
         ):
             self.checkpoint()
         return n
+
+    def _forget(self, tp: TP) -> None:
+        self._blocks.pop(tp, None)
+        self._clocks.pop(tp, None)
+        self._idle.pop(tp, None)
+        self._clock_of.pop(tp, None)
+        self._clock_sent.pop(tp, None)
+        self._last_data_s.pop(tp, None)
+
+    def _seek_to_commit(self, tp: TP) -> None:
+        committed = self.source.committed(tp)
+        if committed is None:
+            self.source.seek_to_beginning(tp)
+        else:
+            self.source.seek(tp, committed)
+
+    def _rewind_after_error(self) -> None:
+        """An unexpected error while records were being summarised or published: what was
+        polled may be half folded, so every assigned partition is recomputed from its last
+        commit (a block start), as after a crash; the partials already published are
+        cumulative and are published again, the same."""
+        log.error("ingest: an error while folding or publishing; recomputing from the commits")
+        for tp in [*self._blocks, *self._clocks, *self._clock_of]:
+            self._forget(tp)
+        self._rewind = True
+
+    def _rewind_to_commits(self) -> None:
+        for tp in sorted(self.source.assignment()):
+            self._forget(tp)
+            self._seek_to_commit(tp)
+        self._rewind = False
 
     def _partitions_of(self, topic: str) -> int | None:
         n = self._partition_counts.get(topic)
@@ -329,7 +358,11 @@ class Ingest:
     # -- checkpoint ------------------------------------------------------------------------
     def checkpoint(self) -> bool:
         """Publish partials of changed blocks, wait for acks, then commit block starts."""
-        ok = self._checkpoint.run(self)
+        try:
+            ok = self._checkpoint.run(self)
+        except Exception:
+            self._rewind_after_error()
+            raise
         self.stats.checkpoints = self._checkpoint.completed
         self.stats.checkpoint_failures = self._checkpoint.failed
         self.stats.commit_failures = self._checkpoint.commit_failures

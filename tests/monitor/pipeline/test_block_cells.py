@@ -51,11 +51,14 @@ def _registry() -> Registry:
     )
 
 
-def _batch(rng: np.random.Generator, n: int, t: float) -> list[bytes]:
+def _batch(rng: np.random.Generator, n: int, t: float, far: bool = False) -> list[bytes]:
     out = []
     for _ in range(n):
+        ts = t + float(rng.uniform(-20, 15))  # late and early records
+        if far and rng.random() < 0.02:
+            ts -= 4e7  # a host a year behind: its windows are too far away to pack
         rec: dict[str, object] = {
-            "ts": t + float(rng.uniform(-20, 15)),  # late and early records
+            "ts": ts,
             "service": str(rng.choice(["a", "b", "c", "d"])),
             "version": str(rng.choice(["v1", "v2", "v3"])),
             "status": int(rng.choice([200, 200, 200, 500])),
@@ -70,21 +73,32 @@ def _batch(rng: np.random.Generator, n: int, t: float) -> list[bytes]:
 
 
 @pytest.mark.parametrize(
-    ("seed", "max_labels", "jump_s"),
-    [(0, None, 0), (1, 256, 0), (2, 3, 0), (3, 1, 0), (4, 5, 0), (5, None, 3e7), (6, 2, 3e7)],
+    ("seed", "max_labels", "jump_s", "far"),
+    [
+        (0, None, 0, False),
+        (1, 256, 0, False),
+        (2, 3, 0, False),
+        (3, 1, 0, False),
+        (4, 5, 0, False),
+        (5, None, 3e7, False),
+        (6, 2, 3e7, False),
+        *((seed, [None, 256, 3, 5][seed % 4], 0, True) for seed in range(7, 31)),
+    ],
 )
 def test_block_cells_encode_what_the_summary_objects_encode(
-    seed: int, max_labels: int | None, jump_s: float
+    seed: int, max_labels: int | None, jump_s: float, far: bool
 ) -> None:
-    """``jump_s``: a flush far later than the others (windows too far apart to pack: the cells
-    are found one by one)."""
+    """``jump_s``: a flush far later than the others; ``far``: a few records a year late in
+    some flushes (their windows are too far apart to pack: their cells are found one by one,
+    the others' at once, and nothing is made twice)."""
     rng = np.random.default_rng(seed)
     reg = _registry()
     cells = BlockCells()
     reference: dict[str, dict[tuple[int, str], tuple[CohortSummary, CohortSummary]]] = {}
     t = T0
     for _flush in range(12):
-        batch = decode_batch(_batch(rng, int(rng.integers(0, 300)), t), PRESETS["plain"]).batch
+        lines = _batch(rng, int(rng.integers(0, 300)), t, far=far and rng.random() < 0.3)
+        batch = decode_batch(lines, PRESETS["plain"]).batch
         tags = tag(batch, reg)
         for bake_idx, inc in increments(batch, tags, reg).items():  # ingest's former path
             merge_cells(
