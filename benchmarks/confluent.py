@@ -40,7 +40,7 @@ from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.clients import make_sink, make_source
 from monitor.kafka.confluent import COMMON, GROUP_TIMING, THROUGHPUT_CONSUMER
 from monitor.kafka.topics import TopicLayout, ensure_topics
-from monitor.pipeline.ingest import Ingest
+from monitor.pipeline.ingest import MAX_POLL_RECORDS, Ingest
 from monitor.records.fieldmap import PRESETS
 
 TARGET_RATIO_CPU = 0.70
@@ -72,7 +72,7 @@ def _bare(bootstrap: str, topic: str, n: int) -> Run:
     wall0 = cpu0 = None
     loads = orjson.loads
     while seen < n:
-        msgs = c.consume(20_000, 0.5)
+        msgs = c.consume(MAX_POLL_RECORDS, 0.5)  # as much per poll as ingest asks for
         if msgs and wall0 is None:
             wall0, cpu0 = time.perf_counter(), time.process_time()
         values = [v for m in msgs if m.error() is None and (v := m.value()) is not None]

@@ -35,7 +35,7 @@ from monitor.bakes.spec import BakeSpec, Registry
 from monitor.kafka.broker import EmbeddedBroker
 from monitor.kafka.io import KafkaSink, KafkaSource
 from monitor.kafka.topics import TopicLayout, ensure_topics
-from monitor.pipeline.ingest import Ingest
+from monitor.pipeline.ingest import MAX_POLL_RECORDS, Ingest
 from monitor.records.fieldmap import PRESETS
 
 TARGET_RATIO = 0.80
@@ -69,7 +69,7 @@ def _bare(bootstrap: str, topic: str, n: int) -> float:
     seen = 0
     t0 = None
     while seen < n:
-        batch = src.poll(0.5, 20_000)
+        batch = src.poll(0.5, MAX_POLL_RECORDS)  # as much per poll as ingest asks for
         for recs in batch.values():
             if recs and t0 is None:
                 t0 = time.perf_counter()
