@@ -33,9 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import orjson
-
+from benchmarks.scaling import lines
 from monitor.bakes.spec import BakeSpec, Registry
 from monitor.errors import ConfigError
 from monitor.kafka.broker import EmbeddedBroker
@@ -60,27 +58,6 @@ def available_clients() -> list[str]:
 
 
 Run = tuple[float, float, int]  # (records per wall-second, records per CPU-second, partials)
-
-
-def _lines(n: int, n_bakes: int, t0: float, span_s: float, seed: int = 1) -> list[bytes]:
-    rng = np.random.default_rng(seed)
-    svc = rng.integers(0, n_bakes, n)
-    canary = rng.random(n) < 0.2
-    errors = rng.random(n) < 0.01
-    lat = np.round(rng.lognormal(3.0, 0.5, n), 3)
-    ts = t0 + np.sort(rng.random(n)) * span_s
-    return [
-        orjson.dumps(
-            {
-                "ts": float(ts[i]),
-                "service": f"svc{svc[i]}",
-                "version": "v2" if canary[i] else "v1",
-                "status": 500 if errors[i] else 200,
-                "latency_ms": float(lat[i]),
-            }
-        )
-        for i in range(n)
-    ]
 
 
 def _produce(bootstrap: str, topic: str, lines: list[bytes], partitions: int) -> None:
@@ -142,7 +119,7 @@ def _measure(args: argparse.Namespace, bootstrap: str) -> dict[str, dict[int, li
     for nb in args.bakes:
         topic = f"bench-bakes-{nb}-{uuid.uuid4().hex[:6]}"
         ensure_topics(bootstrap, TopicLayout("benchsetup."), extra=[(topic, args.partitions)])
-        _produce(bootstrap, topic, _lines(args.records, nb, t0, args.span_s), args.partitions)
+        _produce(bootstrap, topic, lines(args.records, nb, args.span_s, t0=t0), args.partitions)
         topics[nb] = topic
         print(f"  produced {args.records:,} records over {nb:,} services", file=sys.stderr)
     runs: dict[str, dict[int, list[Run]]] = {c: {nb: [] for nb in args.bakes} for c in args.clients}

@@ -72,13 +72,17 @@ def _held_mb(broker: Any) -> float:
     return total / 2**20
 
 
-def _lines(n_records: int, n_bakes: int, span_s: float, seed: int = 1) -> list[bytes]:
+def lines(
+    n_records: int, n_bakes: int, span_s: float, seed: int = 1, t0: float = T0
+) -> list[bytes]:
+    """Plain-JSON requests spread uniformly over ``n_bakes`` services (svc0.., canary v2 on
+    20 %, 1 % errors) over ``span_s`` seconds of event time from ``t0``."""
     rng = np.random.default_rng(seed)
     svc = rng.integers(0, n_bakes, n_records)
     canary = rng.random(n_records) < 0.2
     errors = rng.random(n_records) < 0.01
     lat = np.round(rng.lognormal(3.0, 0.5, n_records), 3)
-    ts = T0 + np.sort(rng.random(n_records)) * span_s
+    ts = t0 + np.sort(rng.random(n_records)) * span_s
     return [
         orjson.dumps(
             {
@@ -115,7 +119,7 @@ def measure_one(n_bakes: int, n_records: int, rate: float = DEFAULT_RATE) -> dic
     broker.create_topics((name, parts) for name, parts, _ in layout.specs())
     broker.create_topic("requests", 4)
     span_s = n_records / rate
-    for i, line in enumerate(_lines(n_records, n_bakes, span_s)):
+    for i, line in enumerate(lines(n_records, n_bakes, span_s)):
         broker.append("requests", line, partition=i % 4)
     gc.collect()
     rss0, held0 = _rss_mb(), _held_mb(broker)

@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
@@ -78,21 +77,6 @@ class _Block:
 
 
 SegmentCounts = dict[str, dict[str, int]]  # dim → value → requests
-
-
-class _Header(NamedTuple):
-    """A partial's fields besides its summaries (:class:`~monitor.pipeline.partials.PartialHeader`)."""
-
-    bake: str
-    topic: str
-    partition: int
-    block: int
-    upto: int
-    complete: bool
-    max_event_time_s: float | None
-    progress_s: float | None
-    idle: bool
-    source_partitions: int | None
 
 
 @dataclass
@@ -432,19 +416,22 @@ class Ingest:
                     doc["s"] = {d: mine.get(d, {}) for d in b.segment_dims}
                 else:
                     doc["s"] = none
-            h = _Header(
-                bake_id,
-                tp[0],
-                tp[1],
-                b.block,
-                b.upto,
-                b.complete,
-                b.max_time.get(bake_id),
-                b.progress_s,
-                idle,
-                parts,
+            value = encode_partial(
+                can,
+                base,
+                rows,
+                bake=bake_id,
+                topic=tp[0],
+                partition=tp[1],
+                block=b.block,
+                upto=b.upto,
+                complete=b.complete,
+                max_event_time_s=b.max_time.get(bake_id),
+                progress_s=b.progress_s,
+                idle=idle,
+                source_partitions=parts,
             )
-            out.append((bake_id, encode_partial(h, can, base, rows)))
+            out.append((bake_id, value))
         return out
 
     def outputs_failed(self) -> None:

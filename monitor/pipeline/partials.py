@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -79,7 +79,19 @@ class Partial:
     def encode(self) -> bytes:
         """The message value (format 3)."""
         return encode_partial(
-            self, self.canary.to_dict(), self.baseline.to_dict(), _cell_rows(self.cells)
+            self.canary.to_dict(),
+            self.baseline.to_dict(),
+            _cell_rows(self.cells),
+            bake=self.bake,
+            topic=self.topic,
+            partition=self.partition,
+            block=self.block,
+            upto=self.upto,
+            complete=self.complete,
+            max_event_time_s=self.max_event_time_s,
+            progress_s=self.progress_s,
+            idle=self.idle,
+            source_partitions=self.source_partitions,
         )
 
     @classmethod
@@ -113,52 +125,41 @@ class Partial:
         )
 
 
-class PartialHeader(Protocol):
-    """The fields of a partial besides its summaries (a :class:`Partial` has them)."""
-
-    @property
-    def bake(self) -> str: ...
-    @property
-    def topic(self) -> str: ...
-    @property
-    def partition(self) -> int: ...
-    @property
-    def block(self) -> int: ...
-    @property
-    def upto(self) -> int: ...
-    @property
-    def complete(self) -> bool: ...
-    @property
-    def max_event_time_s(self) -> float | None: ...
-    @property
-    def progress_s(self) -> float | None: ...
-    @property
-    def idle(self) -> bool: ...
-    @property
-    def source_partitions(self) -> int | None: ...
-
-
 def encode_partial(
-    h: PartialHeader, canary: dict[str, Any], baseline: dict[str, Any], cells_json: bytes
+    canary: dict[str, Any],
+    baseline: dict[str, Any],
+    cells_json: bytes,
+    *,
+    bake: str,
+    topic: str,
+    partition: int,
+    block: int,
+    upto: int,
+    complete: bool,
+    max_event_time_s: float | None,
+    progress_s: float | None,
+    idle: bool,
+    source_partitions: int | None,
 ) -> bytes:
-    """A format-3 partial from its header, its totals as summary documents
-    (:meth:`CohortSummary.to_dict`; histograms as lists or int64 arrays) and its cells' rows already encoded (:func:`_cell_rows`,
-    or ingest's :class:`~monitor.pipeline.cells.BlockCells`): the one writer of the layout."""
+    """A format-3 partial from its fields (those of :class:`Partial`), its totals as summary
+    documents (:meth:`CohortSummary.to_dict`; histograms as lists or int64 arrays) and its
+    cells' rows already encoded (:func:`_cell_rows`, or ingest's
+    :class:`~monitor.pipeline.cells.BlockCells`): the one writer of the layout."""
     return orjson.dumps(
         {
             "v": PARTIAL_FORMAT_VERSION,
-            "bake": h.bake,
-            "topic": h.topic,
-            "partition": h.partition,
-            "block": h.block,
-            "upto": h.upto,
-            "complete": h.complete,
+            "bake": bake,
+            "topic": topic,
+            "partition": partition,
+            "block": block,
+            "upto": upto,
+            "complete": complete,
             "canary": canary,
             "baseline": baseline,
-            "t": h.max_event_time_s,
-            "progress": h.progress_s,
-            "idle": h.idle,
-            "parts": h.source_partitions,
+            "t": max_event_time_s,
+            "progress": progress_s,
+            "idle": idle,
+            "parts": source_partitions,
             "cells": orjson.Fragment(cells_json),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,  # ingest's totals come as arrays
