@@ -29,8 +29,10 @@ __all__ = [
     "Labels",
     "encode_labels",
     "error_flags",
+    "first_rows",
     "frozen",
     "is_absent",
+    "joint_first_rows",
     "latency_unit_hint",
     "number_one",
     "numbers",
@@ -96,6 +98,14 @@ def numbers(
     return values, absent
 
 
+def _median(a: FloatArray) -> float:
+    """The median of a non-empty array of finite values (``np.median`` imports ``numpy.ma`` on
+    its first call: 40 ms of a short replay)."""
+    s = np.sort(a)
+    h = s.size // 2
+    return float(s[h]) if s.size % 2 else float((s[h - 1] + s[h]) / 2)
+
+
 def latency_unit_hint(
     latency_s: FloatArray, unit: str, divisor: float, *, min_values: int = UNIT_HINT_MIN_VALUES
 ) -> str | None:
@@ -109,7 +119,7 @@ def latency_unit_hint(
     sample = sample[np.isfinite(sample) & (sample >= 0.0)]
     if len(sample) < min_values:
         return None
-    median_s = float(np.median(sample))
+    median_s = _median(sample)
     raw = sample * divisor
     fractional = float(np.mean(raw != np.floor(raw)))
     shown = f"{median_s * divisor:g}"
@@ -229,6 +239,7 @@ class Labels:
     codes: Int32Array
     names: list[str]
     bad: BoolArray | None
+    every_name_used: bool = False  # every name has a row (so a full selection keeps them all)
 
     def is_(self, name: str, m: int) -> BoolArray:
         return codes_in(self, {name}, m)
@@ -241,8 +252,11 @@ class Labels:
         """The selected rows, with unused categories dropped and the rest sorted."""
         codes = self.codes[sel]
         k = len(self.names)
-        used = np.bincount(codes, minlength=k) > 0
-        order = sorted(np.flatnonzero(used).tolist(), key=self.names.__getitem__)
+        if self.every_name_used and isinstance(sel, slice) and sel == slice(None):
+            order = sorted(range(k), key=self.names.__getitem__)
+        else:
+            used = np.bincount(codes, minlength=k) > 0
+            order = sorted(np.flatnonzero(used).tolist(), key=self.names.__getitem__)
         if order == list(range(k)):
             return Categorical(frozen(codes), tuple(self.names))
         remap = np.full(k, -1, np.int32)
@@ -265,25 +279,67 @@ def codes_in(column: Labels, names: set[str], m: int) -> BoolArray:
 MAX_LABEL_CHARS = 256
 
 
+FirstRows = tuple[dict[Any, int], Int64Array]
+
+
+def first_rows(col: list[Any]) -> FirstRows:
+    """Each distinct value's first row (in the order they come), and each row's value's first
+    row: one C-level pass."""
+    m = len(col)
+    first: dict[Any, int] = {}
+    if m and col[0] == col[-1] == col[m // 2] and col.count(col[0]) == m:  # one value, C speed
+        first[col[0]] = 0
+        return first, np.zeros(m, np.int64)
+    return first, np.fromiter(map(first.setdefault, col, count()), np.int64, m)
+
+
+# Joint encoding pays while a batch holds few distinct label combinations: beyond one per
+# JOINT_MAX_SHARE rows it costs more than a pass per column.
+JOINT_MAX_SHARE = 8
+
+
+def joint_first_rows(cols: list[list[Any]]) -> tuple[list[FirstRows], bool]:
+    """:func:`first_rows` of each column, from one pass over the rows' combinations of values
+    (one dict lookup per row instead of one per row and column; a row's combination is a tuple
+    of values whose hashes are cached when they are shared objects), and whether that paid
+    (few distinct combinations). The results equal :func:`first_rows` of each column: the
+    combinations come in the order of their first rows, so a value's first combination holds
+    its first row."""
+    m = len(cols[0]) if cols else 0
+    joint: dict[tuple[Any, ...], int] = {}
+    rows = np.fromiter(map(joint.setdefault, zip(*cols, strict=True), count()), np.int64, m)
+    combos, at = list(joint), list(joint.values())
+    where = np.asarray(at, dtype=np.int64)
+    out: list[FirstRows] = []
+    for c in range(len(cols)):
+        first: dict[Any, int] = {}
+        lut = np.zeros(m, np.int64)
+        lut[where] = list(map(first.setdefault, [t[c] for t in combos], at))
+        out.append((first, lut[rows]))
+    return out, len(combos) * JOINT_MAX_SHARE <= max(m, 1)
+
+
 def encode_labels(
-    col: list[Any], *, default: str = "", lower: bool = False, strings: bool = False
+    col: list[Any],
+    *,
+    default: str = "",
+    lower: bool = False,
+    strings: bool = False,
+    pre: FirstRows | None = None,
 ) -> Labels:
     """Encode a string column; absent values become ``default``, containers are bad.
-    ``strings``: the caller knows the column holds only str and None (no type scan)."""
+    ``strings``: the caller knows the column holds only str and None (no type scan); ``pre``:
+    its :func:`first_rows`, computed already (with ``strings`` only)."""
     m = len(col)
     bad: BoolArray | None = None
     if not strings and not set(map(type, col)) <= {str, type(None)}:
         conv = [label_one(v) for v in col]
         bad = np.fromiter((c is _BAD for c in conv), bool, m)
         col = [None if c is _BAD else c for c in conv]
+        pre = None
     # One pass: each row gets the row number of its value's first occurrence, then the
     # distinct values (a few per batch) are named and the first rows mapped to codes.
-    first: dict[Any, int] = {}
-    if m and col[0] == col[-1] == col[m // 2] and col.count(col[0]) == m:  # one value, C speed
-        first[col[0]] = 0
-        rows = np.zeros(m, np.int64)
-    else:
-        rows = np.fromiter(map(first.setdefault, col, count()), np.int64, m)
+    first, rows = first_rows(col) if pre is None else pre
     keys = list(first)
     if not lower and _plain_labels(first, keys):
         # The usual batch: every distinct value already a clean label (one code each).
@@ -293,7 +349,7 @@ def encode_labels(
     lut = np.zeros(m, np.int32)
     lut[np.fromiter(first.values(), np.int64, len(first))] = value_codes
     codes: Int32Array = lut[rows]
-    return Labels(codes, names or [default], bad)
+    return Labels(codes, names or [default], bad, every_name_used=m > 0)
 
 
 def _plain_labels(first: dict[Any, int], keys: list[Any]) -> bool:

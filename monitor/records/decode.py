@@ -21,8 +21,7 @@ milliseconds configured as seconds. Latencies must be finite and non-negative.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Sequence
-from itertools import repeat
+from collections.abc import Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -43,8 +42,21 @@ from monitor.records.convert import (
     time_one,
     time_strings,
 )
-from monitor.records.fast import StructFields, learn_keys, struct_fields
-from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, LabelSource, resolve_path, show_value
+from monitor.records.fast import learn_keys, struct_fields
+from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, LabelSource
+from monitor.records.rows import (
+    REASON_BAD_COHORT,
+    REASON_BAD_LATENCY,
+    REASON_BAD_STATUS,
+    REASON_BAD_TIME,
+    REASON_BAD_TYPE,
+    REASON_INVALID_JSON,
+    REASON_MISSING_FIELD,
+    REASON_NOT_AN_OBJECT,
+    REJECTION_REASONS,
+    Fields,
+    NotFast,
+)
 
 __all__ = [
     "COHORTS",
@@ -64,24 +76,6 @@ __all__ = [
 
 Cohort = Literal["canary", "baseline"]
 
-REASON_INVALID_JSON = "invalid_json"
-REASON_NOT_AN_OBJECT = "not_an_object"
-REASON_MISSING_FIELD = "missing_field"
-REASON_BAD_TYPE = "bad_type"
-REASON_BAD_TIME = "bad_time"
-REASON_BAD_STATUS = "bad_status"
-REASON_BAD_LATENCY = "bad_latency"
-REASON_BAD_COHORT = "bad_cohort"
-REJECTION_REASONS: tuple[str, ...] = (
-    REASON_INVALID_JSON,
-    REASON_NOT_AN_OBJECT,
-    REASON_MISSING_FIELD,
-    REASON_BAD_TYPE,
-    REASON_BAD_TIME,
-    REASON_BAD_STATUS,
-    REASON_BAD_LATENCY,
-    REASON_BAD_COHORT,
-)
 COHORTS: tuple[str, ...] = get_args(Cohort)
 
 # Epoch seconds at or beyond this (year ~5138) are almost surely ms/us/ns configured as "s".
@@ -91,6 +85,11 @@ log = logging.getLogger("bakemon.records")
 # (latency path, unit) pairs already warned about: a wrong unit is logged once per process,
 # not once per batch (replay prints it on stderr through logging's last-resort handler).
 _UNIT_WARNED: set[tuple[str, str]] = set()
+# Batches looked at per (latency path, unit) for that hint: every one of the first
+# UNIT_HINT_FIRST, then one in UNIT_HINT_EVERY (a wrong unit shows in the first batch; looking
+# at each later one cost as much as decoding a field).
+UNIT_HINT_FIRST, UNIT_HINT_EVERY = 16, 64
+_UNIT_LOOKS: dict[tuple[str, str], int] = {}
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -132,9 +131,9 @@ def decode_batch(
     if fast is not None:
         try:
             return _decode(
-                messages, field_map, defaults, _Fields(fast, len(messages), messages), None
+                messages, field_map, defaults, Fields(fast, len(messages), messages), None
             )
-        except _NotFast:
+        except NotFast:
             pass
     return _reference(messages, field_map, defaults)
 
@@ -156,19 +155,15 @@ def _reference(
     objs, pos, rejections = _parse(messages)
     learn_keys(field_map, objs)  # so the next batch of this log takes the fast path
     return _decode(
-        messages, field_map, defaults, _Fields(objs, len(objs), messages), (pos, rejections)
+        messages, field_map, defaults, Fields(objs, len(objs), messages), (pos, rejections)
     )
-
-
-class _NotFast(Exception):
-    """The fast path met a value it cannot give exactly as the reference path: redo the batch."""
 
 
 def _decode(
     messages: Sequence[bytes | str],
     field_map: FieldMap,
     defaults: FloatArray | None,
-    cols: _Fields,
+    cols: Fields,
     parsed: tuple[Int64Array, list[Rejection]] | None,
 ) -> DecodeResult:
     """Checks and columns over ``cols``; ``parsed`` = (positions, rejections) of the reference
@@ -177,6 +172,7 @@ def _decode(
         pos, rejections = np.arange(cols.m, dtype=np.int64), list[Rejection]()
     else:
         pos, rejections = parsed
+    cols.encode_jointly(_label_paths(field_map))
     # The checks are flagged in this order; a row is rejected for the first one it fails.
     time_s = _decode_time(cols, field_map, None if defaults is None else defaults[pos])
     labels = _decode_labels(cols, field_map)
@@ -184,7 +180,9 @@ def _decode(
     latency_s = _decode_latency(cols, field_map)
     segments: dict[str, Labels] = {}
     for name, path in field_map.segments.items():  # absent is fine, only a container is bad
-        segments[name] = encode_labels(cols.get(path), strings=cols.kind(path) == "str")
+        segments[name] = encode_labels(
+            cols.get(path), strings=cols.kind(path) == "str", pre=cols.first.get(path)
+        )
         cols.checks.flag(segments[name].bad, REASON_BAD_TYPE, path, cols.get(path))
     for row, reason, detail in cols.checks.failures(cols.shown):
         rejections.append(_rejection(messages, int(pos[row]), reason, detail))
@@ -210,48 +208,17 @@ def _decode(
     return DecodeResult(batch, rejections, by_reason)
 
 
-class _Fields:
-    """The parsed rows' fields, each pulled out once as a column, and the checks on them."""
-
-    def __init__(
-        self,
-        rows: list[dict[str, Any]] | StructFields,
-        m: int,
-        messages: Sequence[bytes | str],
-    ) -> None:
-        self.rows = rows
-        self.m = m
-        self.messages = messages  # row i is message i on the fast path (all of them parsed)
-        self.checks = _Checks(self.m)
-        self._cols: dict[str, list[Any]] = {}
-
-    def get(self, path: str) -> list[Any]:
-        if path not in self._cols:
-            if isinstance(self.rows, StructFields):
-                col = self.rows.get(path)
-                if col is None:
-                    raise _NotFast
-                self._cols[path] = col
-            else:
-                self._cols[path] = _column(self.rows, path)
-        return self._cols[path]
-
-    def kind(self, path: str) -> str | None:
-        """What msgspec checked the column at ``path`` holds (see ``StructFields.kind``)."""
-        return self.rows.kind(path) if isinstance(self.rows, StructFields) else None
-
-    def shown(self, path: str, col: list[Any], row: int) -> Any:
-        """The value at ``path`` of ``row`` as the log wrote it, for a rejection's detail (a
-        typed float column holds 12.0 where the log had 12)."""
-        if isinstance(self.rows, StructFields) and self.kind(path) is not None:
-            try:
-                return resolve_path(orjson.loads(self.messages[row]), tuple(path.split(".")))
-            except orjson.JSONDecodeError:  # msgspec took what orjson does not: show its value
-                pass
-        return col[row]
+def _label_paths(fm: FieldMap) -> list[str]:
+    """The paths of the label columns read as they are (one source without a pattern)."""
+    paths = dict.fromkeys(fm.segments.values())
+    for name in ("service", "version", "cohort", "bake"):
+        sources = fm.label_sources(name)
+        if len(sources) == 1 and sources[0].pattern is None:
+            paths[sources[0].path] = None
+    return list(paths)
 
 
-def _decode_time(cols: _Fields, fm: FieldMap, defaults: FloatArray | None) -> FloatArray:
+def _decode_time(cols: Fields, fm: FieldMap, defaults: FloatArray | None) -> FloatArray:
     """Event times in s; ``defaults`` (per parsed row) fill absent ones."""
     tcol = cols.get(fm.time)
     divisor = UNIT_DIVISOR[fm.time_unit]
@@ -271,7 +238,7 @@ def _decode_time(cols: _Fields, fm: FieldMap, defaults: FloatArray | None) -> Fl
 _LabelColumns = tuple[Labels, Labels, Labels | None, Labels | None]
 
 
-def _decode_labels(cols: _Fields, fm: FieldMap) -> _LabelColumns:
+def _decode_labels(cols: Fields, fm: FieldMap) -> _LabelColumns:
     """(service, version, cohort, bake) label columns; cohort and bake only when mapped."""
     m, checks = cols.m, cols.checks
     if fm.service is None:
@@ -303,7 +270,7 @@ def _decode_labels(cols: _Fields, fm: FieldMap) -> _LabelColumns:
 
 
 def _label_field(
-    cols: _Fields, fm: FieldMap, name: str, *, default: str | None = None, lower: bool = False
+    cols: Fields, fm: FieldMap, name: str, *, default: str | None = None, lower: bool = False
 ) -> tuple[Labels, str, list[Any], str | None]:
     """Label column ``name`` from its sources, with the first source's path and column (for
     rejection details) and, for several or patterned sources, what a missing value means."""
@@ -312,7 +279,11 @@ def _label_field(
     col = cols.get(first.path)
     if len(sources) == 1 and first.pattern is None:
         labels = encode_labels(
-            col, default=default or "", lower=lower, strings=cols.kind(first.path) == "str"
+            col,
+            default=default or "",
+            lower=lower,
+            strings=cols.kind(first.path) == "str",
+            pre=cols.first.get(first.path),
         )
         return labels, first.path, col, None
     labels = _from_sources(cols, sources, default or "", lower)
@@ -321,7 +292,7 @@ def _label_field(
 
 
 def _from_sources(
-    cols: _Fields, sources: tuple[LabelSource, ...], default: str, lower: bool
+    cols: Fields, sources: tuple[LabelSource, ...], default: str, lower: bool
 ) -> Labels:
     """The first non-empty label of each row over ``sources``; patterns run once per distinct
     value, not per row. Containers in the first source are flagged bad."""
@@ -350,7 +321,7 @@ def _from_sources(
     return Labels(codes, names, bad)
 
 
-def _decode_status(cols: _Fields, fm: FieldMap) -> tuple[Int64Array, BoolArray]:
+def _decode_status(cols: Fields, fm: FieldMap) -> tuple[Int64Array, BoolArray]:
     """(status, error): a bool error flag overrides the status rule."""
     m = cols.m
     has_flag = np.zeros(m, bool)
@@ -370,7 +341,7 @@ def _decode_status(cols: _Fields, fm: FieldMap) -> tuple[Int64Array, BoolArray]:
     return status, error
 
 
-def _decode_latency(cols: _Fields, fm: FieldMap) -> FloatArray:
+def _decode_latency(cols: Fields, fm: FieldMap) -> FloatArray:
     """Latencies in s; finite and non-negative."""
     lcol = cols.get(fm.latency)
     divisor = UNIT_DIVISOR[fm.latency_unit]
@@ -382,7 +353,8 @@ def _decode_latency(cols: _Fields, fm: FieldMap) -> FloatArray:
         l_ok = np.isfinite(latency_s) & (latency_s >= 0.0)
     cols.checks.flag(~l_ok & ~l_absent, REASON_BAD_LATENCY, fm.latency, lcol)
     key = (fm.latency, fm.latency_unit)
-    if key not in _UNIT_WARNED:
+    looks = _UNIT_LOOKS[key] = _UNIT_LOOKS.get(key, 0) + 1
+    if key not in _UNIT_WARNED and (looks <= UNIT_HINT_FIRST or looks % UNIT_HINT_EVERY == 0):
         hint = latency_unit_hint(latency_s, fm.latency_unit, divisor)
         if hint is not None:
             _UNIT_WARNED.add(key)
@@ -418,66 +390,6 @@ def _parse(
             detail = f"JSON {_json_kind(obj)} is not an object"
             rejections.append(_rejection(messages, i, REASON_NOT_AN_OBJECT, detail))
     return objs, np.asarray(pos, dtype=np.int64), rejections
-
-
-def _column(objs: list[dict[str, Any]], path: str) -> list[Any]:
-    """The value at ``path`` of every object (None where absent)."""
-    if "." not in path:
-        return list(map(dict.get, objs, repeat(path)))
-    parts = tuple(path.split("."))
-    return [resolve_path(o, parts) for o in objs]
-
-
-class _Checks:
-    """First failure per row, in the order checks are flagged."""
-
-    def __init__(self, m: int) -> None:
-        self.failed = np.full(m, -1, np.int16)
-        self.checks: list[tuple[str, str, list[Any], str | None]] = []
-
-    def flag(
-        self,
-        bad: BoolArray | None,
-        reason: str,
-        path: str,
-        col: list[Any],
-        why: str | None = None,
-    ) -> None:
-        """Flag the rows in ``bad``; ``why`` replaces the standard detail of ``reason``."""
-        if bad is None or not bad.any():
-            return
-        new = bad & (self.failed < 0)
-        self.failed[new] = len(self.checks)
-        self.checks.append((reason, path, col, why))
-
-    @property
-    def ok(self) -> BoolArray:
-        return self.failed < 0
-
-    def failures(
-        self, shown: Callable[[str, list[Any], int], Any]
-    ) -> Iterable[tuple[int, str, str]]:
-        """(row, reason, detail) of each failed row; ``shown`` gives the value to show."""
-        for row in np.flatnonzero(self.failed >= 0).tolist():
-            reason, path, col, why = self.checks[int(self.failed[row])]
-            value = shown(path, col, row)
-            if why is None:
-                yield row, reason, _detail(reason, path, value)
-            else:
-                yield row, reason, f'{why} ("{path}": {show_value(value)})'
-
-
-def _detail(reason: str, path: str, value: Any) -> str:
-    if reason == REASON_MISSING_FIELD:
-        return f'missing field "{path}"'
-    what = {
-        REASON_BAD_TIME: "a time (epoch number or ISO-8601)",
-        REASON_BAD_STATUS: "an HTTP status (0-999)",
-        REASON_BAD_LATENCY: "a finite non-negative number",
-        REASON_BAD_COHORT: 'a cohort ("canary" or "baseline")',
-        REASON_BAD_TYPE: "a string or number",
-    }[reason]
-    return f'field "{path}" is not {what}: {show_value(value)}'
 
 
 def _rejection(messages: Sequence[bytes | str], i: int, reason: str, detail: str) -> Rejection:

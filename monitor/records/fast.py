@@ -17,6 +17,13 @@ rendered from the message itself. A log whose values do not fit (``"version": 42
 ``"status": "200"``) fails that check and is decoded on the reference path; the key is then
 typed ``Any`` like the rest once more than :data:`RELAX_SHARE` of the rows of reference batches
 held such a value (ISO times: at the first batch; a fuzzed line now and then: never).
+
+A label key is typed ``Literal[...] | None`` over the values seen so far (its vocabulary, up to
+:data:`VOCABULARY_MAX` values): msgspec then returns the same string object for every row with
+that value instead of allocating one per row, and label encoding hashes each value once. A
+batch with a new value fails that check; it is parsed again with the key typed ``str | None``,
+its values are learnt, and the next batch takes the literal decoder again. A key with more
+distinct values than that (request ids as a segment) stays ``str | None``.
 """
 
 from __future__ import annotations
@@ -24,15 +31,23 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import repeat
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from monitor.records.fieldmap import FieldMap, resolve_path
 
-__all__ = ["MAX_KEYS", "RELAX_SHARE", "StructFields", "learn_keys", "struct_fields"]
+__all__ = [
+    "MAX_KEYS",
+    "RELAX_SHARE",
+    "VOCABULARY_MAX",
+    "StructFields",
+    "learn_keys",
+    "struct_fields",
+]
 
 MAX_KEYS = 256  # beyond this many distinct top-level keys a log has no fast path
+VOCABULARY_MAX = 1024  # distinct values of a label key typed as a Literal
 RELAX_SHARE = 0.01  # share of reference-batch rows whose value does not fit a typed key
 _MAX_DECODERS = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64  # orjson reads integers outside this range as floats
@@ -105,20 +120,38 @@ class _Decoder:
                 self.keys.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
         self.kinds = _typed_keys(fm, self.keys)  # typed keys, while their values fit the kind
         self._odd: dict[str, list[int]] = {}  # typed key → [rows not fitting, rows seen]
+        # Label key → the values seen (typed Literal while at most VOCABULARY_MAX); None: too
+        # many, typed str.
+        self.vocabulary: dict[str, set[str] | None] = {}
         self.disabled = False
+        self.joint_off = 0  # batches left without joint label encoding (see joint_labels)
         self._build()
 
     def _build(self) -> None:
         keys = sorted(self.keys)
         self.attr = {k: f"f{i}" for i, k in enumerate(keys)}
+        self.literal = {
+            k: tuple(sorted(v))
+            for k, v in self.vocabulary.items()
+            if v and self.kinds.get(k) == "str"
+        }
+        self.decode_plain = self._decoder(keys, {})
+        self.decode = self._decoder(keys, self.literal) if self.literal else self.decode_plain
+        # Attribute names are our own identifiers (f0, f1, …), never log content.
+        self.getters = {
+            k: eval(f"lambda rows: [r.{a} for r in rows]", {}) for k, a in self.attr.items()
+        }
+
+    def _decoder(self, keys: list[str], literal: dict[str, tuple[str, ...]]) -> Any:
         dotted = {k for k in keys if k not in self.paths or self.paths[k] is not None}
+
+        def kind(k: str) -> Any:
+            if k in literal:
+                return Literal[literal[k]] | None
+            return KINDS[self.kinds[k]][0] if k in self.kinds else Any
+
         fields = [
-            (
-                self.attr[k],
-                KINDS[self.kinds[k]][0] if k in self.kinds else Any,
-                _UNSET if k in dotted else None,
-            )
-            for k in keys
+            (self.attr[k], kind(k), _UNSET if k in dotted else None) for k in keys
         ]  # None = absent or null for flat keys (as dict.get); UNSET = absent for prefixes
         struct = msgspec.defstruct(
             "LogLine",
@@ -127,11 +160,7 @@ class _Decoder:
             forbid_unknown_fields=True,
             gc=False,
         )
-        self.decode = msgspec.json.Decoder(struct).decode
-        # Attribute names are our own identifiers (f0, f1, …), never log content.
-        self.getters = {
-            k: eval(f"lambda rows: [r.{a} for r in rows]", {}) for k, a in self.attr.items()
-        }
+        return msgspec.json.Decoder(struct).decode
 
     def learn(self, objs: list[dict[str, Any]]) -> None:
         new = set().union(*objs) - self.keys
@@ -143,7 +172,10 @@ class _Decoder:
             odd[1] += len(objs)
             if odd[0] > RELAX_SHARE * odd[1]:
                 relaxed.add(k)
-        if not new and not relaxed:
+        grew = self._learn_values(
+            {k: [v for v in map(dict.get, objs, repeat(k)) if type(v) is str] for k in self.kinds}
+        )
+        if not new and not relaxed and not grew:
             return
         self.keys |= new
         for k in relaxed:
@@ -152,6 +184,31 @@ class _Decoder:
             self.disabled = True
             return
         self._build()
+
+    def _learn_values(self, columns: dict[str, list[Any]]) -> bool:
+        """Add the label values of ``columns`` (key → values) to the vocabularies; whether one
+        changed (a literal decoder to rebuild)."""
+        grew = False
+        for k, col in columns.items():
+            if self.kinds.get(k) != "str":
+                continue
+            vocab = self.vocabulary.setdefault(k, set())
+            if vocab is None:
+                continue
+            fresh = set(col) - vocab
+            fresh.discard(None)
+            if not fresh:
+                continue
+            grew = True
+            vocab |= fresh
+            if len(vocab) > VOCABULARY_MAX:
+                self.vocabulary[k] = None
+        return grew
+
+    def learn_literals(self, fields: StructFields) -> None:
+        """Learn the label values of a batch the literal decoder refused (a new value)."""
+        if self._learn_values({k: fields.get(k) or [] for k in self.literal}):
+            self._build()
 
 
 _DECODERS: OrderedDict[FieldMap, _Decoder] = OrderedDict()
@@ -244,6 +301,16 @@ def struct_fields(messages: Sequence[bytes | str], fm: FieldMap) -> StructFields
         return None
     try:
         rows = list(map(dec.decode, messages))
+    except msgspec.ValidationError:
+        if dec.decode is dec.decode_plain:
+            return None
+        try:  # perhaps a label value new to its key's vocabulary
+            rows = list(map(dec.decode_plain, messages))
+        except (msgspec.DecodeError, RecursionError, TypeError):
+            return None
+        fields = StructFields(dec, rows)
+        dec.learn_literals(fields)
+        return fields
     except (msgspec.DecodeError, RecursionError, TypeError):  # ValidationError is a DecodeError
         return None
     return StructFields(dec, rows)

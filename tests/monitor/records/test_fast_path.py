@@ -196,3 +196,94 @@ def test_a_rare_value_that_does_not_fit_keeps_the_key_typed() -> None:
     nxt = [_plain_line(rng) for _ in range(500)]
     assert struct_fields(nxt, fm) is not None
     assert _decoder(fm).kinds.get("version") == "str"
+
+
+def test_label_values_new_to_the_vocabulary_are_learnt_on_the_fast_path() -> None:
+    """Label keys are typed as Literals of the values seen: a batch with a new host is parsed
+    again with the key typed str (still the fast path, decoded alike), the host is learnt, and
+    the next batch takes the literal decoder, which hands out one string object per value."""
+    fm = _own_map()
+    rng = random.Random(21)
+    decode_batch_reference([_plain_line(rng) for _ in range(50)], fm)
+    dec = _decoder(fm)
+    assert set(dec.literal) >= {"service", "version", "route", "zone", "host"}
+    assert "pod-99" not in dec.literal["host"]
+    msgs = [_plain_line(rng) for _ in range(300)]
+    msgs[150] = orjson.dumps({**orjson.loads(msgs[150]), "host": "pod-99"})
+    assert struct_fields(msgs, fm) is not None
+    assert "pod-99" in dec.literal["host"]
+    _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+    again = [_plain_line(rng) for _ in range(300)]
+    fields = struct_fields(again, fm)
+    assert fields is not None
+    hosts = fields.get("host")
+    assert hosts is not None
+    assert len({id(h) for h in hosts}) == len(set(hosts))  # shared objects, one per value
+    _assert_same(decode_batch(again, fm), decode_batch_reference(again, fm))
+
+
+def test_a_label_key_with_too_many_values_is_typed_str() -> None:
+    """Past VOCABULARY_MAX distinct values (request ids as a segment) a key leaves the
+    literal decoder for good; its batches still decode on the fast path, alike."""
+    from monitor.records.fast import VOCABULARY_MAX
+
+    fm = _own_map()
+    rng = random.Random(22)
+
+    def line(i: int) -> bytes:
+        return orjson.dumps({**orjson.loads(_plain_line(rng)), "host": f"h-{i}"})
+
+    decode_batch_reference([line(i) for i in range(50)], fm)
+    assert "host" in _decoder(fm).literal
+    msgs = [line(i) for i in range(50, 60 + VOCABULARY_MAX)]
+    assert struct_fields(msgs, fm) is not None
+    assert _decoder(fm).vocabulary["host"] is None
+    assert "host" not in _decoder(fm).literal and "zone" in _decoder(fm).literal
+    for start in (10_000, 20_000):
+        nxt = [line(i) for i in range(start, start + 200)]
+        assert struct_fields(nxt, fm) is not None
+        _assert_same(decode_batch(nxt, fm), decode_batch_reference(nxt, fm))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_joint_label_encoding_equals_a_pass_per_column(seed: int) -> None:
+    """first_rows of each column, from one pass over the rows' combinations, are those of a
+    pass per column: the same values in the same order, the same first rows; and whether it
+    paid follows the number of distinct combinations."""
+    from monitor.records.convert import JOINT_MAX_SHARE, first_rows, joint_first_rows
+
+    rng = random.Random(seed)
+    m = rng.choice([1, 2, 7, 300, 2000])
+    width = [rng.choice([1, 3, 40, 5000]) for _ in range(rng.randrange(1, 6))]
+    cols = [[rng.choice([None, *(f"v{j}" for j in range(w))]) for _ in range(m)] for w in width]
+    if rng.random() < 0.5:
+        cols.append([cols[0][0]] * m)  # a one-value column
+    joint, paid = joint_first_rows(cols)
+    for col, (first, rows) in zip(cols, joint, strict=True):
+        want_first, want_rows = first_rows(col)
+        assert list(first.items()) == list(want_first.items())
+        assert rows.tolist() == want_rows.tolist()
+    assert paid == (len(set(zip(*cols, strict=True))) * JOINT_MAX_SHARE <= m)
+
+
+def test_batches_with_many_label_combinations_encode_column_by_column_alike() -> None:
+    """A batch whose rows hold too many distinct label combinations for joint encoding to pay
+    turns it off for the next batches of the log; every batch decodes alike either way."""
+    from monitor.records.rows import JOINT_RETRY
+
+    fm = _own_map()
+    rng = random.Random(23)
+
+    def line(hosts: int) -> bytes:
+        return orjson.dumps(
+            {**orjson.loads(_plain_line(rng)), "host": f"pod-{rng.randrange(hosts)}"}
+        )
+
+    decode_batch_reference([line(500) for _ in range(600)], fm)
+    dec = _decoder(fm)
+    wide = [line(500) for _ in range(400)]
+    _assert_same(decode_batch(wide, fm), decode_batch_reference(wide, fm))
+    assert dec.joint_off == JOINT_RETRY
+    narrow = [line(3) for _ in range(400)]
+    _assert_same(decode_batch(narrow, fm), decode_batch_reference(narrow, fm))
+    assert dec.joint_off == JOINT_RETRY - 1
