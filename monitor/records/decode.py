@@ -20,6 +20,7 @@ milliseconds configured as seconds. Latencies must be finite and non-negative.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any, Literal, get_args
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
-from monitor.records.columns import DecodeResult, RecordBatch, Rejection
+from monitor.records.columns import DecodeResult, RecordBatch, Rejection, concat_batches
 from monitor.records.convert import (
     BAD_STATUS,
     Labels,
@@ -42,7 +43,7 @@ from monitor.records.convert import (
     time_one,
     time_strings,
 )
-from monitor.records.fast import learn_keys, struct_fields
+from monitor.records.fast import StructFields, learn_keys, struct_fields, struct_fields_split
 from monitor.records.fieldmap import UNIT_DIVISOR, FieldMap, LabelSource
 from monitor.records.rows import (
     REASON_BAD_COHORT,
@@ -135,6 +136,13 @@ def decode_batch(
             )
         except NotFast:
             pass
+    else:
+        split = struct_fields_split(messages, field_map)
+        if split is not None:
+            try:
+                return _decode_split(messages, field_map, defaults, *split)
+            except NotFast:
+                pass
     return _reference(messages, field_map, defaults)
 
 
@@ -149,11 +157,62 @@ def decode_batch_reference(
     return _reference(messages, field_map, defaults)
 
 
+def _decode_split(
+    messages: Sequence[bytes | str],
+    field_map: FieldMap,
+    defaults: FloatArray | None,
+    refused: list[int],
+    fast: StructFields,
+) -> DecodeResult:
+    """A batch with a few messages the struct decoder refused: the others on the fast path,
+    those on the reference path, merged in input order (what the reference path gives for the
+    whole batch: every check is per row, and categories are the sorted labels of kept rows)."""
+    keep = np.ones(len(messages), dtype=bool)
+    keep[refused] = False
+    pos_a, pos_b = np.flatnonzero(keep), np.asarray(refused, dtype=np.int64)
+    sub = [messages[i] for i in pos_a.tolist()]
+    a = _decode(
+        sub,
+        field_map,
+        None if defaults is None else defaults[pos_a],
+        Fields(fast, len(sub), sub),
+        None,
+    )
+    b = _reference(
+        [messages[i] for i in refused],
+        field_map,
+        None if defaults is None else defaults[pos_b],
+        fitted=len(sub),
+    )
+    rejections = [
+        dataclasses.replace(r, index=int(pos[r.index]))
+        for part, pos in ((a, pos_a), (b, pos_b))
+        for r in part.rejections
+    ]
+    rejections.sort(key=lambda r: r.index)
+    by_reason: dict[str, int] = {}
+    for r in rejections:
+        by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
+    parts = [(part.batch, pos) for part, pos in ((a, pos_a), (b, pos_b)) if part.batch.n]
+    if len(parts) == 2:
+        index = np.concatenate([pos[batch.index] for batch, pos in parts])
+        merged = dataclasses.replace(concat_batches([p[0] for p in parts]), index=index)
+        batch = merged.take(np.argsort(index, kind="stable"))
+    else:
+        only, pos = parts[0] if parts else (a.batch, pos_a)
+        batch = dataclasses.replace(only, index=pos[only.index])
+    return DecodeResult(batch, rejections, by_reason)
+
+
 def _reference(
-    messages: Sequence[bytes | str], field_map: FieldMap, defaults: FloatArray | None
+    messages: Sequence[bytes | str],
+    field_map: FieldMap,
+    defaults: FloatArray | None,
+    *,
+    fitted: int = 0,
 ) -> DecodeResult:
     objs, pos, rejections = _parse(messages)
-    learn_keys(field_map, objs)  # so the next batch of this log takes the fast path
+    learn_keys(field_map, objs, fitted)  # so the next batch of this log takes the fast path
     return _decode(
         messages, field_map, defaults, Fields(objs, len(objs), messages), (pos, rejections)
     )

@@ -40,14 +40,19 @@ from monitor.records.fieldmap import FieldMap, resolve_path
 __all__ = [
     "MAX_KEYS",
     "RELAX_SHARE",
+    "SPLIT_MAX_SHARE",
     "VOCABULARY_MAX",
     "StructFields",
     "learn_keys",
     "struct_fields",
+    "struct_fields_split",
 ]
 
 MAX_KEYS = 256  # beyond this many distinct top-level keys a log has no fast path
 VOCABULARY_MAX = 1024  # distinct values of a label key typed as a Literal
+# A batch with at most this share of messages the struct decoder refuses is split: the rest
+# on the fast path, those on the reference path (more: the whole batch on the reference path).
+SPLIT_MAX_SHARE = 0.05
 RELAX_SHARE = 0.01  # share of reference-batch rows whose value does not fit a typed key
 _MAX_DECODERS = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64  # orjson reads integers outside this range as floats
@@ -162,14 +167,16 @@ class _Decoder:
         )
         return msgspec.json.Decoder(struct).decode
 
-    def learn(self, objs: list[dict[str, Any]]) -> None:
+    def learn(self, objs: list[dict[str, Any]], fitted: int = 0) -> None:
+        """Learn the keys, odd values and label values of ``objs`` (reference-path rows); the
+        batch had ``fitted`` more rows, parsed into structs (their values fit every kind)."""
         new = set().union(*objs) - self.keys
         relaxed = set()
         for k, kind in self.kinds.items():
             fit = KINDS[kind][1]
             odd = self._odd.setdefault(k, [0, 0])
             odd[0] += sum(type(v) not in fit for v in map(dict.get, objs, repeat(k)))
-            odd[1] += len(objs)
+            odd[1] += len(objs) + fitted
             if odd[0] > RELAX_SHARE * odd[1]:
                 relaxed.add(k)
         grew = self._learn_values(
@@ -225,11 +232,12 @@ def _decoder(fm: FieldMap) -> _Decoder:
     return dec
 
 
-def learn_keys(fm: FieldMap, objs: list[dict[str, Any]]) -> None:
-    """Remember the top-level keys of a batch decoded on the reference path."""
+def learn_keys(fm: FieldMap, objs: list[dict[str, Any]], fitted: int = 0) -> None:
+    """Remember the top-level keys of a batch decoded on the reference path (``fitted``: the
+    batch's other rows, parsed into structs)."""
     dec = _decoder(fm)
     if not dec.disabled and objs:
-        dec.learn(objs)
+        dec.learn(objs, fitted)
 
 
 class StructFields:
@@ -314,3 +322,33 @@ def struct_fields(messages: Sequence[bytes | str], fm: FieldMap) -> StructFields
     except (msgspec.DecodeError, RecursionError, TypeError):  # ValidationError is a DecodeError
         return None
     return StructFields(dec, rows)
+
+
+def struct_fields_split(
+    messages: Sequence[bytes | str], fm: FieldMap
+) -> tuple[list[int], StructFields] | None:
+    """For a batch :func:`struct_fields` refused: the positions of the messages the struct
+    decoder refuses (invalid JSON, a new key, a value of another type), and the others parsed
+    into structs; None when more than :data:`SPLIT_MAX_SHARE` of them are refused (a log whose
+    shape changed: the reference path learns its keys) or none is left."""
+    dec = _decoder(fm)
+    if dec.disabled or not messages:
+        return None
+    limit = max(1, int(len(messages) * SPLIT_MAX_SHARE))
+    rows: list[Any] = []
+    refused: list[int] = []
+    decode = dec.decode_plain  # a label value new to its vocabulary is no reason to refuse
+    while True:
+        start = len(rows) + len(refused)
+        try:  # extend keeps the rows parsed before a refusal: resume after it
+            rows.extend(map(decode, messages[start:] if start else messages))
+            break
+        except (msgspec.DecodeError, RecursionError, TypeError):
+            refused.append(len(rows) + len(refused))
+            if len(refused) > limit:
+                return None
+    if not rows:
+        return None
+    fields = StructFields(dec, rows)
+    dec.learn_literals(fields)
+    return refused, fields

@@ -287,3 +287,43 @@ def test_batches_with_many_label_combinations_encode_column_by_column_alike() ->
     narrow = [line(3) for _ in range(400)]
     _assert_same(decode_batch(narrow, fm), decode_batch_reference(narrow, fm))
     assert dec.joint_off == JOINT_RETRY - 1
+
+
+@pytest.mark.parametrize("preset", ["plain", "envoy", "istio"])
+def test_batches_with_a_few_bad_lines_are_split_and_decoded_alike(preset: str) -> None:
+    """Large batches with ~1-4 % fuzzed lines (any of the 16 mutation kinds, some of them still
+    valid records) and Kafka timestamps as default times: the refused lines go to the reference
+    path, the rest stay on the fast path, and the merged result is the reference path's."""
+    from monitor.records.fast import struct_fields_split
+
+    rng = random.Random(31)
+    fm = PRESETS[preset]
+    decode_batch_reference(_batch(preset, rng, 50), fm)
+    split = 0
+    for _ in range(12):
+        n = rng.randrange(100, 1500)
+        msgs = _batch(preset, rng, n)
+        for i in rng.sample(range(n), max(1, int(n * rng.uniform(0.01, 0.04)))):
+            msgs[i] = _mutated(msgs[i], rng)
+        defaults = [1764323000.0 + i for i in range(n)]
+        if struct_fields(msgs, fm) is None and struct_fields_split(msgs, fm) is not None:
+            split += 1
+        _assert_same(
+            decode_batch(msgs, fm, default_time_s=defaults),
+            decode_batch_reference(msgs, fm, default_time_s=defaults),
+        )
+    assert split >= 6  # the split path really ran
+
+
+def test_a_batch_of_mostly_refused_lines_goes_to_the_reference_path() -> None:
+    """Past SPLIT_MAX_SHARE refused lines (a new key in every line: the log changed shape) the
+    whole batch is decoded on the reference path, which learns the key for the next batch."""
+    from monitor.records.fast import struct_fields_split
+
+    fm = _own_map()
+    rng = random.Random(32)
+    decode_batch_reference([_plain_line(rng) for _ in range(50)], fm)
+    msgs = [orjson.dumps({**orjson.loads(_plain_line(rng)), "trace": i}) for i in range(400)]
+    assert struct_fields(msgs, fm) is None and struct_fields_split(msgs, fm) is None
+    _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+    assert struct_fields(msgs, fm) is not None  # learnt
