@@ -18,13 +18,16 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from operator import itemgetter, ne
 from typing import Any
+
+import numpy as np
 
 from monitor.errors import ConfigError
 from monitor.kafka.io import MAX_MESSAGE_BYTES, TP, KafkaIOError, Record
+from monitor.kafka.runs import RecordRun
 
 __all__ = [
-    "ConfluentRecord",
     "ConfluentSink",
     "ConfluentSource",
     "import_confluent",
@@ -138,16 +141,28 @@ def _io(what: str) -> Iterator[None]:
         raise KafkaIOError(msg, value=what) from exc
 
 
-class ConfluentRecord:
-    """One consumed message with the attributes of :class:`~monitor.kafka.io.Record`."""
+_SECOND = itemgetter(1)
 
-    __slots__ = ("key", "offset", "timestamp", "value")
 
-    def __init__(self, offset: int, timestamp: int, key: bytes | None, value: bytes | None):
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
+def _by_partition(msgs: Sequence[Any], kind: Any, topic: str | None) -> dict[TP, Sequence[Any]]:
+    """The messages grouped by (topic, partition), in their order within each (a poll returns
+    runs of a partition, interleaved); ``topic``: the one topic they all come from, if known."""
+    if not msgs:
+        return {}
+    parts = np.fromiter(map(kind.partition, msgs), dtype=np.int64, count=len(msgs))
+    if topic is None:  # several topics: runs of (topic, partition)
+        tps: list[TP] = list(zip(map(kind.topic, msgs), parts.tolist(), strict=True))
+        change = np.fromiter(map(ne, tps[1:], tps[:-1]), dtype=bool, count=len(tps) - 1)
+    else:
+        tps = []
+        change = parts[1:] != parts[:-1]
+    groups: dict[TP, list[Any]] = {}
+    start = 0
+    for end in [*(np.flatnonzero(change) + 1).tolist(), len(msgs)]:
+        tp: TP = (topic, int(parts[start])) if topic is not None else tps[start]
+        groups.setdefault(tp, []).extend(msgs[start:end])
+        start = end
+    return groups
 
 
 # Fetch and group settings matching io.THROUGHPUT_CONSUMER / io.GROUP_TIMING.
@@ -207,6 +222,9 @@ class ConfluentSource:
         self._pos: dict[TP, int | None] = {}
         self._events_assigned: set[TP] = set()
         self._events_revoked: set[TP] = set()
+        # The one topic every message comes from, when there is one (no topic read per message).
+        names = set(topics) if group_id else {t for t, _ in partitions}
+        self._topic: str | None = next(iter(names)) if len(names) == 1 else None
         if group_id:
             self._c.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke)
         else:
@@ -234,22 +252,23 @@ class ConfluentSource:
             msgs = self._c.consume(
                 num_messages=max(1, min(max_records, 1_000_000)), timeout=timeout_s
             )
-        out: dict[TP, list[Record]] = {}
-        rec = ConfluentRecord
-        last: TP | None = None
-        batch: list[Record] = []
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                self._message_error(err)
-                continue
-            tp = (m.topic(), m.partition())
-            if tp != last:
-                batch = out.setdefault(tp, [])
-                last = tp
-            batch.append(rec(m.offset(), m.timestamp()[1], m.key(), m.value()))
-        for tp, recs in out.items():
-            self._pos[tp] = recs[-1].offset + 1
+        if not msgs:
+            return {}
+        kind = type(msgs[0])  # librdkafka's Message: its methods mapped at C speed below
+        errors = list(map(kind.error, msgs))
+        if errors.count(None) != len(msgs):
+            for err in errors:
+                if err is not None:
+                    self._message_error(err)
+            msgs = [m for m, err in zip(msgs, errors, strict=True) if err is None]
+        out: dict[TP, Sequence[Record]] = {}
+        for tp, run in _by_partition(msgs, kind, self._topic).items():
+            offsets = list(map(kind.offset, run))
+            stamps = list(map(_SECOND, map(kind.timestamp, run)))  # (type, ms)
+            out[tp] = RecordRun(
+                offsets, stamps, list(map(kind.key, run)), list(map(kind.value, run))
+            )
+            self._pos[tp] = offsets[-1] + 1
         return out
 
     def _message_error(self, err: Any) -> None:

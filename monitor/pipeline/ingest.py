@@ -24,8 +24,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from detectors.summary import add_segment_counts
 from monitor.bakes.discovery import Discovery
@@ -34,6 +36,7 @@ from monitor.bakes.store import proposal_record
 from monitor.bakes.tagging import Tags, as_totals, cell_counts, segment_counts, tag
 from monitor.errors import ConfigError
 from monitor.kafka.io import TP, Record, Sink, Source
+from monitor.kafka.runs import RecordRun
 from monitor.kafka.topics import TopicLayout, partition_for
 from monitor.pipeline.cells import BlockCells
 from monitor.pipeline.checkpoint import Checkpoint
@@ -98,6 +101,20 @@ class IngestStats:
     commit_failures: int = 0
     last_poll_s: float = 0.0
     last_checkpoint_s: float = 0.0
+
+
+def _values_and_times(recs: Sequence[Record]) -> tuple[list[bytes], npt.NDArray[np.float64]]:
+    """The records' values (a tombstone's as b"": rejected as a message without a value) and
+    their Kafka timestamps in s."""
+    if isinstance(recs, RecordRun):  # columns already
+        values: list[Any] = recs.values
+        ts = np.asarray(recs.timestamps, dtype=np.float64) / 1000.0
+    else:
+        values = list(map(_VALUE, recs))
+        ts = np.fromiter(map(_TIMESTAMP, recs), dtype=np.float64, count=len(recs)) / 1000.0
+    if None in values:
+        values = [b"" if v is None else v for v in values]
+    return values, ts
 
 
 def _tps(tps: set[TP]) -> str:
@@ -246,7 +263,10 @@ class Ingest:
 
     def _process(self, tp: TP, recs: Sequence[Record]) -> None:
         registry = self.registry()
-        offsets = np.fromiter(map(_OFFSET, recs), dtype=np.int64, count=len(recs))
+        if isinstance(recs, RecordRun):  # columns already
+            offsets = np.asarray(recs.offsets, dtype=np.int64)
+        else:
+            offsets = np.fromiter(map(_OFFSET, recs), dtype=np.int64, count=len(recs))
         blocks = offsets // self.block_offsets
         cuts = np.flatnonzero(np.diff(blocks)) + 1
         start = 0
@@ -267,10 +287,7 @@ class Ingest:
         if acc is None:
             acc = _Block(block, upto)
             open_blocks.append(acc)
-        values = list(map(_VALUE, recs))
-        if None in values:  # a tombstone: rejected as a message without a value
-            values = [b"" if v is None else v for v in values]
-        ts = np.fromiter(map(_TIMESTAMP, recs), dtype=np.float64, count=len(recs)) / 1000.0
+        values, ts = _values_and_times(recs)
         clock = self._clocks.setdefault(tp, EventClock(self.max_clock_skew_s))
         decoded = clock.screen(decode_batch(values, self.field_map, default_time_s=ts), values)
         self.stats.records += len(recs)
