@@ -11,10 +11,10 @@ from __future__ import annotations
 import gzip
 import io
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from monitor.bakes.spec import Registry
 from monitor.bakes.tagging import increments, tag
@@ -26,9 +26,26 @@ from monitor.records.fieldmap import FieldMap
 from monitor.verdict.engine import BakeVerdict, VerdictEvent
 from monitor.verdict.timeline import Timeline
 
-__all__ = ["ReplayResult", "TimelineRow", "iter_line_batches", "open_log", "replay"]
+__all__ = [
+    "DecodedBatch",
+    "ReplayResult",
+    "TimelineRow",
+    "decoded_batches",
+    "iter_line_batches",
+    "open_log",
+    "replay",
+    "replay_decoded",
+]
 
 DEFAULT_INCREMENT_RECORDS = 2000
+
+
+class DecodedBatch(NamedTuple):
+    """One increment of the log, decoded: its lines, the result, the clock after it."""
+
+    lines: int
+    result: DecodeResult
+    clock_s: float | None
 
 
 @dataclass(frozen=True)
@@ -124,13 +141,42 @@ def replay(
     (window, stratum) cell, and the clock is the watermark that closes windows. A timeline row
     is recorded for every status change and every ``row_every`` increments.
     """
+    return replay_decoded(
+        decoded_batches(batches, field_map, max_clock_skew_s),
+        registry,
+        on_row=on_row,
+        row_every=row_every,
+        max_examples=max_examples,
+    )
+
+
+def decoded_batches(
+    batches: Iterable[Sequence[bytes]],
+    field_map: FieldMap,
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW_S,
+) -> Iterator[DecodedBatch]:
+    """Each batch decoded and screened by the stream's event-time clock."""
+    clock = EventClock(max_clock_skew_s)
+    for raw in batches:
+        decoded = clock.screen(decode_batch(raw, field_map), raw)
+        yield DecodedBatch(len(raw), decoded, clock.progress_s)
+
+
+def replay_decoded(
+    batches: Iterator[DecodedBatch],
+    registry: Registry,
+    *,
+    on_row: Callable[[TimelineRow], None] | None = None,
+    row_every: int = 10,
+    max_examples: int = 5,
+) -> ReplayResult:
+    """:func:`replay` of batches decoded already (by :func:`decoded_batches`, perhaps in
+    another process: :func:`monitor.replay_reader.read_decoded`)."""
     verdicts = {b.id: BakeVerdict(b) for b in registry.bakes}
     result = ReplayResult(verdicts, timelines={bid: Timeline() for bid in verdicts})
     last_status = {bid: v.status for bid, v in verdicts.items()}
-    clock = EventClock(max_clock_skew_s)
-    for n_inc, raw in enumerate(batches, start=1):
-        decoded = clock.screen(decode_batch(raw, field_map), raw)
-        _count(result, raw, decoded, max_examples)
+    for n_inc, (n_raw, decoded, clock_s) in enumerate(batches, start=1):
+        _count(result, n_raw, decoded, max_examples)
         tags = tag(decoded.batch, registry)
         result.untagged += int((tags.bake < 0).sum())
         for i, inc in increments(decoded.batch, tags, registry).items():
@@ -140,7 +186,7 @@ def replay(
                 inc.baseline,
                 inc.max_time_s,
                 cells=inc.cells,
-                progress_s=clock.progress_s,
+                progress_s=clock_s,
             )
             result.events.extend(events)
             result.timelines[v.spec.id].observe(v)
@@ -154,14 +200,12 @@ def replay(
     return result
 
 
-def _count(
-    result: ReplayResult, raw: Sequence[bytes], decoded: DecodeResult, max_examples: int
-) -> None:
-    result.records += len(raw)
+def _count(result: ReplayResult, n_raw: int, decoded: DecodeResult, max_examples: int) -> None:
+    result.records += n_raw
     result.rejected.update(decoded.rejected_by_reason)
     for rej in decoded.rejections[: max(0, max_examples - len(result.rejection_examples))]:
         result.rejection_examples.append(
-            f"record {result.records - len(raw) + rej.index + 1}: {rej.reason}: {rej.detail}"
+            f"record {result.records - n_raw + rej.index + 1}: {rej.reason}: {rej.detail}"
         )
 
 

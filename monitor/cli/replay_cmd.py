@@ -171,19 +171,18 @@ class _TimelinePrinter:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from monitor.bakes.spec import Registry
-    from monitor.replay import iter_line_batches, open_log, replay
+    from monitor.replay import open_log, replay_decoded
+    from monitor.replay_reader import read_decoded
     from monitor.verdict import exit_code_of, interpret
 
     bakes, field_map = _bakes_and_fields(args)
     registry = Registry(bakes)
     printer = None if args.json or args.quiet else _TimelinePrinter(sys.stdout, sys.stdout.isatty())
     with open_log(args.file) as stream:
-        result = replay(
-            iter_line_batches(stream, args.increment),
+        result = replay_decoded(
+            read_decoded(stream, args.increment, field_map, args.max_clock_skew),
             registry,
-            field_map,
             on_row=printer,
-            max_clock_skew_s=args.max_clock_skew,
         )
     _warn_about_input(result)
     docs = [v.document() for v in result.verdicts.values()]

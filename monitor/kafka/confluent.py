@@ -144,7 +144,7 @@ def _io(what: str) -> Iterator[None]:
 _SECOND = itemgetter(1)
 
 
-def _by_partition(msgs: Sequence[Any], kind: Any, topic: str | None) -> dict[TP, Sequence[Any]]:
+def _by_partition(msgs: Sequence[Any], kind: Any, topic: str | None) -> dict[TP, list[Any]]:
     """The messages grouped by (topic, partition), in their order within each (a poll returns
     runs of a partition, interleaved); ``topic``: the one topic they all come from, if known."""
     if not msgs:
