@@ -110,6 +110,7 @@ class Judge:
         )
         self._held = HeldPartials(unknown_bake_hold_s)
         self._urgent = False  # an alert was raised: checkpoint at the end of this step
+        self._rewind = False  # an unexpected error mid-message: restore at the next step
         self.timelines = TimelineBook(
             layout.timelines, publish_interval_s=timeline_interval_s, clock=clock
         )
@@ -213,6 +214,9 @@ class Judge:
 
     def _handle_rebalance(self) -> set[int]:
         assigned, revoked = self.source.take_rebalance()
+        if self._rewind:  # an unexpected error left a message half folded: as after a crash
+            assigned |= self.source.assignment()
+            self._rewind = False
         for _, p in revoked | assigned:
             self._forget(p)
         self._restore({p for _, p in assigned})
@@ -240,13 +244,17 @@ class Judge:
             self._sync_specs(reg)
         self._release_held(reg, changed)
         n = 0
-        for (_, p), recs in batch.items():
-            if p in reset:  # fetched before the seek: re-read from the committed offset
-                continue
-            for r in recs:
-                self._consume(p, r.offset, r.value, reg)
-                self._positions[p] = r.offset + 1
-                n += 1
+        try:
+            for (_, p), recs in batch.items():
+                if p in reset:  # fetched before the seek: re-read from the committed offset
+                    continue
+                for r in recs:
+                    self._consume(p, r.offset, r.value, reg)
+                    self._positions[p] = r.offset + 1
+                    n += 1
+        except Exception:
+            self._rewind = True  # the next step restores every partition from its snapshots
+            raise
         self.stats.held = len(self._held)
         # A decision (or any alert) goes out now, not at the next checkpoint: the checkpoint
         # is what publishes documents exactly once, so it runs early (decisions are rare).

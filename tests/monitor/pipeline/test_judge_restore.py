@@ -342,3 +342,45 @@ def test_an_assignment_is_restored_with_one_reader_per_topic() -> None:
     assert {s.partition for s in j.bakes.values()} == {
         partition_for(b.id, LAYOUT.partials_partitions) for b in (CHECKOUT, SEARCH)
     }
+
+
+@pytest.mark.parametrize("fail_at", [2, 7])
+def test_an_unexpected_error_mid_message_restores_from_the_snapshots(
+    fail_at: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug that raises while a message's partials are folded (the rest of the poll unread)
+    loses nothing: the next step restores every partition from its snapshots and committed
+    offsets, as after a crash, and the judge ends with the exact totals and the documents of
+    an uninterrupted run."""
+    import monitor.pipeline.judge as judge_mod
+
+    want_docs = _uninterrupted()
+    broker = ingested(LINES, block_offsets=400)
+    real, calls = judge_mod.feed, {"n": 0}
+
+    def flaky(*a: object, **k: object) -> object:
+        calls["n"] += 1
+        if calls["n"] == fail_at:
+            raise RuntimeError("a bug")
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(judge_mod, "feed", flaky)
+    j = judge(broker, fetch_records=50)
+    raised = 0
+    for _ in range(2_000):
+        try:
+            moved = j.step(0.0)
+        except RuntimeError:
+            raised += 1
+            continue
+        if calls["n"] == 1:  # a checkpoint before the error: the restore has snapshots to read
+            assert j.checkpoint()
+        if not moved and not sum(j.source.lag().values()):
+            break
+    assert raised == 1
+    assert j.checkpoint()
+    assert judge_totals(j) == expected_counts(LINES)
+    docs = documents(broker)
+    for bake_id, doc in want_docs.items():
+        assert docs[bake_id]["status"] == doc["status"]
+        assert docs[bake_id]["progress"] == doc["progress"]
