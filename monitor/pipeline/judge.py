@@ -99,8 +99,7 @@ class Judge:
             msg = f"retention_s must be >= 0, got {retention_s}"
             raise ConfigError(msg, value=retention_s)
         self.retention_s = retention_s
-        self.alert_base_url = alert_base_url
-        self.runbook_url = runbook_url
+        self.alert_base_url, self.runbook_url = alert_base_url, runbook_url
         self.clock = clock
         self.wall = wall
         self.observe_fold_s = observe_fold_s
