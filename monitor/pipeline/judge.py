@@ -241,9 +241,9 @@ class Judge:
         changed = reg is not self._seen_registry
         if changed:
             self._sync_specs(reg)
-        self._release_held(reg, changed)
         n = 0
         try:
+            self._release_held(reg, changed)
             for (_, p), recs in batch.items():
                 if p in reset:  # fetched before the seek: re-read from the committed offset
                     continue
@@ -306,11 +306,20 @@ class Judge:
         release, dead = self._held.take(known, self.clock(), registry_changed=registry_changed)
         for h in release:
             self.stats.released += 1
-            self._consume(h.partition, h.offset, h.raw, reg)
+            self._consume(h.partition, h.offset, h.raw, reg, released=True)
         for h in dead:
             self._dead_letter(h)
 
-    def _consume(self, partition: int, offset: int, value: bytes | None, reg: Registry) -> None:
+    def _consume(
+        self,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        reg: Registry,
+        *,
+        released: bool = False,
+    ) -> None:
+        """Fold one message (``released``: held before, so counted already)."""
         raw = value or b""
         try:
             msg = decode_message(raw)
@@ -323,7 +332,7 @@ class Judge:
             self._hear_clock(partition, offset, msg, reg)
             return
         parts = msg.partials if isinstance(msg, Bundle) else (msg,)
-        self.stats.partials += len(parts)
+        self.stats.partials += 0 if released else len(parts)
         bake = msg.bake
         if bake in self._retired:  # decided long ago: its document stays as it is
             self.stats.retired_partials += len(parts)
@@ -455,12 +464,8 @@ class Judge:
             return
         if len(doc) > DOCUMENT_MAX_BYTES:
             self.stats.oversized_documents += 1
-            log.error(
-                'verdict document of bake "%s" is %d bytes, over the %d limit: not published',
-                bake_id,
-                len(doc),
-                DOCUMENT_MAX_BYTES,
-            )
+            msg = 'verdict document of bake "%s" is %d bytes, over the %d limit: not published'
+            log.error(msg, bake_id, len(doc), DOCUMENT_MAX_BYTES)
             self._published[bake_id] = doc  # refused once per change, not at every checkpoint
             return
         sink.send(self.layout.verdicts, doc, key=bake_id.encode(), partition=st.partition)

@@ -15,6 +15,7 @@ from _memory_pipeline import (
     ingested,
     judge,
     judge_totals,
+    partials_of,
     produce,
     request_log,
 )
@@ -53,6 +54,7 @@ def test_partial_before_its_bake_is_held_then_folded_exactly() -> None:
     assert j.stats.held == 0 and j.stats.released > 0
     assert j.checkpoint()
     assert judge_totals(j) == expected_counts(LINES)
+    assert j.stats.partials == len(partials_of(broker))  # a held one counted once, not twice
     assert broker.committed(
         "bakemon-judge", (LAYOUT.partials, P_CHECKOUT)
     ) == broker.high_watermark((LAYOUT.partials, P_CHECKOUT))
