@@ -11,6 +11,8 @@ from pathlib import Path
 from _pipeline import (
     create_topics,
     expected_counts,
+    expected_errors,
+    judge_errors,
     judge_has,
     judge_totals,
     produce,
@@ -100,5 +102,6 @@ def test_cut_and_stall_are_weather(
         root.setLevel(saved[1])
         logging.getLogger("kafka").setLevel(kafka_level)
     assert judge_totals(judge) == want  # exactly once: nothing lost, nothing twice
+    assert judge_errors(judge) == expected_errors(lines)  # nor an error moved between cohorts
     # One line per loop when the trouble starts, a summary a minute, one at recovery: bounded.
     assert outage_lines < 60, outage_lines

@@ -66,6 +66,31 @@ BAKES_TOML = "".join(
 )
 
 
+def expected_errors(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
+    """Exact (canary, baseline) errors (status >= 500) per bake id of the two-service log's
+    valid records."""
+    out = {"checkout-v42": [0, 0], "search-v8": [0, 0]}
+    for line in lines:
+        try:
+            d = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(d, dict) or not isinstance(d.get("latency_ms"), int | float):
+            continue
+        key = {"checkout": "checkout-v42", "search": "search-v8"}.get(d.get("service"))
+        if key is None or not isinstance(d.get("status"), int) or d["status"] < 500:
+            continue
+        out[key][0 if d["version"] in ("v42", "v8") else 1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def judge_errors(judge: Any) -> dict[str, tuple[int, int]]:
+    """(canary, baseline) errors the judge has folded, per bake."""
+    return {
+        k: (st.verdict.canary.errors, st.verdict.baseline.errors) for k, st in judge.bakes.items()
+    }
+
+
 def judge_totals(judge: Any) -> dict[str, tuple[int, int]]:
     """(canary, baseline) requests the judge has folded, per bake."""
     return {

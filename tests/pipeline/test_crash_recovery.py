@@ -10,6 +10,8 @@ from pathlib import Path
 from _pipeline import (
     create_topics,
     expected_counts,
+    expected_errors,
+    judge_errors,
     judge_has,
     judge_totals,
     kill,
@@ -59,6 +61,7 @@ def test_ingest_killed_repeatedly_counts_every_record_once(
         wait_until(lambda: judge_has(j, want), 120, "exact totals after the kills")
         time.sleep(3)  # nothing more may arrive: counting twice would show now
         assert judge_totals(j) == want
+        assert judge_errors(j) == expected_errors(lines)  # no error moved between cohorts
         assert kill(proc, signal.SIGTERM) == 0
     finally:
         judge.stop()
