@@ -117,13 +117,17 @@ class _Decoder:
 
     def __init__(self, fm: FieldMap) -> None:
         self.paths = _wanted_keys(fm)
-        self.keys: set[str] = set()
+        wanted: set[str] = set()
         for path, parts in self.paths.items():
             if parts is None:
-                self.keys.add(path)
+                wanted.add(path)
             else:
-                self.keys.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
-        self.kinds = _typed_keys(fm, self.keys)  # typed keys, while their values fit the kind
+                wanted.update(".".join(parts[:end]) for end in range(1, len(parts) + 1))
+        self.kinds = _typed_keys(fm, wanted)  # typed keys, while their values fit the kind
+        # The keys seen in the log (learnt from reference batches): a wanted key the log never
+        # holds (no cohort field, say) is no field of the struct, so its column is known to be
+        # all absent without reading it; a message that has it is refused and teaches it.
+        self.keys: set[str] = set()
         self._odd: dict[str, list[int]] = {}  # typed key → [rows not fitting, rows seen]
         # Label key → the values seen (typed Literal while at most VOCABULARY_MAX); None: too
         # many, typed str.
@@ -254,7 +258,8 @@ class StructFields:
         if col is None:
             parts = self.dec.paths[path]
             col = self._flat(path) if parts is None else self._dotted(parts)
-            if path not in self.dec.kinds and not _orjson_alike(col):
+            absent = parts is None and not self.seen(path)  # all None: as orjson reads it
+            if path not in self.dec.kinds and not absent and not _orjson_alike(col):
                 return None
             self._cols[path] = col
         return col
@@ -265,9 +270,15 @@ class StructFields:
         return self.dec.kinds.get(path)
 
     def _flat(self, key: str) -> list[Any]:
-        getter: Any = self.dec.getters[key]
+        getter: Any = self.dec.getters.get(key)
+        if getter is None:  # a key the log never had: absent in every row
+            return [None if self.dec.paths.get(key, ()) is None else _UNSET] * len(self.rows)
         col: list[Any] = getter(self.rows)
         return col
+
+    def seen(self, key: str) -> bool:
+        """Whether ``key`` is a field of the struct (the log has had it)."""
+        return key in self.dec.attr
 
     def _dotted(self, parts: tuple[str, ...]) -> list[Any]:
         keys = [".".join(parts[:end]) for end in range(1, len(parts) + 1)]

@@ -84,7 +84,7 @@ class Fields:
         if not isinstance(self.rows, StructFields):
             return
         dec = self.rows.dec
-        typed = [p for p in paths if self.kind(p) == "str"]
+        typed = [p for p in paths if self.kind(p) == "str" and self.rows.seen(p)]
         if len(typed) < 2 or self.m < 2:
             return
         if dec.joint_off > 0:

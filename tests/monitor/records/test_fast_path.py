@@ -327,3 +327,31 @@ def test_a_batch_of_mostly_refused_lines_goes_to_the_reference_path() -> None:
     assert struct_fields(msgs, fm) is None and struct_fields_split(msgs, fm) is None
     _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
     assert struct_fields(msgs, fm) is not None  # learnt
+
+
+def test_a_wanted_key_the_log_never_had_is_read_as_absent_until_it_appears() -> None:
+    """A log without a cohort (or error) field: the struct has no such field and the columns
+    are known absent; the first lines that carry one are decoded alike (refused by the struct,
+    so on the reference path) and teach the key, after which the fast path reads it."""
+    fm = _own_map()
+    rng = random.Random(33)
+
+    def line(extra: dict[str, Any] | None = None) -> bytes:
+        d = orjson.loads(_plain_line(rng))
+        d.pop("cohort", None)
+        d.pop("error", None)
+        return orjson.dumps({**d, **(extra or {})})
+
+    decode_batch_reference([line() for _ in range(50)], fm)
+    msgs = [line() for _ in range(300)]
+    fields = struct_fields(msgs, fm)
+    assert fields is not None and not fields.seen("cohort") and not fields.seen("error")
+    assert fields.get("cohort") == [None] * 300
+    _assert_same(decode_batch(msgs, fm), decode_batch_reference(msgs, fm))
+    mixed = [line({"cohort": "canary"}) if i % 40 == 0 else line() for i in range(400)]
+    assert struct_fields(mixed, fm) is None  # refused: a key the struct does not know
+    _assert_same(decode_batch(mixed, fm), decode_batch_reference(mixed, fm))
+    after = [line({"cohort": rng.choice(["canary", "baseline"])}) for _ in range(200)]
+    fields = struct_fields(after, fm)
+    assert fields is not None and fields.seen("cohort")
+    _assert_same(decode_batch(after, fm), decode_batch_reference(after, fm))
