@@ -103,18 +103,13 @@ class IngestStats:
     last_checkpoint_s: float = 0.0
 
 
-def _values_and_times(recs: Sequence[Record]) -> tuple[list[bytes], npt.NDArray[np.float64]]:
-    """The records' values (a tombstone's as b"": rejected as a message without a value) and
+def _values_and_times(recs: Sequence[Record]) -> tuple[list[Any], npt.NDArray[np.float64]]:
+    """The records' values (a tombstone's None is decoded as a message without a value) and
     their Kafka timestamps in s."""
     if isinstance(recs, RecordRun):  # columns already
-        values: list[Any] = recs.values
-        ts = np.asarray(recs.timestamps, dtype=np.float64) / 1000.0
-    else:
-        values = list(map(_VALUE, recs))
-        ts = np.fromiter(map(_TIMESTAMP, recs), dtype=np.float64, count=len(recs)) / 1000.0
-    if None in values:
-        values = [b"" if v is None else v for v in values]
-    return values, ts
+        return recs.values, np.asarray(recs.timestamps, dtype=np.float64) / 1000.0
+    values = list(map(_VALUE, recs))
+    return values, np.fromiter(map(_TIMESTAMP, recs), dtype=np.float64, count=len(recs)) / 1e3
 
 
 def _tps(tps: set[TP]) -> str:
@@ -299,7 +294,9 @@ class Ingest:
         tags = tag(decoded.batch, registry)
         sel = np.flatnonzero(tags.bake >= 0)
         self.stats.tagged += int(sel.size)
-        if sel.size:
+        if sel.size == decoded.batch.n:  # every row belongs to a bake: no copy
+            acc.pending.append((registry, decoded.batch, tags))
+        elif sel.size:
             acc.pending.append(
                 (registry, decoded.batch.take(sel), Tags(tags.bake[sel], tags.cohort[sel]))
             )

@@ -195,3 +195,23 @@ def test_an_unexpected_error_recomputes_from_the_commits_and_counts_exactly(
     j = judge(broker)
     drain(j)
     assert judge_totals(j) == expected_counts(lines)
+
+
+def test_a_tombstone_is_dead_lettered_as_a_message_without_a_value() -> None:
+    """A request message without a value (a Kafka tombstone) is rejected and dead-lettered
+    with that reason; the records around it are counted exactly."""
+    lines = request_log(900, seed=12)
+    broker = new_broker(request_partitions=1)
+    produce(broker, lines[:400])
+    broker.append(REQUESTS, None, partition=0)
+    produce(broker, lines[400:])
+    a = ingest(broker)
+    drain(a)
+    assert a.checkpoint()
+    assert a.stats.rejected == {"invalid_json": 1}
+    assert folded_totals(broker) == expected_counts(lines)
+    (dead,) = broker.records(LAYOUT.dead_letter_topic)
+    headers = dict(dead.headers)
+    assert dead.value is None
+    assert headers["bakemon.detail"] == b"message has no value"
+    assert headers["bakemon.source"] == f"{REQUESTS}/0/400".encode()
