@@ -53,6 +53,7 @@ VOCABULARY_MAX = 1024  # distinct values of a label key typed as a Literal
 # A batch with at most this share of messages the struct decoder refuses is split: the rest
 # on the fast path, those on the reference path (more: the whole batch on the reference path).
 SPLIT_MAX_SHARE = 0.05
+_SPLIT_PROBE = 16  # refused lines in a row at the start: the log changed shape, stop trying
 RELAX_SHARE = 0.01  # share of reference-batch rows whose value does not fit a typed key
 _MAX_DECODERS = 32
 _INT_MIN, _INT_MAX = -(2**63), 2**64  # orjson reads integers outside this range as floats
@@ -349,14 +350,14 @@ def struct_fields_split(
     rows: list[Any] = []
     refused: list[int] = []
     decode = dec.decode_plain  # a label value new to its vocabulary is no reason to refuse
+    remaining = iter(messages)  # shared by the maps: each resumes after the refused message
     while True:
-        start = len(rows) + len(refused)
-        try:  # extend keeps the rows parsed before a refusal: resume after it
-            rows.extend(map(decode, messages[start:] if start else messages))
+        try:  # extend keeps the rows parsed before a refusal
+            rows.extend(map(decode, remaining))
             break
         except (msgspec.DecodeError, RecursionError, TypeError):
             refused.append(len(rows) + len(refused))
-            if len(refused) > limit:
+            if len(refused) > limit or (not rows and len(refused) >= _SPLIT_PROBE):
                 return None
     if not rows:
         return None
