@@ -15,7 +15,12 @@ a fresh topic, then alternately measures, ``--repeats`` times each:
 
 Both are timed from the first record received to the last processed (group joins excluded).
 It prints a table, the ratio of medians (target: ingest ≥ 80 % of the bare loop), and writes
-``throughput.md``, ``throughput.json`` and ``throughput.png`` to ``--out``.
+``throughput.md``, ``throughput.json`` and ``throughput.png`` to ``--out``. With ``--all`` it
+then runs the other tables of issue 13's point 7, each writing its own files: confluent-kafka
+against its bare loop (``python -m benchmarks.confluent``), ingest at 1 to 1,000 bakes on both
+clients (``python -m benchmarks.ingest_bakes``) and the judge's cost, lag and memory at 1 to
+1,000 bakes (``python -m benchmarks.scaling``); decision latency is
+``benchmarks/decision_latency.py``.
 """
 
 from __future__ import annotations
@@ -116,6 +121,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bootstrap-servers", help="an existing broker (default: embedded Tansu)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument(
+        "--all",
+        action="store_true",
+        help="then every other table of issue 13's point 7: confluent-kafka against its bare "
+        "loop (when installed), ingest at 1-1,000 bakes on both clients, the judge's scaling",
+    )
     args = ap.parse_args(argv)
     broker = None if args.bootstrap_servers else EmbeddedBroker().start()
     bootstrap = args.bootstrap_servers or broker.bootstrap_servers  # type: ignore[union-attr]
@@ -144,7 +155,26 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     _plot(rows, ratio, out / "throughput.png")
+    if args.all:
+        _the_other_tables(args.out)
     return 0
+
+
+def _the_other_tables(out: str) -> None:
+    """benchmarks.confluent, benchmarks.ingest_bakes and benchmarks.scaling, in that order."""
+    import importlib.util
+
+    root = str(Path(__file__).resolve().parent.parent)
+    if root not in sys.path:  # run as a script: the repository root is not on the path
+        sys.path.insert(0, root)
+    from benchmarks import confluent, ingest_bakes, scaling
+
+    if importlib.util.find_spec("confluent_kafka") is not None:
+        confluent.main(["--out", out])
+    else:
+        print("confluent-kafka is not installed: pip install 'bakemon[confluent]'", file=sys.stderr)
+    ingest_bakes.main(["--out", out])
+    scaling.main(["--out", out])
 
 
 def _measure(
