@@ -227,14 +227,13 @@ def _cell_groups(
     of them) share one key per row and one ``np.unique``."""
     tagged = tags.bake >= 0
     by_shape: dict[tuple[float, tuple[str, ...]], list[int]] = {}
-    for bake_idx in np.unique(tags.bake[tagged]).tolist():
+    present = np.bincount(tags.bake[tagged], minlength=len(registry.bakes))  # no sort of rows
+    for bake_idx in np.flatnonzero(present).tolist():
         evidence = registry.bakes[bake_idx].policy.evidence
         by_shape.setdefault((evidence.window_s, evidence.cell_dims), []).append(bake_idx)
     for (window_s, dims), bakes in by_shape.items():
         rows = np.flatnonzero(tagged if len(by_shape) == 1 else np.isin(tags.bake, bakes))
-        windows, w_inv = np.unique(
-            np.floor(batch.time_s[rows] / window_s).astype(np.int64), return_inverse=True
-        )
+        windows, w_inv = _windows(np.floor(batch.time_s[rows] / window_s).astype(np.int64))
         stratum, label = _stratum_codes(batch, rows, dims)
         n_w, n_s = windows.size, int(stratum.max()) + 1
         group = tags.bake[rows].astype(np.int64) * 2 + tags.cohort[rows]
@@ -243,6 +242,22 @@ def _cell_groups(
         rest, st = np.divmod(groups, n_s)
         bc, w = np.divmod(rest, n_w)
         yield rows, ginv.ravel(), bc, windows[w], st, label
+
+
+_DENSE_WINDOWS = 4096  # a flush spanning at most this many windows numbers them without a sort
+
+
+def _windows(k: Int64Array) -> tuple[Int64Array, Int64Array]:
+    """The window indexes ``k`` as (windows, each row's position in them): every window of
+    their span when it is short (positions by subtraction, no sort of the rows; a window
+    without rows is never referenced), else the distinct ones."""
+    if k.size == 0:
+        return k, k
+    lo, hi = int(k.min()), int(k.max())
+    if hi - lo < _DENSE_WINDOWS:
+        return np.arange(lo, hi + 1, dtype=np.int64), k - lo
+    windows, inv = np.unique(k, return_inverse=True)
+    return windows, inv.ravel()
 
 
 def summarise_cells(batch: RecordBatch, tags: Tags, registry: Registry) -> CellSummaries:

@@ -338,13 +338,12 @@ class Ingest:
                 pair = acc.segments.setdefault(bakes[g // 2].id, ({}, {}))
                 for d, values in counts.items():
                     add_segment_counts(pair[g % 2].setdefault(d, {}), values)
-            rows = np.flatnonzero(tags.bake >= 0)
-            idx, inv = np.unique(tags.bake[rows], return_inverse=True)
-            latest = np.full(idx.size, -np.inf)
-            np.maximum.at(latest, inv.ravel(), batch.time_s[rows])
-            for i, t in zip(idx.tolist(), latest.tolist(), strict=True):
+            tagged = tags.bake >= 0  # all of them: only tagged rows are pending
+            latest = np.full(len(bakes), -np.inf)  # per bake index: no sort of the rows
+            np.maximum.at(latest, tags.bake[tagged], batch.time_s[tagged])
+            for i in np.flatnonzero(latest > -np.inf).tolist():
                 bake_id = bakes[i].id
-                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), t)
+                acc.max_time[bake_id] = max(acc.max_time.get(bake_id, -np.inf), latest[i])
 
     def _dead_letter(self, tp: TP, recs: Sequence[Record], rejections: Sequence[Rejection]) -> None:
         if not self.layout.dead_letter:
