@@ -190,9 +190,6 @@ def _decode_split(
         for r in part.rejections
     ]
     rejections.sort(key=lambda r: r.index)
-    by_reason: dict[str, int] = {}
-    for r in rejections:
-        by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
     parts = [(part.batch, pos) for part, pos in ((a, pos_a), (b, pos_b)) if part.batch.n]
     if len(parts) == 2:
         index = np.concatenate([pos[batch.index] for batch, pos in parts])
@@ -201,6 +198,14 @@ def _decode_split(
     else:
         only, pos = parts[0] if parts else (a.batch, pos_a)
         batch = dataclasses.replace(only, index=pos[only.index])
+    return _result(batch, rejections)
+
+
+def _result(batch: RecordBatch, rejections: list[Rejection]) -> DecodeResult:
+    """The result, with its rejections counted by reason (in the order reasons first come)."""
+    by_reason: dict[str, int] = {}
+    for r in rejections:
+        by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
     return DecodeResult(batch, rejections, by_reason)
 
 
@@ -261,10 +266,7 @@ def _decode(
         bake=None if bake is None else bake.categorical(sel),
         segments={k: v.categorical(sel) for k, v in segments.items()},
     )
-    by_reason: dict[str, int] = {}
-    for r in rejections:
-        by_reason[r.reason] = by_reason.get(r.reason, 0) + 1
-    return DecodeResult(batch, rejections, by_reason)
+    return _result(batch, rejections)
 
 
 def _label_paths(fm: FieldMap) -> list[str]:

@@ -29,8 +29,9 @@ def two_service_log(n: int, seed: int = 1) -> list[bytes]:
     return service_log(n, seed)
 
 
-def expected_counts(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
-    """Exact (canary, baseline) request counts per bake id of the two-service log."""
+def _counted(lines: Sequence[bytes], errors_only: bool) -> dict[str, tuple[int, int]]:
+    """(canary, baseline) counts per bake id of the two-service log's valid records (of those
+    with status >= 500 when ``errors_only``)."""
     out = {"checkout-v42": [0, 0], "search-v8": [0, 0]}
     for line in lines:
         try:
@@ -42,9 +43,20 @@ def expected_counts(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
         key = {"checkout": "checkout-v42", "search": "search-v8"}.get(d.get("service"))
         if key is None:
             continue
-        cohort = 0 if d["version"] in ("v42", "v8") else 1
-        out[key][cohort] += 1
+        if errors_only and not (isinstance(d.get("status"), int) and d["status"] >= 500):
+            continue
+        out[key][0 if d["version"] in ("v42", "v8") else 1] += 1
     return {k: (v[0], v[1]) for k, v in out.items()}
+
+
+def expected_counts(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
+    """Exact (canary, baseline) request counts per bake id of the two-service log."""
+    return _counted(lines, errors_only=False)
+
+
+def expected_errors(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
+    """Exact (canary, baseline) errors (status >= 500) per bake id of the same records."""
+    return _counted(lines, errors_only=True)
 
 
 _BAKE_TOML = """
@@ -64,24 +76,6 @@ BAKES_TOML = "".join(
     _BAKE_TOML.format(service=s, canary=c, baseline=b)
     for s, c, b in (("checkout", "v42", "v41"), ("search", "v8", "v7"))
 )
-
-
-def expected_errors(lines: Sequence[bytes]) -> dict[str, tuple[int, int]]:
-    """Exact (canary, baseline) errors (status >= 500) per bake id of the two-service log's
-    valid records."""
-    out = {"checkout-v42": [0, 0], "search-v8": [0, 0]}
-    for line in lines:
-        try:
-            d = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(d, dict) or not isinstance(d.get("latency_ms"), int | float):
-            continue
-        key = {"checkout": "checkout-v42", "search": "search-v8"}.get(d.get("service"))
-        if key is None or not isinstance(d.get("status"), int) or d["status"] < 500:
-            continue
-        out[key][0 if d["version"] in ("v42", "v8") else 1] += 1
-    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def judge_errors(judge: Any) -> dict[str, tuple[int, int]]:
